@@ -1,0 +1,1 @@
+"""Pure rules of appyard: statuses, transitions, targets. No I/O, imports nothing of ours."""

@@ -1,0 +1,83 @@
+"""Task statuses and the one transition table.
+
+Every status write in the server is a conditional UPDATE on the old status; this table is
+what decides which (old, new) pairs may be written at all.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(str, Enum):
+    """Task (session) status; lowercase string values, ``str(Status.FINISHED) == "finished"``."""
+
+    QUEUED = "queued"
+    CONSUMED = "consumed"
+    STARTED = "started"
+    DEPLOYED = "deployed"
+    ERROR = "error"
+    FINISHED = "finished"
+    TERMINATING = "terminating"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def is_running(self) -> bool:
+        """An app process exists (or may exist) for the task."""
+        return self in RUNNING
+
+
+TERMINAL: frozenset[Status] = frozenset({Status.FINISHED, Status.ERROR, Status.STOPPED})
+RUNNING: frozenset[Status] = frozenset({Status.STARTED, Status.DEPLOYED, Status.TERMINATING})
+#: statuses in which the task is held by an agent
+ON_AGENT: frozenset[Status] = frozenset(
+    {Status.CONSUMED, Status.STARTED, Status.DEPLOYED, Status.TERMINATING}
+)
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    # queued -> error: the task can never run (its release vanished, its deadline passed)
+    Status.QUEUED: frozenset({Status.CONSUMED, Status.STOPPED, Status.ERROR}),
+    # consumed -> queued: the agent restarted before it started the app; it runs elsewhere
+    Status.CONSUMED: frozenset(
+        {Status.STARTED, Status.STOPPED, Status.ERROR, Status.QUEUED, Status.FINISHED}
+    ),
+    Status.STARTED: frozenset(
+        {Status.DEPLOYED, Status.FINISHED, Status.ERROR, Status.TERMINATING}
+    ),
+    Status.DEPLOYED: frozenset({Status.FINISHED, Status.ERROR, Status.TERMINATING}),
+    # terminating -> error: the agent was lost while it stopped the app
+    Status.TERMINATING: frozenset({Status.STOPPED, Status.ERROR}),
+    Status.FINISHED: frozenset(),
+    Status.ERROR: frozenset(),
+    Status.STOPPED: frozenset(),
+}
+
+
+def can_transition(old: Status, new: Status) -> bool:
+    """True when ``old -> new`` is a legal move of the state machine."""
+    return new in TRANSITIONS[old]
+
+
+def sources_of(new: Status) -> frozenset[Status]:
+    """All statuses from which ``new`` may be reached (the WHERE clause of a status UPDATE)."""
+    return frozenset(old for old, targets in TRANSITIONS.items() if new in targets)
+
+
+def status_after_exit(current: Status, exit_code: int | None) -> Status:
+    """The status a task ends in once its app process is gone.
+
+    A stop was asked for: ``stopped``, whatever the exit code (the user asked for it).
+    Otherwise exit 0 is ``finished`` and anything else (a signal, a crash) is ``error``.
+    """
+    if current is Status.TERMINATING:
+        return Status.STOPPED
+    if exit_code == 0:
+        return Status.FINISHED
+    return Status.ERROR

@@ -1,0 +1,168 @@
+"""The one exception root of appyard, shared by the server, the agent and the SDK.
+
+::
+
+    AppyardError
+    ├── ConfigurationError (ValueError)      the client is not set up: address, token, env file
+    ├── InvalidArgumentsError (ValueError)   get_arguments/start called with wrong arguments
+    │   └── TargetRequiredError               the app needs a target and none was given
+    ├── InvalidTargetError (KeyError)         more than one target, or one the app does not allow
+    ├── ApiError                              the server refused a request (HTTP 4xx/5xx)
+    │   ├── BadRequestError (ValueError)      400/422: a field is missing or wrong
+    │   ├── AuthenticationError               401: no token, or a token that is not valid
+    │   ├── PermissionDeniedError             403: the token may not do this
+    │   ├── NotFoundError (KeyError)          404: no such thing (or not visible to you)
+    │   │   └── ModuleNotFoundInEcosystem     get_ecosystem_module_id(slug) found nothing
+    │   ├── ConflictError                     409: illegal status transition, duplicate
+    │   └── ServerError                       5xx: a bug or an outage on the server
+    ├── ServerUnavailableError                the server could not be reached (after retries)
+    ├── WaitingTimeExceeded                   wait() ran out of its time budget
+    └── TaskFinishedWithError                 the task waited for ended in ``error``
+
+Every message says what went wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppyardError(Exception):
+    """Root of every error appyard raises on purpose."""
+
+
+class ConfigurationError(AppyardError, ValueError):
+    """The client is missing configuration (server address, token, env file)."""
+
+
+class InvalidArgumentsError(AppyardError, ValueError):
+    """An SDK call got arguments it cannot use."""
+
+
+class TargetRequiredError(InvalidArgumentsError):
+    """The app has to be started from a target and none was given."""
+
+
+class InvalidTargetError(AppyardError, KeyError):
+    """The target given is not one the app accepts (or more than one was given)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep the reference's look
+        return repr(self.args[0]) if self.args else ""
+
+
+class ApiError(AppyardError):
+    """The server refused a request; carries the HTTP status and the JSON error body."""
+
+    status_code: int = 500
+    code: str = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if status_code is not None:
+            self.status_code = status_code
+        if code is not None:
+            self.code = code
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body the server sends (and the SDK parses back)."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class BadRequestError(ApiError, ValueError):
+    status_code = 422
+    code = "invalid"
+
+
+class AuthenticationError(ApiError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFoundError(ApiError, KeyError):
+    status_code = 404
+    code = "not_found"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModuleNotFoundInEcosystem(NotFoundError):
+    pass
+
+
+class ConflictError(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class ServerError(ApiError):
+    status_code = 500
+    code = "server_error"
+
+
+class ServerUnavailableError(AppyardError, ConnectionError):
+    """The server could not be reached; check SERVER_ADDRESS and that the server runs."""
+
+
+class WaitingTimeExceeded(AppyardError):
+    """``wait`` ran out of its time budget before the task reached the status waited for."""
+
+
+class TaskFinishedWithError(AppyardError):
+    """The task ended with status ``error``; the message carries its error text and log tail."""
+
+    def __init__(self, message: str, *, task_id: int | None = None, error: str | None = None):
+        super().__init__(message)
+        self.task_id = task_id
+        self.error = error
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: BadRequestError,
+}
+
+
+def error_from_response(status_code: int, body: Any) -> ApiError:
+    """Rebuild the typed error from a server's JSON error body (used by the SDK)."""
+    cls = _BY_STATUS.get(status_code, ServerError if status_code >= 500 else ApiError)
+    message = f"HTTP {status_code}"
+    field = code = None
+    details: dict[str, Any] | None = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        message = str(err.get("message", message))
+        field = err.get("field")
+        code = err.get("code")
+        details = err.get("details")
+    elif isinstance(body, dict) and "detail" in body:
+        message = str(body["detail"])
+    return cls(message, field=field, status_code=status_code, code=code, details=details)

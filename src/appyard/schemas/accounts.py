@@ -1,0 +1,83 @@
+"""Users, tokens, teams, members and workspaces on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from appyard.schemas.common import Wire
+
+Role = Literal["admin", "developer", "viewer"]
+NAME = Field(min_length=1, max_length=200)
+
+
+class UserCreate(Wire):
+    login: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str | None = Field(default=None, min_length=8, max_length=200)
+    is_admin: bool = False
+
+
+class UserInfo(BaseModel):
+    id: int
+    login: str
+    is_admin: bool
+    created_at: datetime
+
+
+class LoginRequest(Wire):
+    login: str
+    password: str
+
+
+class TokenCreate(Wire):
+    name: str = Field(default="api", min_length=1, max_length=100)
+    user_id: int | None = None  # an admin may mint a token for another user
+
+
+class TokenInfo(BaseModel):
+    id: int
+    name: str
+    kind: str
+    user_id: int | None
+    created_at: datetime
+
+
+class TokenCreated(TokenInfo):
+    token: str  # shown once, never stored in clear
+
+
+class TeamCreate(Wire):
+    name: str = NAME
+
+
+class TeamInfo(BaseModel):
+    id: int
+    name: str
+    role: Role | None = None  # the caller's role in the team
+    created_at: datetime
+
+
+class MemberAdd(Wire):
+    login: str
+    role: Role = "developer"
+
+
+class MemberInfo(BaseModel):
+    user_id: int
+    login: str
+    role: Role
+
+
+class WorkspaceCreate(Wire):
+    name: str = NAME
+    description: str = ""
+
+
+class WorkspaceInfo(BaseModel):
+    id: int
+    team_id: int
+    name: str
+    description: str
+    created_at: datetime

@@ -1,0 +1,112 @@
+"""Tasks (sessions), their logs and progress on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from appyard.domain.status import Status
+from appyard.schemas.common import Wire
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class TaskStart(Wire):
+    """Body of ``POST /api/v1/tasks``: start one session of a module's app."""
+
+    workspace_id: int
+    module_id: int
+    agent_id: int | None = None  # None: any online agent of the team
+    version: str | None = None  # None: the newest release
+    params: dict[str, Any] = Field(default_factory=dict)  # {"state": {...}} or the bare state
+    task_name: str = Field(default="run-from-python", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    log_level: LogLevel = "info"
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class Progress(BaseModel):
+    current: float = 0
+    total: float | None = None
+    message: str = ""
+
+
+class TaskInfo(BaseModel):
+    """The whole task record (what ``get_sessions`` hands out as ``details``)."""
+
+    id: int
+    team_id: int
+    workspace_id: int
+    user_id: int
+    module_id: int
+    app_id: int
+    release_id: int
+    version: str
+    agent_id: int | None
+    name: str
+    description: str
+    status: Status
+    params: dict[str, Any]
+    log_level: str
+    attempt: int
+    exit_code: int | None
+    error: str | None
+    progress: Progress | None
+    outputs: dict[str, Any]
+    ready_url: str | None = None
+    created_at: datetime
+    consumed_at: datetime | None
+    started_at: datetime | None
+    deployed_at: datetime | None
+    terminating_at: datetime | None
+    ended_at: datetime | None
+    updated_at: datetime
+
+
+class SessionStarted(BaseModel):
+    task_id: int
+    user_id: int
+    module_id: int
+    app_id: int
+    status: Status
+
+
+class WaitResult(BaseModel):
+    """Answer of the long-poll ``GET /tasks/{id}/wait``: the task now, and whether time ran out."""
+
+    task: TaskInfo
+    timed_out: bool
+
+
+class StopResult(BaseModel):
+    task_id: int
+    status: Status
+
+
+class LogLine(BaseModel):
+    seq: int
+    t: datetime
+    level: LogLevel
+    text: str
+
+
+class LogPage(BaseModel):
+    items: list[LogLine]
+    next_seq: int  # pass back as ``after`` to read on
+    ended: bool  # the task is terminal and every line has been shipped
+
+
+class ProgressUpdate(Wire):
+    current: float = Field(ge=0)
+    total: float | None = Field(default=None, ge=0)
+    message: str = Field(default="", max_length=500)
+
+
+class OutputsUpdate(Wire):
+    outputs: dict[str, Any]
+
+
+class ReadyUpdate(Wire):
+    url: str | None = None
