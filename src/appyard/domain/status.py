@@ -6,10 +6,10 @@ what decides which (old, new) pairs may be written at all.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Task (session) status; lowercase string values, ``str(Status.FINISHED) == "finished"``."""
 
     QUEUED = "queued"
@@ -20,9 +20,6 @@ class Status(str, Enum):
     FINISHED = "finished"
     TERMINATING = "terminating"
     STOPPED = "stopped"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def is_terminal(self) -> bool:
@@ -48,9 +45,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CONSUMED: frozenset(
         {Status.STARTED, Status.STOPPED, Status.ERROR, Status.QUEUED, Status.FINISHED}
     ),
-    Status.STARTED: frozenset(
-        {Status.DEPLOYED, Status.FINISHED, Status.ERROR, Status.TERMINATING}
-    ),
+    Status.STARTED: frozenset({Status.DEPLOYED, Status.FINISHED, Status.ERROR, Status.TERMINATING}),
     Status.DEPLOYED: frozenset({Status.FINISHED, Status.ERROR, Status.TERMINATING}),
     # terminating -> error: the agent was lost while it stopped the app
     Status.TERMINATING: frozenset({Status.STOPPED, Status.ERROR}),

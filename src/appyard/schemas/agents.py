@@ -58,7 +58,9 @@ class AgentWelcome(BaseModel):
 
 class PollRequest(Wire):
     free_slots: int = Field(ge=0, le=1024)
-    running: list[int] = Field(default_factory=list)  # task ids of the apps it runs now
+    # every task id the agent holds: being prepared, running, or ended but not yet reported
+    # (a held task missing here is requeued if it had not started, else marked error)
+    running: list[int] = Field(default_factory=list)
     timeout_s: float = Field(default=25.0, ge=0, le=60)
 
 

@@ -1,0 +1,118 @@
+"""The rules of ``wait`` shared by the sync and async task APIs (no I/O here)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from appyard.domain.status import TERMINAL, Status
+from appyard.errors import TaskFinishedWithError, WaitingTimeExceeded
+from appyard.schemas.tasks import LogLine, TaskInfo
+
+DEFAULT_ATTEMPTS = 999
+DEFAULT_DELAY_S = 1.0
+MAX_POLL_S = 25.0  # the server holds a wait open at most this long
+#: statuses at which ``wait`` returns whatever the target (the reference's rule)
+RETURN_AT: frozenset[Status] = frozenset({Status.FINISHED, Status.DEPLOYED, Status.STOPPED})
+TAIL_LINES = 20
+
+
+def format_seconds(value: float) -> str:
+    """``3`` for 3.0, ``0.5`` for 0.5: how the budget reads in messages and query strings."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+@dataclass
+class WaitPlan:
+    """What one ``wait`` call waits for and until when."""
+
+    target: Status | None
+    attempts: int | None
+    delay: float | None
+    max_poll: float = MAX_POLL_S
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def make(
+        cls,
+        target_status: Status | str | None,
+        attempts: int | None,
+        delay: float | None,
+        max_poll: float = MAX_POLL_S,
+    ) -> WaitPlan:
+        """Defaults: 999 x 1 s with a target; no target and no limits given: no limit at all."""
+        target = Status(target_status) if target_status is not None else None
+        if target is not None or attempts is not None or delay is not None:
+            attempts = attempts if attempts is not None else DEFAULT_ATTEMPTS
+            delay = delay if delay is not None else DEFAULT_DELAY_S
+        return cls(target, attempts, delay, max_poll)
+
+    @property
+    def budget(self) -> float | None:
+        if self.attempts is None or self.delay is None:
+            return None
+        return self.attempts * self.delay
+
+    def remaining(self) -> float | None:
+        if self.budget is None:
+            return None
+        return self.budget - (time.monotonic() - self.started)
+
+    def poll_timeout(self) -> float:
+        remaining = self.remaining()
+        if remaining is None:
+            return self.max_poll
+        return max(0.0, min(self.max_poll, remaining))
+
+    @property
+    def until(self) -> str:
+        """The statuses the server should answer at (terminal ones it answers at anyway)."""
+        statuses = set(RETURN_AT)
+        if self.target is not None:
+            statuses.add(self.target)
+        return ",".join(sorted(s.value for s in statuses))
+
+    def outcome(self, task: TaskInfo) -> Literal["done", "error", "wait"]:
+        """``done``: return the status; ``error``: raise TaskFinishedWithError; else wait on."""
+        status = task.status
+        if status is Status.ERROR and self.target is not Status.ERROR:
+            return "error"
+        if status is self.target or status in RETURN_AT or status is Status.ERROR:
+            return "done"
+        return "wait"
+
+    def exceeded(self) -> WaitingTimeExceeded:
+        assert self.attempts is not None and self.delay is not None
+        return WaitingTimeExceeded(
+            f"Waiting time exceeded: total waiting time {int(self.attempts * self.delay)} "
+            f"seconds, i.e. {self.attempts} attempts for {format_seconds(self.delay)} "
+            "seconds each"
+        )
+
+
+def needs_log_tail(task: TaskInfo) -> bool:
+    """The server puts the log tail into ``error``; fetch it only when that is missing."""
+    return task.status is Status.ERROR and "\n" not in (task.error or "")
+
+
+def error_message(task: TaskInfo, tail: list[LogLine]) -> str:
+    """``Task finished with status error`` plus the task's error text and last log lines."""
+    message = "Task finished with status error"
+    error = (task.error or "").strip()
+    if error:
+        message += f": {error}"
+    extra = [line.text for line in tail[-TAIL_LINES:] if line.text not in error]
+    if extra:
+        message += "\nLast log lines:\n" + "\n".join(extra)
+    return message
+
+
+def finished_with_error(task: TaskInfo, tail: list[LogLine]) -> TaskFinishedWithError:
+    return TaskFinishedWithError(error_message(task, tail), task_id=task.id, error=task.error)
+
+
+def is_terminal(status: Status) -> bool:
+    return status in TERMINAL

@@ -1,0 +1,3 @@
+from appyard.server.main import main
+
+main()

@@ -1,0 +1,142 @@
+"""``create_app(settings)``: the FastAPI application, its error handlers and background work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from appyard.errors import ApiError
+from appyard.server.db.engine import Database
+from appyard.server.db.migrate import upgrade
+from appyard.server.notifier import Notifier, PostgresListener
+from appyard.server.routes import accounts, agents, ecosystem, tasks
+from appyard.server.routes.deps import ServerContext
+from appyard.server.services.accounts import bootstrap_admin
+from appyard.server.services.agents import sweep_lost
+from appyard.server.settings import Settings
+from appyard.server.storage import ReleaseStore
+
+log = logging.getLogger("appyard.server")
+API = "/api/v1"
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    parts = [str(x) for x in loc if x not in ("body", "query", "path")]
+    return ".".join(parts) or ".".join(str(x) for x in loc)
+
+
+async def _sweeper(ctx: ServerContext) -> None:
+    """Marks silent agents lost; a timer inside the server, not a client polling it."""
+
+    def once() -> None:
+        with ctx.db.session() as s:
+            lost = sweep_lost(s, ctx.settings.agent_ttl_s)
+        if lost:
+            log.warning("agents lost (no poll for %.0f s): %s", ctx.settings.agent_ttl_s, lost)
+
+    while True:
+        try:
+            await anyio.to_thread.run_sync(once)
+        except Exception:
+            log.exception("sweeping lost agents failed; trying again")
+        await asyncio.sleep(ctx.settings.sweep_interval_s)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    notifier = Notifier()
+    db = Database(settings.db_url, notifier)
+    ctx = ServerContext(
+        settings=settings, db=db, notifier=notifier, releases=ReleaseStore(settings.releases_dir)
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        notifier.bind(asyncio.get_running_loop())
+        await anyio.to_thread.run_sync(upgrade, db.engine)
+        if settings.admin_token_file is not None:
+            token_file = settings.admin_token_file
+
+            def boot() -> None:
+                with db.session() as s:
+                    if bootstrap_admin(s, token_file):
+                        log.info("created user admin; its token is in %s", token_file)
+
+            await anyio.to_thread.run_sync(boot)
+        listener = None
+        if db.is_postgres:
+            dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            listener = PostgresListener(dsn, notifier)
+            listener.start()
+        sweeper = asyncio.create_task(_sweeper(ctx))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if listener is not None:
+                listener.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="appyard",
+        version="0.1.0",
+        description="Publish apps and run them as sessions on your own agents.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        field = _field_of(tuple(first.get("loc", ())))
+        message = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg"))
+        body = {
+            "error": {
+                "code": "invalid",
+                "message": message,
+                "field": field,
+                "details": {
+                    "errors": [
+                        {"field": _field_of(tuple(e.get("loc", ()))), "message": e.get("msg")}
+                        for e in errors
+                    ]
+                },
+            }
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = {
+            "error": {
+                "code": "server_error",
+                "message": f"The server failed on this request ({type(exc).__name__}); "
+                "this is a bug: see the server log.",
+            }
+        }
+        return JSONResponse(body, status_code=500)
+
+    @app.get("/health", include_in_schema=False)
+    @app.get(f"{API}/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for module in (accounts, ecosystem, agents, tasks):
+        app.include_router(module.router, prefix=API)
+    return app

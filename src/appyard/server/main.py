@@ -1,0 +1,41 @@
+"""Entry points that start a server process: ``app_from_env`` (uvicorn factory) and ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from fastapi import FastAPI
+
+from appyard.server.app import create_app
+from appyard.server.settings import Settings
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory: ``uvicorn --factory appyard.server.main:app_from_env``."""
+    return create_app(Settings.from_env())
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
+    import uvicorn
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        app_from_env(),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_keep_alive=75,  # agents and SDK clients keep their connection between calls
+        access_log=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="appyard-server", description="Run the appyard server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.log_level)

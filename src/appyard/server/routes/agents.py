@@ -1,0 +1,57 @@
+"""Agents: create and list (users); hello and the long-poll (the agent itself)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+
+from appyard.schemas.agents import (
+    AgentCreate,
+    AgentCreated,
+    AgentHello,
+    AgentInfo,
+    AgentWelcome,
+    PollRequest,
+    PollResponse,
+)
+from appyard.server.routes.deps import arun, context, run
+from appyard.server.services import agents as svc
+
+router = APIRouter(tags=["agents"])
+
+
+@router.post("/teams/{team_id}/agents", response_model=AgentCreated, status_code=201)
+def create_agent(request: Request, team_id: int, body: AgentCreate) -> AgentCreated:
+    ttl = context(request).settings.agent_ttl_s
+    return run(request, lambda s, p: svc.create_agent(s, p, team_id, body, ttl))
+
+
+@router.get("/teams/{team_id}/agents", response_model=list[AgentInfo])
+def list_agents(request: Request, team_id: int) -> list[AgentInfo]:
+    ttl = context(request).settings.agent_ttl_s
+    return run(request, lambda s, p: svc.list_agents(s, p, team_id, ttl))
+
+
+@router.post("/agents/hello", response_model=AgentWelcome)
+def hello(request: Request, body: AgentHello) -> AgentWelcome:
+    settings = context(request).settings
+    return run(request, lambda s, p: svc.hello(s, p, body, settings))
+
+
+@router.post("/agents/{agent_id}/poll", response_model=PollResponse)
+async def poll(request: Request, agent_id: int, body: PollRequest) -> PollResponse:
+    """Long-poll: answers the moment a task is queued for this agent or a stop is asked for."""
+    ctx = context(request)
+    pg = ctx.db.is_postgres
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(body.timeout_s, ctx.settings.poll_timeout_s)
+    team_id = await arun(request, lambda s, p: svc.team_of_agent(s, p, agent_id))
+    with ctx.notifier.subscribe(f"agent:{agent_id}", f"queue:{team_id}") as sub:
+        while True:
+            sub.clear()
+            answer = await arun(request, lambda s, p: svc.poll_once(s, p, agent_id, body, pg))
+            remaining = deadline - loop.time()
+            if answer.tasks or answer.stop or remaining <= 0:
+                return answer
+            await sub.wait(remaining)

@@ -1,0 +1,67 @@
+"""What every route needs: the server context and "authenticate, then run in one transaction"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio.to_thread
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from appyard.errors import AuthenticationError
+from appyard.server.db.engine import Database
+from appyard.server.notifier import Notifier
+from appyard.server.security import Principal
+from appyard.server.services.accounts import authenticate
+from appyard.server.settings import Settings
+from appyard.server.storage import ReleaseStore
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    db: Database
+    notifier: Notifier
+    releases: ReleaseStore
+
+
+def context(request: Request) -> ServerContext:
+    ctx: ServerContext = request.app.state.ctx
+    return ctx
+
+
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip()
+        if token:
+            return token
+    token = request.headers.get("x-api-key", "").strip()
+    if token:
+        return token
+    raise AuthenticationError(
+        "No API token: send 'Authorization: Bearer <token>' (or 'x-api-key'). "
+        "Create one with `appyard token create`."
+    )
+
+
+def run(request: Request, fn: Callable[[Session, Principal], T]) -> T:
+    """Authenticate and run ``fn`` in one transaction (committed if it returns)."""
+    token = bearer(request)
+    with context(request).db.session() as s:
+        principal = authenticate(s, token)
+        return fn(s, principal)
+
+
+def run_anon(request: Request, fn: Callable[[Session], T]) -> T:
+    with context(request).db.session() as s:
+        return fn(s)
+
+
+async def arun(request: Request, fn: Callable[[Session, Principal], T]) -> T:
+    """``run`` from an async route: the database work happens in a worker thread."""
+    return await anyio.to_thread.run_sync(run, request, fn)

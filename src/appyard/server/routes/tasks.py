@@ -1,0 +1,177 @@
+"""Sessions: start, list, read, wait (long-poll), stop, logs (read and live), app reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from appyard.domain.status import TERMINAL, Status
+from appyard.errors import BadRequestError
+from appyard.schemas.agents import LogBatch, TaskEvent
+from appyard.schemas.common import Page
+from appyard.schemas.tasks import (
+    LogPage,
+    OutputsUpdate,
+    ProgressUpdate,
+    ReadyUpdate,
+    SessionStarted,
+    StopResult,
+    TaskInfo,
+    TaskStart,
+    WaitResult,
+)
+from appyard.server.routes.deps import arun, context, run
+from appyard.server.security import Principal
+from appyard.server.services import tasks as svc
+
+router = APIRouter(tags=["tasks"])
+KEEPALIVE_S = 15.0
+
+
+def parse_statuses(raw: str | None, field: str) -> list[Status]:
+    if not raw:
+        return []
+    out: list[Status] = []
+    for part in raw.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            out.append(Status(part))
+        except ValueError:
+            raise BadRequestError(
+                f"{field}: unknown status {part!r}; use some of {[s.value for s in Status]}",
+                field=field,
+            ) from None
+    return out
+
+
+@router.post("/tasks", response_model=SessionStarted, status_code=201)
+def start(request: Request, body: TaskStart) -> SessionStarted:
+    return run(request, lambda s, p: svc.start(s, p, body))
+
+
+@router.get("/tasks", response_model=Page[TaskInfo])
+def list_tasks(
+    request: Request,
+    team_id: int,
+    module_id: int | None = None,
+    status: str | None = None,
+    name: str | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: int | None = None,
+) -> Page[TaskInfo]:
+    statuses = parse_statuses(status, "status")
+    return run(
+        request,
+        lambda s, p: svc.list_tasks(s, p, team_id, module_id, statuses, name, limit, cursor),
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskInfo)
+def get_task(request: Request, task_id: int) -> TaskInfo:
+    return run(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+
+
+@router.get("/tasks/{task_id}/wait", response_model=WaitResult)
+async def wait(
+    request: Request,
+    task_id: int,
+    until: str | None = None,
+    timeout: float = Query(default=25.0, ge=0, le=600),
+) -> WaitResult:
+    """Long-poll: answers the moment the status is one of ``until`` or terminal."""
+    ctx = context(request)
+    wanted = set(parse_statuses(until, "until")) | TERMINAL
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(timeout, ctx.settings.poll_timeout_s)
+    with ctx.notifier.subscribe(f"task:{task_id}") as sub:
+        while True:
+            sub.clear()
+            info = await arun(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+            if info.status in wanted:
+                return WaitResult(task=info, timed_out=False)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return WaitResult(task=info, timed_out=True)
+            await sub.wait(remaining)
+
+
+@router.post("/tasks/{task_id}/stop", response_model=StopResult)
+def stop(request: Request, task_id: int) -> StopResult:
+    return run(request, lambda s, p: svc.stop(s, p, task_id))
+
+
+@router.get("/tasks/{task_id}/logs", response_model=LogPage)
+def read_logs(
+    request: Request,
+    task_id: int,
+    after: int = Query(default=0, ge=0),
+    limit: int = Query(default=1000, ge=1, le=10000),
+) -> LogPage:
+    return run(request, lambda s, p: svc.read_logs(s, p, task_id, after, limit))
+
+
+@router.get("/tasks/{task_id}/logs/stream")
+async def stream_logs(
+    request: Request, task_id: int, after: int = Query(default=0, ge=0)
+) -> StreamingResponse:
+    """Server-sent events: ``log`` per line (id = seq) as they arrive, then one ``end``."""
+    ctx = context(request)
+    first = await arun(request, lambda s, p: svc.read_logs(s, p, task_id, after, 1000))
+
+    async def events() -> AsyncIterator[str]:
+        page = first
+        cursor = after
+        with ctx.notifier.subscribe(f"log:{task_id}", f"task:{task_id}") as sub:
+            while True:
+                for line in page.items:
+                    yield f"id: {line.seq}\nevent: log\ndata: {line.model_dump_json()}\n\n"
+                cursor = page.next_seq
+                if page.ended:
+                    yield f"event: end\ndata: {json.dumps({'next_seq': cursor})}\n\n"
+                    return
+                if not page.items and not await sub.wait(KEEPALIVE_S):
+                    yield ": keepalive\n\n"
+                sub.clear()
+                page = await arun(request, _reader(task_id, cursor))
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _reader(task_id: int, after: int) -> Callable[[Session, Principal], LogPage]:
+    return lambda s, p: svc.read_logs(s, p, task_id, after, 1000)
+
+
+@router.post("/tasks/{task_id}/progress", response_model=TaskInfo)
+def set_progress(request: Request, task_id: int, body: ProgressUpdate) -> TaskInfo:
+    return run(request, lambda s, p: svc.set_progress(s, p, task_id, body))
+
+
+@router.post("/tasks/{task_id}/outputs", response_model=TaskInfo)
+def set_outputs(request: Request, task_id: int, body: OutputsUpdate) -> TaskInfo:
+    return run(request, lambda s, p: svc.set_outputs(s, p, task_id, body))
+
+
+@router.post("/tasks/{task_id}/ready", response_model=TaskInfo)
+def set_ready(request: Request, task_id: int, body: ReadyUpdate) -> TaskInfo:
+    return run(request, lambda s, p: svc.set_ready(s, p, task_id, body))
+
+
+@router.post("/tasks/{task_id}/events", response_model=TaskInfo)
+def agent_event(request: Request, task_id: int, body: TaskEvent) -> TaskInfo:
+    return run(request, lambda s, p: svc.agent_event(s, p, task_id, body))
+
+
+@router.post("/tasks/{task_id}/logs")
+def append_logs(request: Request, task_id: int, body: LogBatch) -> dict[str, int]:
+    return {"end_offset": run(request, lambda s, p: svc.append_logs(s, p, task_id, body))}

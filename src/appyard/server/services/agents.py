@@ -1,0 +1,260 @@
+"""Agents: creation, the hello/poll protocol (claiming tasks), and losing agents.
+
+Claiming is a compare-and-set (``UPDATE ... WHERE status='queued'``, with ``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL when picking), so however many agents or replicas race, a task is
+handed out once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from appyard.domain.status import ON_AGENT, TERMINAL, Status
+from appyard.domain.targets import STATE_KEY_TO_ENV
+from appyard.errors import NotFoundError, PermissionDeniedError
+from appyard.schemas.agents import (
+    AgentCreate,
+    AgentCreated,
+    AgentHello,
+    AgentInfo,
+    AgentWelcome,
+    PollRequest,
+    PollResponse,
+    TaskAssignment,
+)
+from appyard.server.db.models import Agent, Module, Release, Task, Token, utcnow
+from appyard.server.notifier import emit
+from appyard.server.security import Principal
+from appyard.server.services.accounts import mint_token, team_role
+from appyard.server.services.manifest import grace_of
+from appyard.server.services.tasks import error_text, move
+from appyard.server.settings import Settings
+
+ON_AGENT_VALUES = [st.value for st in ON_AGENT]
+
+
+def _info(s: Session, a: Agent, ttl_s: float) -> AgentInfo:
+    running = s.scalar(
+        select(func.count())
+        .select_from(Task)
+        .where(Task.agent_id == a.id, Task.status.in_(ON_AGENT_VALUES))
+    )
+    return AgentInfo(
+        id=a.id,
+        team_id=a.team_id,
+        name=a.name,
+        status="online" if is_online(a, ttl_s) else "offline",
+        slots=a.slots,
+        running=running or 0,
+        hostname=a.hostname,
+        version=a.version,
+        last_seen_at=a.last_seen_at,
+        created_at=a.created_at,
+    )
+
+
+def is_online(a: Agent, ttl_s: float) -> bool:
+    return bool(
+        a.online and a.last_seen_at and utcnow() - a.last_seen_at < timedelta(seconds=ttl_s)
+    )
+
+
+def create_agent(
+    s: Session, p: Principal, team_id: int, body: AgentCreate, ttl_s: float
+) -> AgentCreated:
+    team_role(s, p, team_id, "developer")
+    if p.kind != "user":
+        raise PermissionDeniedError("Only a user token can create agents.")
+    agent = Agent(team_id=team_id, name=body.name, slots=1)
+    s.add(agent)
+    s.flush()
+    _, raw = mint_token(s, "agent", f"agent {agent.id}", agent_id=agent.id)
+    return AgentCreated(**_info(s, agent, ttl_s).model_dump(), token=raw)
+
+
+def list_agents(s: Session, p: Principal, team_id: int, ttl_s: float) -> list[AgentInfo]:
+    team_role(s, p, team_id)
+    rows = s.scalars(select(Agent).where(Agent.team_id == team_id).order_by(Agent.id))
+    return [_info(s, a, ttl_s) for a in rows]
+
+
+def _me(s: Session, p: Principal, agent_id: int | None = None) -> Agent:
+    if p.kind != "agent" or (agent_id is not None and agent_id != p.agent_id):
+        raise PermissionDeniedError(
+            "Only the agent's own token can speak the agent protocol for it."
+        )
+    agent = s.get(Agent, p.agent_id)
+    if agent is None:
+        raise NotFoundError(f"Agent {p.agent_id} not found.", field="agent_id")
+    return agent
+
+
+def _requeue_or_fail(s: Session, t: Task, reason: str) -> None:
+    """A task its agent no longer holds: not started yet → queued again; else error."""
+    status = Status(t.status)
+    if status is Status.CONSUMED:
+        s.execute(update(Token).where(Token.task_id == t.id).values(revoked=True))
+        move(
+            s,
+            t,
+            Status.QUEUED,
+            agent_id=t.requested_agent_id,
+            consumed_at=None,
+            attempt=t.attempt + 1,
+        )
+        emit(s, f"agent:{t.requested_agent_id}" if t.requested_agent_id else f"queue:{t.team_id}")
+    elif status is Status.TERMINATING:
+        move(s, t, Status.STOPPED)
+    else:
+        move(s, t, Status.ERROR, error=error_text(s, t.id, reason))
+
+
+def _reconcile(s: Session, agent: Agent, held: set[int], reason: str) -> list[int]:
+    """Make the database agree with what the agent says it holds; return ids to stop."""
+    stop: list[int] = []
+    rows = s.scalars(
+        select(Task).where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
+    ).all()
+    for t in rows:
+        if t.id not in held:
+            _requeue_or_fail(s, t, reason)
+    for task_id in held:
+        h = s.get(Task, task_id)
+        if h is None or h.agent_id != agent.id or Status(h.status) in TERMINAL:
+            stop.append(task_id)  # ended or lost meanwhile: the app must not run on
+    return stop
+
+
+def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> AgentWelcome:
+    agent = _me(s, p)
+    agent.slots = body.slots
+    agent.hostname = body.hostname or None
+    agent.version = body.version or None
+    agent.last_seen_at = utcnow()
+    agent.online = True
+    held = {h.task_id for h in body.held}
+    stop = _reconcile(
+        s, agent, held, f"agent lost: agent {agent.id} restarted and no longer has this app"
+    )
+    # stops asked for while it was away are delivered again on its next poll
+    s.execute(
+        update(Task)
+        .where(Task.agent_id == agent.id, Task.status == Status.TERMINATING.value)
+        .values(stop_delivered=False)
+    )
+    emit(s, f"team:{agent.team_id}")
+    return AgentWelcome(
+        agent_id=agent.id,
+        team_id=agent.team_id,
+        ttl_s=settings.agent_ttl_s,
+        poll_timeout_s=settings.poll_timeout_s,
+        stop=stop,
+    )
+
+
+def _assignment(s: Session, t: Task, token: str) -> TaskAssignment:
+    release = s.get(Release, t.release_id)
+    module = s.get(Module, t.module_id)
+    assert release is not None and module is not None
+    state = t.params.get("state", {})
+    context = {"teamId": t.team_id, "workspaceId": t.workspace_id, **t.params.get("context", {})}
+    env = {
+        var: str(state[key])
+        for key, var in STATE_KEY_TO_ENV.items()
+        if key in state and state[key] is not None
+    }
+    return TaskAssignment(
+        task_id=t.id,
+        team_id=t.team_id,
+        workspace_id=t.workspace_id,
+        user_id=t.user_id,
+        module_id=t.module_id,
+        app_name=str(release.config.get("name", module.name)),
+        release_sha256=release.sha256,
+        release_url=f"/api/v1/releases/{release.sha256}/archive",
+        config=release.config,
+        state=state,
+        context=context,
+        token=token,
+        stop_grace_s=grace_of(release.config),
+        log_level=t.log_level,
+        env=env,
+    )
+
+
+def poll_once(
+    s: Session, p: Principal, agent_id: int, req: PollRequest, postgres: bool
+) -> PollResponse:
+    """One look for work: reconcile, claim up to ``free_slots`` tasks, collect stops."""
+    agent = _me(s, p, agent_id)
+    agent.last_seen_at = utcnow()
+    if not agent.online:
+        agent.online = True
+        emit(s, f"team:{agent.team_id}")
+    held = set(req.running)
+    stops = _reconcile(s, agent, held, f"agent {agent.id} no longer runs this app")
+    to_stop = s.scalars(
+        select(Task).where(
+            Task.agent_id == agent.id,
+            Task.status.in_([Status.TERMINATING.value, Status.STOPPED.value]),
+            Task.stop_delivered.is_(False),
+        )
+    ).all()
+    for t in to_stop:
+        t.stop_delivered = True
+        if t.id in held:
+            stops.append(t.id)
+    tasks: list[TaskAssignment] = []
+    if req.free_slots > 0:
+        pick = (
+            select(Task.id)
+            .where(
+                Task.team_id == agent.team_id,
+                Task.status == Status.QUEUED.value,
+                or_(Task.requested_agent_id == agent.id, Task.requested_agent_id.is_(None)),
+            )
+            .order_by(Task.id)
+            .limit(req.free_slots)
+        )
+        if postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        for task_id in s.scalars(pick).all():
+            c = s.get(Task, task_id)
+            if c is None or c.status != Status.QUEUED.value:
+                continue
+            t = c
+            try:
+                move(s, t, Status.CONSUMED, agent_id=agent.id)
+            except Exception:  # lost the race for it to another agent: fine
+                s.refresh(t)
+                continue
+            _, raw = mint_token(s, "task", f"task {t.id}", task_id=t.id)
+            tasks.append(_assignment(s, t, raw))
+    return PollResponse(tasks=tasks, stop=sorted(set(stops)))
+
+
+def touch(s: Session, p: Principal, agent_id: int) -> None:
+    agent = _me(s, p, agent_id)
+    agent.last_seen_at = utcnow()
+
+
+def sweep_lost(s: Session, ttl_s: float) -> list[int]:
+    """Agents silent for the TTL go offline; what they ran becomes error ("agent lost")."""
+    cutoff = utcnow() - timedelta(seconds=ttl_s)
+    lost = s.scalars(select(Agent).where(Agent.online.is_(True), Agent.last_seen_at < cutoff)).all()
+    for agent in lost:
+        agent.online = False
+        emit(s, f"team:{agent.team_id}")
+        reason = f"agent lost: agent {agent.id} ({agent.name}) sent nothing for {ttl_s:g} s"
+        for t in s.scalars(
+            select(Task).where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
+        ).all():
+            _requeue_or_fail(s, t, reason)
+    return [a.id for a in lost]
+
+
+def team_of_agent(s: Session, p: Principal, agent_id: int) -> int:
+    return _me(s, p, agent_id).team_id

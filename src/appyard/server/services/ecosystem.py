@@ -1,0 +1,236 @@
+"""The catalog: publishing releases of modules and reading them back."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from typing import Any
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session
+
+from appyard.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
+from appyard.schemas.ecosystem import ModuleInfoWire, PublishResult, ReleaseInfo
+from appyard.server.db.models import Member, Module, Release, utcnow
+from appyard.server.security import Principal
+from appyard.server.services.accounts import require_user
+from appyard.server.services.manifest import validate_config
+from appyard.server.storage import ReleaseStore
+
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _norm(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def read_archive(data: bytes) -> tuple[dict[str, Any], str]:
+    """Open an uploaded app archive; return its manifest and readme.
+
+    The archive must be a gzipped tar with ``config.json`` at its root; members must stay
+    inside the folder (no absolute paths, no ``..``, no links, no devices).
+    """
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")  # noqa: SIM115 - read below
+        members = tar.getmembers()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise BadRequestError(
+            f"archive is not a gzipped tar ({exc}); publish a folder with `appyard app publish PATH`",
+            field="archive",
+        ) from None
+    files: dict[str, tarfile.TarInfo] = {}
+    for m in members:
+        name = _norm(m.name)
+        if name.startswith("/") or ".." in name.split("/"):
+            raise BadRequestError(
+                f"archive member {m.name!r} escapes the app folder", field="archive"
+            )
+        if not (m.isfile() or m.isdir()):
+            raise BadRequestError(
+                f"archive member {m.name!r} is a link or device; only files and folders are allowed",
+                field="archive",
+            )
+        files[name] = m
+    if "config.json" not in files:
+        raise BadRequestError(
+            "archive has no config.json at its root: every app folder needs a config.json manifest",
+            field="config.json",
+        )
+    cfg_member = files["config.json"]
+    if cfg_member.size > MAX_CONFIG_BYTES:
+        raise BadRequestError("config.json is larger than 1 MiB", field="config.json")
+    raw = tar.extractfile(cfg_member)
+    assert raw is not None
+    try:
+        config = json.loads(raw.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequestError(
+            f"config.json is not valid JSON: {exc}", field="config.json"
+        ) from None
+    config = validate_config(config)
+    main_script = config.get("main_script")
+    if isinstance(main_script, str) and _norm(main_script) not in files:
+        raise BadRequestError(
+            f"config.json: main_script {main_script!r} is not in the app folder",
+            field="config.main_script",
+        )
+    readme = ""
+    for name in ("README.md", "readme.md", "README"):
+        if name in files and files[name].isfile():
+            fh = tar.extractfile(files[name])
+            if fh is not None:
+                readme = fh.read(256 * 1024).decode("utf-8", "replace")
+            break
+    return config, readme
+
+
+def _release_info(r: Release) -> ReleaseInfo:
+    return ReleaseInfo(
+        id=r.id, version=r.version, sha256=r.sha256, size=r.size, created_at=r.created_at
+    )
+
+
+def _can_publish(s: Session, p: Principal) -> int:
+    user_id = require_user(p)
+    if p.kind != "user":
+        raise PermissionDeniedError("Publishing needs a user token, not a task token.")
+    if p.is_admin:
+        return user_id
+    developer = s.scalar(
+        select(exists().where(Member.user_id == user_id, Member.role.in_(("developer", "admin"))))
+    )
+    if not developer:
+        raise PermissionDeniedError(
+            "Publishing needs the developer or admin role in at least one team."
+        )
+    return user_id
+
+
+def publish(s: Session, p: Principal, data: bytes, store: ReleaseStore) -> PublishResult:
+    """Add a release; the same content published again returns the release it already has."""
+    user_id = _can_publish(s, p)
+    config, readme = read_archive(data)
+    sha = hashlib.sha256(data).hexdigest()
+    slug = config["slug"]
+    module = s.scalar(select(Module).where(Module.slug == slug))
+    if module is None:
+        module = Module(slug=slug, name=config["name"], publisher_id=user_id)
+        s.add(module)
+        s.flush()
+    elif module.publisher_id not in (None, user_id) and not p.is_admin:
+        raise PermissionDeniedError(
+            f"Module {slug} belongs to another publisher; only they or an admin can publish it.",
+            field="config.slug",
+        )
+    same = s.scalar(select(Release).where(Release.module_id == module.id, Release.sha256 == sha))
+    if same is not None:
+        return PublishResult(
+            module_id=module.id, slug=slug, release=_release_info(same), created=False
+        )
+    count = len(s.scalars(select(Release.id).where(Release.module_id == module.id)).all())
+    version = config.get("version") or f"r{count + 1}"
+    clash = s.scalar(
+        select(Release).where(Release.module_id == module.id, Release.version == version)
+    )
+    if clash is not None:
+        raise ConflictError(
+            f"{slug} has a release {version!r} with other content already; "
+            "bump `version` in config.json (or remove it to number releases automatically).",
+            field="config.version",
+        )
+    store.put(sha, data)
+    release = Release(
+        module_id=module.id,
+        version=version,
+        sha256=sha,
+        size=len(data),
+        config=config,
+        readme=readme,
+    )
+    s.add(release)
+    module.name = config["name"]
+    module.updated_at = utcnow()
+    s.flush()
+    return PublishResult(
+        module_id=module.id, slug=slug, release=_release_info(release), created=True
+    )
+
+
+def releases_of(s: Session, module_id: int) -> list[Release]:
+    return list(
+        s.scalars(select(Release).where(Release.module_id == module_id).order_by(Release.id.desc()))
+    )
+
+
+def pick_release(s: Session, module_id: int, version: str | None) -> Release:
+    """The release asked for, or the newest one; a clear 404 naming the versions there are."""
+    releases = releases_of(s, module_id)
+    if not releases:
+        raise NotFoundError(
+            f"Module {module_id} has no release yet; publish one.", field="module_id"
+        )
+    if version is None:
+        return releases[0]
+    for r in releases:
+        if r.version == version:
+            return r
+    raise NotFoundError(
+        f"Module {module_id} has no release {version!r}; it has {[r.version for r in releases]}.",
+        field="version",
+    )
+
+
+def get_module_row(s: Session, module_id: int) -> Module:
+    module = s.get(Module, module_id)
+    if module is None:
+        raise NotFoundError(f"Module {module_id} not found in the ecosystem.", field="module_id")
+    return module
+
+
+def module_info(s: Session, p: Principal, module_id: int, version: str | None) -> ModuleInfoWire:
+    module = get_module_row(s, module_id)
+    releases = releases_of(s, module_id)
+    release = pick_release(s, module_id, version)
+    config = release.config
+    return ModuleInfoWire(
+        id=module.id,
+        slug=module.slug,
+        name=module.name,
+        type="app",
+        config=config,
+        readme=release.readme,
+        repo=config.get("repo") if isinstance(config.get("repo"), str) else None,
+        github_repo=None,
+        meta={
+            "releases": [_release_info(r).model_dump(mode="json") for r in releases],
+            "version": release.version,
+        },
+        created_at=module.created_at,
+        updated_at=module.updated_at,
+    )
+
+
+def lookup(s: Session, p: Principal, slug: str) -> int:
+    module_id = s.scalar(select(Module.id).where(Module.slug == slug))
+    if module_id is None:
+        raise NotFoundError(f"Module {slug} not found in ecosystem", field="slug")
+    return module_id
+
+
+def list_modules(s: Session, p: Principal, q: str | None = None) -> list[ModuleInfoWire]:
+    stmt = select(Module.id).order_by(Module.id)
+    if q:
+        like = f"%{q}%"
+        stmt = stmt.where(or_(Module.slug.ilike(like), Module.name.ilike(like)))
+    return [module_info(s, p, mid, None) for mid in s.scalars(stmt)]
+
+
+def release_for_download(s: Session, p: Principal, sha256: str) -> Release:
+    release = s.scalar(select(Release).where(Release.sha256 == sha256))
+    if release is None:
+        raise NotFoundError(f"No release with sha256 {sha256}.", field="sha256")
+    return release

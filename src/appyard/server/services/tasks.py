@@ -1,0 +1,417 @@
+"""Sessions: start, read, list, stop, and the status moves reported for them.
+
+Every status write goes through ``move``: a conditional UPDATE on the status that was read,
+checked against the one transition table, so two racing writers cannot both win.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from appyard.domain.status import TERMINAL, Status, can_transition, status_after_exit
+from appyard.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from appyard.schemas.agents import LogBatch, TaskEvent
+from appyard.schemas.common import Page
+from appyard.schemas.tasks import (
+    LogLine,
+    LogPage,
+    OutputsUpdate,
+    Progress,
+    ProgressUpdate,
+    ReadyUpdate,
+    SessionStarted,
+    StopResult,
+    TaskInfo,
+    TaskStart,
+)
+from appyard.server.db.models import Agent, App, Task, TaskLog, Token, utcnow
+from appyard.server.notifier import emit
+from appyard.server.security import Principal
+from appyard.server.services.accounts import get_workspace, require_user, team_role
+from appyard.server.services.ecosystem import get_module_row, pick_release
+from appyard.server.services.manifest import validate_state
+
+LOG_TAIL_LINES = 10
+TIMESTAMP_OF: dict[Status, str] = {
+    Status.CONSUMED: "consumed_at",
+    Status.STARTED: "started_at",
+    Status.DEPLOYED: "deployed_at",
+    Status.TERMINATING: "terminating_at",
+    Status.FINISHED: "ended_at",
+    Status.ERROR: "ended_at",
+    Status.STOPPED: "ended_at",
+}
+
+
+def task_info(t: Task) -> TaskInfo:
+    return TaskInfo(
+        id=t.id,
+        team_id=t.team_id,
+        workspace_id=t.workspace_id,
+        user_id=t.user_id,
+        module_id=t.module_id,
+        app_id=t.app_id,
+        release_id=t.release_id,
+        version=t.version,
+        agent_id=t.agent_id,
+        name=t.name,
+        description=t.description,
+        status=Status(t.status),
+        params=t.params,
+        log_level=t.log_level,
+        attempt=t.attempt,
+        exit_code=t.exit_code,
+        error=t.error,
+        progress=Progress(**t.progress) if t.progress else None,
+        outputs=t.outputs or {},
+        ready_url=t.ready_url,
+        created_at=t.created_at,
+        consumed_at=t.consumed_at,
+        started_at=t.started_at,
+        deployed_at=t.deployed_at,
+        terminating_at=t.terminating_at,
+        ended_at=t.ended_at,
+        updated_at=t.updated_at,
+    )
+
+
+def task_keys(t: Task) -> tuple[str, ...]:
+    """Notifier keys a change of ``t`` wakes: its waiters and its team's live views."""
+    return (f"task:{t.id}", f"team:{t.team_id}")
+
+
+def move(s: Session, t: Task, new: Status, **fields: Any) -> None:
+    """Move ``t`` to ``new`` with a conditional UPDATE on the status read; 409 if it lost a race."""
+    old = Status(t.status)
+    if not can_transition(old, new):
+        raise ConflictError(
+            f"Task {t.id} is {old}; it cannot become {new}.",
+            field="status",
+            details={"status": str(old)},
+        )
+    now = utcnow()
+    values: dict[str, Any] = {"status": new.value, "updated_at": now, **fields}
+    stamp = TIMESTAMP_OF.get(new)
+    if stamp and stamp not in values:
+        values[stamp] = now
+    result = s.execute(
+        update(Task).where(Task.id == t.id, Task.status == old.value).values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        s.refresh(t)
+        raise ConflictError(
+            f"Task {t.id} changed meanwhile (now {t.status}); it cannot become {new}.",
+            field="status",
+            details={"status": t.status},
+        )
+    s.refresh(t)
+    emit(s, *task_keys(t))
+    if new in TERMINAL:
+        # its token dies with it (also refused at once by authenticate on the status)
+        s.execute(update(Token).where(Token.task_id == t.id).values(revoked=True))
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def get_task(s: Session, p: Principal, task_id: int, need: str = "viewer") -> Task:
+    """The task if the caller may see it (and act with role ``need``); else 404/403."""
+    t = s.get(Task, task_id)
+    missing = NotFoundError(
+        f"Task {task_id} not found, or it is not in one of your teams.", field="task_id"
+    )
+    if t is None:
+        raise missing
+    if p.kind == "agent":
+        if t.agent_id != p.agent_id:
+            raise missing
+        return t
+    try:
+        team_role(s, p, t.team_id, need)  # type: ignore[arg-type]
+    except NotFoundError:
+        raise missing from None
+    return t
+
+
+def list_tasks(
+    s: Session,
+    p: Principal,
+    team_id: int,
+    module_id: int | None = None,
+    statuses: list[Status] | None = None,
+    name: str | None = None,
+    limit: int = 50,
+    cursor: int | None = None,
+) -> Page[TaskInfo]:
+    team_role(s, p, team_id)
+    stmt = select(Task).where(Task.team_id == team_id)
+    if module_id is not None:
+        stmt = stmt.where(Task.module_id == module_id)
+    if statuses:
+        stmt = stmt.where(Task.status.in_([st.value for st in statuses]))
+    if name:
+        stmt = stmt.where(Task.name == name)
+    if cursor is not None:
+        stmt = stmt.where(Task.id < cursor)
+    rows = list(s.scalars(stmt.order_by(Task.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page[TaskInfo](
+        items=[task_info(t) for t in rows],
+        next_cursor=str(rows[-1].id) if more and rows else None,
+    )
+
+
+# -- starting and stopping ----------------------------------------------------------------------
+
+
+def start(s: Session, p: Principal, body: TaskStart) -> SessionStarted:
+    """Queue a session after every check; a retried call with the same key returns the first."""
+    user_id = require_user(p)
+    if body.idempotency_key:
+        prior = s.scalar(
+            select(Task).where(
+                Task.user_id == user_id, Task.idempotency_key == body.idempotency_key
+            )
+        )
+        if prior is not None:
+            get_task(s, p, prior.id)
+            return _started(prior)
+    ws = get_workspace(s, p, body.workspace_id, "developer")
+    module = get_module_row(s, body.module_id)
+    release = pick_release(s, module.id, body.version)
+    params = dict(body.params)
+    state = params.get("state", {}) if "state" in params else params
+    if "state" not in params:
+        params = {"state": state}
+    if not isinstance(state, dict):
+        raise BadRequestError("params.state must be a JSON object", field="params.state")
+    if "context" in params and not isinstance(params["context"], dict):
+        raise BadRequestError("params.context must be a JSON object", field="params.context")
+    validate_state(release.config, state)
+    if body.agent_id is not None:
+        agent = s.get(Agent, body.agent_id)
+        if agent is None or agent.team_id != ws.team_id:
+            raise BadRequestError(
+                f"agent_id {body.agent_id} is not an agent of team {ws.team_id}; "
+                "list the team's agents with api.agent.get_list(team_id).",
+                field="agent_id",
+            )
+    app = s.scalar(select(App).where(App.team_id == ws.team_id, App.module_id == module.id))
+    if app is None:
+        app = App(team_id=ws.team_id, module_id=module.id)
+        s.add(app)
+        s.flush()
+    now = utcnow()
+    t = Task(
+        team_id=ws.team_id,
+        workspace_id=ws.id,
+        user_id=user_id,
+        module_id=module.id,
+        app_id=app.id,
+        release_id=release.id,
+        version=release.version,
+        requested_agent_id=body.agent_id,
+        agent_id=body.agent_id,
+        name=body.task_name,
+        description=body.description,
+        status=Status.QUEUED.value,
+        params=params,
+        log_level=body.log_level,
+        idempotency_key=body.idempotency_key,
+        outputs={},
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(t)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise ConflictError(
+            "A session with this idempotency_key is being started; retry to get it.",
+            field="idempotency_key",
+        ) from None
+    emit(s, *task_keys(t))
+    emit(s, f"agent:{body.agent_id}" if body.agent_id else f"queue:{ws.team_id}")
+    return _started(t)
+
+
+def _started(t: Task) -> SessionStarted:
+    return SessionStarted(
+        task_id=t.id,
+        user_id=t.user_id,
+        module_id=t.module_id,
+        app_id=t.app_id,
+        status=Status(t.status),
+    )
+
+
+def stop(s: Session, p: Principal, task_id: int) -> StopResult:
+    """Queued/consumed: stopped at once. Running: terminating, and the agent is told now."""
+    t = get_task(s, p, task_id, "developer")
+    if p.kind == "task" and p.task_id != t.id and t.team_id != p.team_id:
+        raise PermissionDeniedError("A task token can stop tasks of its own team only.")
+    status = Status(t.status)
+    if status in TERMINAL or status is Status.TERMINATING:
+        return StopResult(task_id=t.id, status=status)
+    if status in (Status.QUEUED, Status.CONSUMED):
+        move(s, t, Status.STOPPED, error=None)
+        if t.agent_id is not None and status is Status.CONSUMED:
+            # the agent may be preparing it; tell it to drop it
+            t.stop_delivered = False
+            emit(s, f"agent:{t.agent_id}")
+    else:
+        move(s, t, Status.TERMINATING, stop_delivered=False)
+        emit(s, f"agent:{t.agent_id}")
+    return StopResult(task_id=t.id, status=Status(t.status))
+
+
+# -- what the agent reports -----------------------------------------------------------------------
+
+
+def _held_by(s: Session, p: Principal, task_id: int) -> Task:
+    t = s.get(Task, task_id)
+    if t is None or p.kind != "agent" or t.agent_id != p.agent_id:
+        raise NotFoundError(f"Task {task_id} is not held by this agent.", field="task_id")
+    return t
+
+
+def log_tail(s: Session, task_id: int, n: int = LOG_TAIL_LINES) -> list[str]:
+    rows = s.scalars(
+        select(TaskLog.text).where(TaskLog.task_id == task_id).order_by(TaskLog.seq.desc()).limit(n)
+    ).all()
+    return list(reversed(rows))
+
+
+def error_text(s: Session, task_id: int, reason: str) -> str:
+    tail = log_tail(s, task_id)
+    if not tail:
+        return reason
+    return reason + "\nLast log lines:\n" + "\n".join(tail)
+
+
+def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskInfo:
+    t = _held_by(s, p, task_id)
+    status = Status(t.status)
+    if ev.kind == "started":
+        if status is Status.CONSUMED:
+            move(s, t, Status.STARTED, pid=ev.pid)
+        elif status in TERMINAL or status is not Status.STARTED:
+            # already reported, or stopped meanwhile (the agent learns of the stop on its poll)
+            pass
+        return task_info(t)
+    if status in TERMINAL:
+        return task_info(t)  # a retried report after the end: nothing more to do
+    if ev.kind == "failed":
+        reason = ev.error or "the app could not be started"
+        new = Status.STOPPED if status is Status.TERMINATING else Status.ERROR
+        move(s, t, new, error=error_text(s, t.id, reason) if new is Status.ERROR else None)
+        return task_info(t)
+    new = status_after_exit(status, ev.exit_code)
+    error = None
+    if new is Status.ERROR:
+        code = ev.exit_code
+        if code is not None and code < 0:
+            reason = f"the app was killed by signal {-code}"
+        else:
+            reason = f"the app exited with code {code}"
+        if ev.error:
+            reason += f": {ev.error}"
+        error = error_text(s, t.id, reason)
+    move(s, t, new, exit_code=ev.exit_code, error=error)
+    return task_info(t)
+
+
+def append_logs(s: Session, p: Principal, task_id: int, batch: LogBatch) -> int:
+    """Append a batch at most once: it must begin where the stored log ends."""
+    t = _held_by(s, p, task_id)
+    if batch.end_offset <= t.log_offset:
+        return t.log_offset  # a retry of a batch already written
+    if batch.offset != t.log_offset:
+        raise ConflictError(
+            f"Log batch starts at {batch.offset} but task {task_id}'s log ends at {t.log_offset}; "
+            "resend from there.",
+            field="offset",
+            details={"end_offset": t.log_offset},
+        )
+    n = len(batch.lines)
+    first = t.log_count + 1
+    result = s.execute(
+        update(Task)
+        .where(Task.id == t.id, Task.log_offset == batch.offset)
+        .values(log_offset=batch.end_offset, log_count=Task.log_count + n)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConflictError("Another batch was written meanwhile; resend.", field="offset")
+    s.add_all(
+        TaskLog(task_id=t.id, seq=first + i, t=line.t, level=line.level, text=line.text)
+        for i, line in enumerate(batch.lines)
+    )
+    emit(s, f"log:{t.id}")
+    return batch.end_offset
+
+
+def read_logs(s: Session, p: Principal, task_id: int, after: int = 0, limit: int = 1000) -> LogPage:
+    t = get_task(s, p, task_id)
+    rows = list(
+        s.scalars(
+            select(TaskLog)
+            .where(TaskLog.task_id == t.id, TaskLog.seq > after)
+            .order_by(TaskLog.seq)
+            .limit(limit)
+        )
+    )
+    items = [LogLine(seq=r.seq, t=r.t, level=r.level, text=r.text) for r in rows]  # type: ignore[arg-type]
+    next_seq = items[-1].seq if items else after
+    ended = Status(t.status) in TERMINAL and next_seq >= t.log_count
+    return LogPage(items=items, next_seq=next_seq, ended=ended)
+
+
+# -- what the app itself reports ------------------------------------------------------------------
+
+
+def _own_task(s: Session, p: Principal, task_id: int) -> Task:
+    t = get_task(s, p, task_id)
+    if p.kind != "task" or p.task_id != t.id:
+        raise PermissionDeniedError(
+            "Only the app of this task (with its API_TOKEN) can report its progress or outputs."
+        )
+    return t
+
+
+def set_progress(s: Session, p: Principal, task_id: int, body: ProgressUpdate) -> TaskInfo:
+    t = _own_task(s, p, task_id)
+    if body.total is not None and body.current > body.total:
+        raise BadRequestError(
+            f"progress current {body.current:g} is larger than total {body.total:g}",
+            field="current",
+        )
+    t.progress = body.model_dump()
+    t.updated_at = utcnow()
+    emit(s, f"progress:{t.id}", f"team:{t.team_id}")
+    return task_info(t)
+
+
+def set_outputs(s: Session, p: Principal, task_id: int, body: OutputsUpdate) -> TaskInfo:
+    t = _own_task(s, p, task_id)
+    t.outputs = {**(t.outputs or {}), **body.outputs}
+    t.updated_at = utcnow()
+    emit(s, *task_keys(t))
+    return task_info(t)
+
+
+def set_ready(s: Session, p: Principal, task_id: int, body: ReadyUpdate) -> TaskInfo:
+    t = _own_task(s, p, task_id)
+    if Status(t.status) is Status.DEPLOYED:
+        return task_info(t)
+    move(s, t, Status.DEPLOYED, ready_url=body.url)
+    return task_info(t)

@@ -1,0 +1,47 @@
+"""Server settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("APPYARD_HOME", "~/.appyard")).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know; ``from_env`` is what ``appyard server`` uses."""
+
+    home: Path = field(default_factory=default_home)
+    database_url: str | None = None  # None: a SQLite file under home
+    agent_ttl_s: float = 40.0  # no poll for this long: the agent is lost
+    poll_timeout_s: float = 25.0  # longest an agent poll or a wait is held open
+    sweep_interval_s: float = 2.0  # how often lost agents are looked for
+    max_release_bytes: int = 512 * 1024 * 1024
+    admin_token_file: Path | None = None  # first start: write the admin's token here
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'appyard.db'}"
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.home / "releases"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        token_file = env.get("APPYARD_ADMIN_TOKEN_FILE")
+        return cls(
+            home=default_home(),
+            database_url=env.get("APPYARD_DATABASE_URL") or None,
+            agent_ttl_s=float(env.get("APPYARD_AGENT_TTL_S", "40")),
+            poll_timeout_s=float(env.get("APPYARD_POLL_TIMEOUT_S", "25")),
+            sweep_interval_s=float(env.get("APPYARD_SWEEP_INTERVAL_S", "2")),
+            admin_token_file=Path(token_file).expanduser() if token_file else None,
+        )
