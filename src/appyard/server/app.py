@@ -137,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(accounts.public, prefix=API)
     for module in (accounts, ecosystem, agents, tasks):
         app.include_router(module.router, prefix=API)
     return app

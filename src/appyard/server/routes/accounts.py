@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from appyard.schemas.accounts import (
     LoginRequest,
@@ -18,13 +18,14 @@ from appyard.schemas.accounts import (
     WorkspaceCreate,
     WorkspaceInfo,
 )
-from appyard.server.routes.deps import run, run_anon
+from appyard.server.routes.deps import authenticated, run, run_anon
 from appyard.server.services import accounts as svc
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(dependencies=[Depends(authenticated)], tags=["accounts"])
+public = APIRouter(tags=["accounts"])
 
 
-@router.post("/auth/login", response_model=TokenCreated)
+@public.post("/auth/login", response_model=TokenCreated)
 def login(request: Request, body: LoginRequest) -> TokenCreated:
     return run_anon(request, lambda s: svc.login(s, body.login, body.password))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from appyard.schemas.agents import (
     AgentCreate,
@@ -15,10 +15,10 @@ from appyard.schemas.agents import (
     PollRequest,
     PollResponse,
 )
-from appyard.server.routes.deps import arun, context, run
+from appyard.server.routes.deps import arun, authenticated, context, run
 from appyard.server.services import agents as svc
 
-router = APIRouter(tags=["agents"])
+router = APIRouter(dependencies=[Depends(authenticated)], tags=["agents"])
 
 
 @router.post("/teams/{team_id}/agents", response_model=AgentCreated, status_code=201)

@@ -49,11 +49,21 @@ def bearer(request: Request) -> str:
     )
 
 
+def authenticated(request: Request) -> Principal:
+    """Router dependency: refuse a request without a valid token before its body is read."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        token = bearer(request)
+        with context(request).db.session() as s:
+            principal = authenticate(s, token)
+        request.state.principal = principal
+    return principal
+
+
 def run(request: Request, fn: Callable[[Session, Principal], T]) -> T:
-    """Authenticate and run ``fn`` in one transaction (committed if it returns)."""
-    token = bearer(request)
+    """Run ``fn`` for the authenticated caller in one transaction (committed if it returns)."""
+    principal = authenticated(request)
     with context(request).db.session() as s:
-        principal = authenticate(s, token)
         return fn(s, principal)
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from appyard.errors import BadRequestError, NotFoundError
 from appyard.schemas.ecosystem import ModuleInfoWire, PublishResult
-from appyard.server.routes.deps import context, run
+from appyard.server.routes.deps import authenticated, context, run
 from appyard.server.services import ecosystem as svc
 
-router = APIRouter(tags=["ecosystem"])
+router = APIRouter(dependencies=[Depends(authenticated)], tags=["ecosystem"])
 
 
 @router.post("/modules", response_model=PublishResult, status_code=201)

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -25,11 +25,11 @@ from appyard.schemas.tasks import (
     TaskStart,
     WaitResult,
 )
-from appyard.server.routes.deps import arun, context, run
+from appyard.server.routes.deps import arun, authenticated, context, run
 from appyard.server.security import Principal
 from appyard.server.services import tasks as svc
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(dependencies=[Depends(authenticated)], tags=["tasks"])
 KEEPALIVE_S = 15.0
 
 

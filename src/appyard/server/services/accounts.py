@@ -47,6 +47,11 @@ ROLE_RANK: dict[str, int] = {"viewer": 0, "developer": 1, "admin": 2}
 def authenticate(s: Session, token: str) -> Principal:
     """Resolve a bearer token to the principal it acts as, or refuse it."""
     row = s.scalar(select(Token).where(Token.hash == hash_token(token)))
+    if row is not None and row.kind == "task" and row.revoked:
+        raise AuthenticationError(
+            "This task token expired: its task has ended. A task token is valid only while "
+            "its task runs."
+        )
     if row is None or row.revoked:
         raise AuthenticationError(
             "The API token is not valid (unknown or revoked). "

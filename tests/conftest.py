@@ -1,0 +1,69 @@
+"""Fixtures: a real server per database (SQLite, and PostgreSQL where it runs), fresh teams."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Client, ServerProc, World, pg_available, pg_database
+
+_DATABASES = os.environ.get("APPYARD_TEST_DATABASES", "sqlite,postgres").split(",")
+_counter = itertools.count(1)
+
+
+def _db_params() -> list[str]:
+    out = []
+    for name in _DATABASES:
+        name = name.strip()
+        if name == "postgres" and not pg_available():
+            if os.environ.get("CI"):
+                raise RuntimeError(
+                    "CI must run the PostgreSQL leg, but PostgreSQL is not reachable"
+                )
+            continue
+        if name:
+            out.append(name)
+    return out
+
+
+@pytest.fixture(scope="module", params=_db_params())
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProc]:
+    """One live server per test module and database."""
+    home = tmp_path_factory.mktemp(f"server-{request.param}")
+    if request.param == "postgres":
+        with pg_database() as url:
+            proc = ServerProc(home, database_url=url).start()
+            yield proc
+            proc.stop()
+    else:
+        proc = ServerProc(home).start()
+        yield proc
+        proc.stop()
+
+
+@pytest.fixture
+def world(server: ServerProc, tmp_path: Path) -> Iterator[World]:
+    """A fresh team and workspace on the module's server; agents stopped afterwards."""
+    admin = Client(server.url, server.admin_token)
+    n = next(_counter)
+    team = admin.ok("POST", "/teams", json={"name": f"team-{n}"})
+    ws = admin.ok("POST", f"/teams/{team['id']}/workspaces", json={"name": "main"})
+    w = World(server, admin, team["id"], ws["id"], tmp_path)
+    yield w
+    # stop what still runs through the API (the real stop protocol), then the agents
+    live = [a for a in w.agents if a.proc and a.proc.poll() is None]
+    if live:
+        page = admin.ok("GET", "/tasks", params={"team_id": w.team_id, "limit": 500})
+        for t in page["items"]:
+            if t["status"] not in ("finished", "error", "stopped"):
+                admin.http.post(f"/tasks/{t['id']}/stop")
+        for t in page["items"]:
+            admin.http.get(f"/tasks/{t['id']}/wait", params={"timeout": 15})
+    for agent in w.agents:
+        agent.stop()

@@ -1,0 +1,190 @@
+"""Bad input gets a 4xx naming the field and the problem, and writes nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+from tests.support import APPS, World
+
+
+def _err(r, status: int):  # type: ignore[no-untyped-def]
+    assert r.status_code == status, r.text
+    return r.json()["error"]
+
+
+def _task_count(world: World) -> int:
+    return len(world.admin.ok("GET", "/tasks", params={"team_id": world.team_id})["items"])
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _publish_raw(world: World, data: bytes):  # type: ignore[no-untyped-def]
+    return world.admin.http.post("/modules", files={"archive": ("a.tar.gz", data)})
+
+
+def test_publish_refuses_bad_archives(world: World) -> None:
+    before = world.admin.ok("GET", "/modules")
+    e = _err(_publish_raw(world, b"not a tar"), 422)
+    assert e["field"] == "archive"
+    e = _err(_publish_raw(world, _tar({"main.py": b"print(1)"})), 422)
+    assert e["field"] == "config.json" and "no config.json" in e["message"]
+    e = _err(_publish_raw(world, _tar({"config.json": b"{nope", "main.py": b""})), 422)
+    assert e["field"] == "config.json" and "not valid JSON" in e["message"]
+    good = {"name": "X", "slug": "t/x", "main_script": "main.py"}
+    for broken, field in [
+        ({**good, "name": ""}, "config.name"),
+        ({**good, "slug": "no-owner"}, "config.slug"),
+        ({k: v for k, v in good.items() if k != "main_script"}, "config.main_script"),
+        ({**good, "main_script": "missing.py"}, "config.main_script"),
+        ({**good, "modal_template_state": [1]}, "config.modal_template_state"),
+        ({**good, "stop_grace_s": -1}, "config.stop_grace_s"),
+        ({**good, "context_menu": {"target": 3}}, "config.context_menu.target"),
+    ]:
+        data = _tar({"config.json": json.dumps(broken).encode(), "main.py": b""})
+        assert _err(_publish_raw(world, data), 422)["field"] == field, broken
+    escape = _tar({"config.json": json.dumps(good).encode(), "main.py": b"", "../evil": b"x"})
+    assert "escapes" in _err(_publish_raw(world, escape), 422)["message"]
+    assert world.admin.ok("GET", "/modules") == before
+
+
+def test_publish_twice_makes_one_release(world: World) -> None:
+    first = world.admin.publish(APPS / "worker")
+    again = world.admin.publish(APPS / "worker")
+    assert again["created"] is False and again["release"]["sha256"] == first["release"]["sha256"]
+    changed = world.admin.publish(APPS / "worker", description="changed")
+    assert changed["created"] is True
+    info = world.admin.ok("GET", f"/modules/{first['module_id']}")
+    versions = [r["version"] for r in info["meta"]["releases"]]
+    assert versions[0] == changed["release"]["version"]  # newest first
+    assert info["config"]["description"] == "changed"
+    old = world.admin.ok("GET", f"/modules/{first['module_id']}", params={"version": versions[-1]})
+    assert old["config"]["description"] != "changed"
+
+
+def test_start_refuses_bad_params_and_writes_nothing(world: World) -> None:
+    export = world.admin.publish(APPS / "export-like")
+    mid = export["module_id"]
+    ws = world.workspace_id
+    other_team = world.admin.ok("POST", "/teams", json={"name": "other"})
+    foreign_agent = world.admin.ok(
+        "POST", f"/teams/{other_team['id']}/agents", json={"name": "foreign"}
+    )
+    before = _task_count(world)
+    cases = [
+        ({"workspace_id": ws, "module_id": 999999}, 404, "module_id"),
+        ({"workspace_id": 999999, "module_id": mid}, 404, "workspace_id"),
+        (
+            {"workspace_id": ws, "module_id": mid, "version": "nope", "params": {"projectId": 1}},
+            404,
+            "version",
+        ),
+        ({"workspace_id": ws, "module_id": mid, "params": {}}, 422, "params.state"),
+        (
+            {"workspace_id": ws, "module_id": mid, "params": {"projectId": "seven"}},
+            422,
+            "params.state.projectId",
+        ),
+        (
+            {"workspace_id": ws, "module_id": mid, "params": {"projectId": 1, "datasetId": 2}},
+            422,
+            "params.state",
+        ),
+        (
+            {
+                "workspace_id": ws,
+                "module_id": mid,
+                "params": {"projectId": 1, "trainSplitCoef": "0.7"},
+            },
+            422,
+            "params.state.trainSplitCoef",
+        ),
+        (
+            {
+                "workspace_id": ws,
+                "module_id": mid,
+                "params": {"projectId": 1, "addPrefixToImages": 1},
+            },
+            422,
+            "params.state.addPrefixToImages",
+        ),
+        (
+            {
+                "workspace_id": ws,
+                "module_id": mid,
+                "agent_id": foreign_agent["id"],
+                "params": {"projectId": 1},
+            },
+            422,
+            "agent_id",
+        ),
+        ({"workspace_id": ws, "module_id": "x"}, 422, "module_id"),
+        ({"workspace_id": ws}, 422, "module_id"),
+        ({"workspace_id": ws, "module_id": mid, "surprise": 1}, 422, "surprise"),
+    ]
+    for body, status, field in cases:
+        e = _err(world.admin.http.post("/tasks", json=body), status)
+        assert e["field"] == field, (body, e)
+        assert e["message"], body
+    assert _task_count(world) == before
+
+
+def test_unknown_things_are_404_with_a_field(world: World) -> None:
+    c = world.admin.http
+    assert _err(c.get("/modules/lookup", params={"slug": "nobody/nothing"}), 404)["message"] == (
+        "Module nobody/nothing not found in ecosystem"
+    )
+    assert _err(c.get("/modules/424242"), 404)["field"] == "module_id"
+    assert _err(c.get("/tasks/424242"), 404)["field"] == "task_id"
+    assert _err(c.post("/tasks/424242/stop"), 404)["field"] == "task_id"
+    assert (
+        _err(c.get("/tasks", params={"team_id": world.team_id, "status": "done"}), 422)["field"]
+        == "status"
+    )
+    assert _err(c.get("/tasks/1/wait", params={"until": "bogus"}), 422)["field"] == "until"
+
+
+def test_illegal_transition_is_409(world: World) -> None:
+    world.admin.publish(APPS / "worker")
+    mid = world.admin.ok("GET", "/modules/lookup", params={"slug": "tests/worker"})["id"]
+    agent_id, token = world.new_agent_token("proto")
+    from tests.support import Client
+
+    agent = Client(world.server.url, token)
+    agent.ok("POST", "/agents/hello", json={"slots": 1})
+    started = world.admin.ok(
+        "POST", "/tasks", json={"workspace_id": world.workspace_id, "module_id": mid}
+    )
+    tid = started["task_id"]
+    got = agent.ok("POST", f"/agents/{agent_id}/poll", json={"free_slots": 1, "timeout_s": 5})
+    app = Client(world.server.url, got["tasks"][0]["token"])
+    # ready() before the app started: consumed -> deployed is not a legal move
+    e = _err(app.http.post(f"/tasks/{tid}/ready", json={}), 409)
+    assert e["field"] == "status" and "consumed" in e["message"]
+    agent.ok("POST", f"/tasks/{tid}/events", json={"kind": "started", "pid": 1})
+    agent.ok("POST", f"/tasks/{tid}/events", json={"kind": "exited", "exit_code": 0})
+    assert world.admin.ok("GET", f"/tasks/{tid}")["status"] == "finished"
+    # stopping a finished task changes nothing and says so
+    assert world.admin.ok("POST", f"/tasks/{tid}/stop")["status"] == "finished"
+    # a log batch that skips ahead is refused with where the log ends
+    e = _err(
+        agent.http.post(
+            f"/tasks/{tid}/logs",
+            json={
+                "offset": 50,
+                "end_offset": 60,
+                "lines": [{"t": "2026-01-01T00:00:00Z", "text": "x"}],
+            },
+        ),
+        409,
+    )
+    assert e["field"] == "offset"

@@ -1,0 +1,295 @@
+"""Real processes for the tests: a server subprocess (SQLite or PostgreSQL), agents, helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+APPS = Path(__file__).parent / "apps"
+PG_ADMIN_DSN = os.environ.get("APPYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# short timings so that loss and reconnection show within seconds
+TEST_ENV = {
+    "APPYARD_AGENT_TTL_S": "4",
+    "APPYARD_POLL_TIMEOUT_S": "2",
+    "APPYARD_SWEEP_INTERVAL_S": "0.5",
+}
+
+
+def wait_for(cond: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    """Wait until ``cond()`` is truthy, checking often; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one server; dropped afterwards."""
+    import psycopg
+
+    name = f"appyard_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@dataclass
+class ServerProc:
+    """``python -m appyard.server`` on a free port, with its own APPYARD_HOME."""
+
+    home: Path
+    database_url: str | None = None
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_token(self) -> str:
+        return (self.home / "admin.token").read_text().strip()
+
+    def start(self) -> ServerProc:
+        env = {
+            **os.environ,
+            **TEST_ENV,
+            "APPYARD_HOME": str(self.home),
+            "APPYARD_ADMIN_TOKEN_FILE": str(self.home / "admin.token"),
+            **self.extra_env,
+        }
+        if self.database_url:
+            env["APPYARD_DATABASE_URL"] = self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.home / "server.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "appyard.server",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._healthy, 30, "the server to answer /health")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"server exited with {self.proc.returncode}:\n{(self.home / 'server.log').read_text()}"
+            )
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class AgentProc:
+    """``python -m appyard.agent`` with its own work folder."""
+
+    server_url: str
+    token: str
+    work_dir: Path
+    slots: int = 2
+    proc: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    def start(self) -> AgentProc:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.work_dir.parent / f"{self.work_dir.name}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "appyard.agent",
+                "--server",
+                self.server_url,
+                "--token",
+                self.token,
+                "--slots",
+                str(self.slots),
+                "--work-dir",
+                str(self.work_dir),
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SERVER_ADDRESS")},
+        )
+        return self
+
+    @property
+    def log_text(self) -> str:
+        path = self.work_dir.parent / f"{self.work_dir.name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def kill9(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def pack(folder: Path, overrides: dict[str, Any] | None = None) -> bytes:
+    """A release archive of ``folder`` (config.json patched with ``overrides``)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            if "__pycache__" in path.parts or path.is_dir():
+                continue
+            rel = path.relative_to(folder).as_posix()
+            data = path.read_bytes()
+            if rel == "config.json" and overrides:
+                data = json.dumps({**json.loads(data), **overrides}).encode()
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class Client:
+    """A thin raw-HTTP client for tests that check the wire (status codes, error bodies)."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=f"{url}/api/v1", headers=headers, timeout=30)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.http, name)
+
+    def ok(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.http.request(method, path, **kw)
+        assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+    def publish(self, folder: Path, **overrides: Any) -> dict[str, Any]:
+        data = pack(folder, overrides)
+        result: dict[str, Any] = self.ok(
+            "POST", "/modules", files={"archive": ("app.tar.gz", data)}
+        )
+        return result
+
+
+@dataclass
+class World:
+    """A team with a workspace, an admin client, and helpers to make agents and members."""
+
+    server: ServerProc
+    admin: Client
+    team_id: int
+    workspace_id: int
+    tmp: Path
+    agents: list[AgentProc] = field(default_factory=list)
+
+    def new_agent_token(self, name: str = "agent") -> tuple[int, str]:
+        created = self.admin.ok("POST", f"/teams/{self.team_id}/agents", json={"name": name})
+        return int(created["id"]), str(created["token"])
+
+    def start_agent(self, token: str, name: str = "agent", slots: int = 2, **kw: Any) -> AgentProc:
+        agent = AgentProc(self.server.url, token, self.tmp / f"agent-{name}", slots=slots, **kw)
+        self.agents.append(agent.start())
+        return agent
+
+    def member(self, login: str, role: str) -> Client:
+        self.admin.ok("POST", "/users", json={"login": login})
+        self.admin.ok("POST", f"/teams/{self.team_id}/members", json={"login": login, "role": role})
+        users = self.admin.ok("GET", "/users")
+        uid = next(u["id"] for u in users if u["login"] == login)
+        token = self.admin.ok("POST", "/tokens", json={"name": login, "user_id": uid})["token"]
+        return Client(self.server.url, token)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for an SDK subprocess acting as the admin in this team."""
+        return {
+            **os.environ,
+            "SERVER_ADDRESS": self.server.url,
+            "API_TOKEN": self.admin.http.headers["Authorization"].split()[1],
+            "TEAM_ID": str(self.team_id),
+            "WORKSPACE_ID": str(self.workspace_id),
+            **extra,
+        }
