@@ -1,7 +1,7 @@
 """appyard: a self-hosted app ecosystem.
 
 The top level re-exports what app automation needs: the SDK client (``Api``), the env
-helpers (``env``), the task statuses and the errors a waiting caller handles. ``Api`` and
+helpers (``env``), the in-app helper (``AppSession``), the task statuses and the errors a waiting caller handles. ``Api`` and
 ``env`` load lazily, so the server (which never uses the SDK) does not pay for them.
 """
 
@@ -15,11 +15,13 @@ from appyard.errors import AppyardError, TaskFinishedWithError, WaitingTimeExcee
 if TYPE_CHECKING:
     from appyard.sdk import env
     from appyard.sdk.api import Api, AsyncApi
+    from appyard.sdk.session import AppSession
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Api",
+    "AppSession",
     "AppyardError",
     "AsyncApi",
     "Status",
@@ -35,6 +37,10 @@ def __getattr__(name: str) -> Any:
         from appyard.sdk import api
 
         return getattr(api, name)
+    if name == "AppSession":
+        from appyard.sdk.session import AppSession
+
+        return AppSession
     if name == "env":
         from appyard.sdk import env
 
