@@ -46,7 +46,7 @@ import time
 try:  # the C module: ``signal`` would import enum (~5 ms)
     import _signal as sig
 except ImportError:  # pragma: no cover - other Python implementations
-    import signal as sig  # type: ignore[no-redef]
+    import signal as sig
 
 LOG_NAME = "log.jsonl"
 EXIT_NAME = "exit.json"
@@ -237,7 +237,13 @@ class Supervisor:
         try:
             os.chdir(self.cwd)
             pid = spawn(
-                argv[0], argv, os.environ, file_actions=actions, setsid=True, setsigdef=sigdef
+                argv[0],
+                argv,
+                os.environ,
+                file_actions=actions,
+                setsid=True,
+                setsigdef=sigdef,
+                setsigmask=(),  # nothing blocked in the app
             )
         except (OSError, IndexError) as e:
             error = f"cannot execute {argv[0] if argv else '(empty command)'}: {e}"
@@ -251,7 +257,7 @@ class Supervisor:
         return pid
 
     def signal_group(self, pgid: int, signum: int) -> None:
-        try:
+        try:  # noqa: SIM105 - contextlib would cost imports at start
             os.killpg(pgid, signum)
         except ProcessLookupError:
             pass
@@ -406,18 +412,25 @@ def parse_args(argv: list[str]) -> tuple[str, str, float, int | None, list[str]]
         raise ValueError("no command after --")
     task_dir = os.path.abspath(opts["--task-dir"])
     status_fd = int(opts["--status-fd"]) if "--status-fd" in opts else None
-    return task_dir, os.path.abspath(opts.get("--cwd", task_dir)), float(opts.get("--grace", "10")), status_fd, cmd
+    return (
+        task_dir,
+        os.path.abspath(opts.get("--cwd", task_dir)),
+        float(opts.get("--grace", "10")),
+        status_fd,
+        cmd,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     sig.signal(sig.SIGTERM, _on_term)
+    # the agent starts us with SIGTERM blocked, so a stop sent while this interpreter was
+    # still starting waited (pending) for the handler above instead of killing us
+    sig.pthread_sigmask(sig.SIG_UNBLOCK, [sig.SIGTERM])
     # the agent may die, or its terminal may close: none of that concerns us
     sig.signal(sig.SIGHUP, sig.SIG_IGN)
     sig.signal(sig.SIGINT, sig.SIG_IGN)
     try:
-        task_dir, cwd, grace, status_fd, cmd = parse_args(
-            sys.argv[1:] if argv is None else argv
-        )
+        task_dir, cwd, grace, status_fd, cmd = parse_args(sys.argv[1:] if argv is None else argv)
     except ValueError as e:
         print(f"supervisor: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
-
 T = TypeVar("T")
 
 _JSON_SOURCES = {"context.": "CONTEXT", "modal.state.": "MODAL_STATE"}

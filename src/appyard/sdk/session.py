@@ -13,10 +13,12 @@ typed state, the target, throttled progress, outputs and ``ready()``::
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -29,6 +31,7 @@ from appyard.schemas.tasks import TaskInfo
 from appyard.sdk import env
 from appyard.sdk.api import Api
 
+log = logging.getLogger("appyard.sdk")
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
@@ -53,58 +56,75 @@ class AppTarget(NamedTuple):
 
 
 class _Throttle:
-    """Send at most ``rate`` updates per second, and always the last one (a trailing timer)."""
+    """Send at most ``rate`` updates per second, and always the last one (a trailing timer).
 
-    def __init__(self, send: Any, rate: float = PROGRESS_MAX_RATE) -> None:
+    Every update gets a sequence number and sends are serialised, so an older update that
+    a timer thread picked up can never land after a newer one.
+    """
+
+    def __init__(self, send: Callable[..., None], rate: float = PROGRESS_MAX_RATE) -> None:
         self._send = send
         self._interval = 1.0 / rate
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields below
+        self._send_lock = threading.Lock()  # one send at a time, in sequence order
+        self._seq = 0
+        self._delivered = 0
         self._last_sent = 0.0
-        self._pending: tuple[Any, ...] | None = None
+        self._pending: tuple[int, tuple[Any, ...]] | None = None
         self._timer: threading.Timer | None = None
 
     def submit(self, *args: Any, force: bool = False) -> None:
         with self._lock:
+            self._seq += 1
             now = time.monotonic()
             wait = self._last_sent + self._interval - now
-            if force or wait <= 0:
-                self._cancel()
-                self._pending = None
-                self._last_sent = now
-                send_now: tuple[Any, ...] | None = args
-            else:
-                self._pending = args
-                send_now = None
+            if not force and wait > 0:
+                self._pending = (self._seq, args)
                 if self._timer is None:
                     self._timer = threading.Timer(wait, self._fire)
                     self._timer.daemon = True
                     self._timer.start()
-        if send_now is not None:
-            self._send(*send_now)
+                return
+            self._cancel()
+            self._pending = None
+            self._last_sent = now
+            seq = self._seq
+        self._deliver(seq, args)
 
-    def _fire(self) -> None:
+    def _take(self) -> tuple[int, tuple[Any, ...]] | None:
         with self._lock:
-            self._timer = None
-            args, self._pending = self._pending, None
-            if args is not None:
+            self._cancel()
+            item, self._pending = self._pending, None
+            if item is not None:
                 self._last_sent = time.monotonic()
-        if args is not None:
+            return item
+
+    def _deliver(self, seq: int, args: tuple[Any, ...]) -> None:
+        with self._send_lock:
+            if seq <= self._delivered:
+                return  # a newer update went out already
+            self._delivered = seq
             self._send(*args)
 
+    def _fire(self) -> None:
+        item = self._take()
+        if item is None:
+            return
+        try:
+            self._deliver(*item)
+        except AppyardError as exc:  # a background send has no caller to raise to
+            log.warning("progress update failed: %s", exc)
+
     def _cancel(self) -> None:
-        if self._timer is not None:
+        if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.cancel()
-            self._timer = None
+        self._timer = None
 
     def flush(self) -> None:
         """Send a held-back update now (at exit, or before the app reports its result)."""
-        with self._lock:
-            self._cancel()
-            args, self._pending = self._pending, None
-            if args is not None:
-                self._last_sent = time.monotonic()
-        if args is not None:
-            self._send(*args)
+        item = self._take()
+        if item is not None:
+            self._deliver(*item)
 
 
 class ProgressBar:
@@ -223,10 +243,8 @@ class AppSession:
         self._progress.flush()
 
     def _flush_at_exit(self) -> None:
-        try:
+        with contextlib.suppress(AppyardError):  # the process ends anyway
             self.flush()
-        except AppyardError:
-            pass  # the process ends anyway; its exit status is what counts
 
     def progress_bar(self, total: float | None = None, message: str = "") -> ProgressBar:
         """A context manager counting steps into the task's progress."""

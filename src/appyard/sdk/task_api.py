@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
-from appyard.domain.status import Status
+from appyard.domain.status import Status as TaskStatus
 from appyard.errors import ServerError, ServerUnavailableError
 from appyard.schemas.common import Page
 from appyard.schemas.tasks import (
@@ -43,10 +43,10 @@ POLL_MARGIN_S = 10.0
 _RECONNECT = (ServerUnavailableError, ServerError)
 
 
-def _statuses_csv(statuses: Iterable[Status | str] | None) -> str | None:
+def _statuses_csv(statuses: Iterable[TaskStatus | str] | None) -> str | None:
     if statuses is None:
         return None
-    return ",".join(Status(s).value for s in statuses) or None
+    return ",".join(TaskStatus(s).value for s in statuses) or None
 
 
 def _wait_params(until: str, timeout: float) -> dict[str, str]:
@@ -60,7 +60,7 @@ def _parse_log_event(event: str, data: str) -> LogLine | None:
 class TaskApi:
     """Tasks: one run of an app on an agent."""
 
-    Status = Status
+    Status: ClassVar[type[TaskStatus]] = TaskStatus
 
     def __init__(self, core: SyncCore) -> None:
         self._core = core
@@ -75,7 +75,7 @@ class TaskApi:
         """The task record as a dict (what the reference SDK returns)."""
         return self.get(task_id).model_dump(mode="json")
 
-    def get_status(self, task_id: int) -> Status:
+    def get_status(self, task_id: int) -> TaskStatus:
         """The task's status now; an unknown task raises ``NotFoundError``."""
         return self.get(task_id).status
 
@@ -83,7 +83,7 @@ class TaskApi:
         self,
         team_id: int,
         module_id: int | None = None,
-        statuses: Iterable[Status | str] | None = None,
+        statuses: Iterable[TaskStatus | str] | None = None,
         name: str | None = None,
         page_size: int = PAGE_SIZE,
     ) -> Iterator[TaskInfo]:
@@ -112,7 +112,7 @@ class TaskApi:
         self,
         team_id: int,
         module_id: int | None = None,
-        statuses: Iterable[Status | str] | None = None,
+        statuses: Iterable[TaskStatus | str] | None = None,
         name: str | None = None,
         limit: int | None = None,
     ) -> list[TaskInfo]:
@@ -140,13 +140,13 @@ class TaskApi:
     def wait(
         self,
         task_id: int,
-        target_status: Status | str | None = None,
+        target_status: TaskStatus | str | None = None,
         wait_attempts: int | None = None,
         wait_attempt_timeout_sec: float | None = None,
         *,
         on_update: Callable[[TaskInfo], None] | None = None,
         max_poll_sec: float = MAX_POLL_S,
-    ) -> Status:
+    ) -> TaskStatus:
         """Wait until the task reaches ``target_status`` (or finished/deployed/stopped).
 
         Pushed by the server: each request is a long-poll answered the moment the status
@@ -191,7 +191,7 @@ class TaskApi:
 
     # -- acting --------------------------------------------------------------------------------
 
-    def stop(self, task_id: int) -> Status:
+    def stop(self, task_id: int) -> TaskStatus:
         """Ask for a stop; the status right after (``terminating`` or ``stopped``)."""
         data = self._core.request("POST", f"/tasks/{int(task_id)}/stop", idempotent=True)
         return StopResult.model_validate(data).status
@@ -285,7 +285,7 @@ class TaskApi:
 class AsyncTaskApi:
     """The async twin of :class:`TaskApi` (status, wait, stop, logs)."""
 
-    Status = Status
+    Status: ClassVar[type[TaskStatus]] = TaskStatus
 
     def __init__(self, core: AsyncCore) -> None:
         self._core = core
@@ -296,14 +296,14 @@ class AsyncTaskApi:
     async def get_info_by_id(self, task_id: int) -> dict[str, Any]:
         return (await self.get(task_id)).model_dump(mode="json")
 
-    async def get_status(self, task_id: int) -> Status:
+    async def get_status(self, task_id: int) -> TaskStatus:
         return (await self.get(task_id)).status
 
     async def iter_list(
         self,
         team_id: int,
         module_id: int | None = None,
-        statuses: Iterable[Status | str] | None = None,
+        statuses: Iterable[TaskStatus | str] | None = None,
         name: str | None = None,
         page_size: int = PAGE_SIZE,
     ) -> AsyncIterator[TaskInfo]:
@@ -340,13 +340,13 @@ class AsyncTaskApi:
     async def wait(
         self,
         task_id: int,
-        target_status: Status | str | None = None,
+        target_status: TaskStatus | str | None = None,
         wait_attempts: int | None = None,
         wait_attempt_timeout_sec: float | None = None,
         *,
         on_update: Callable[[TaskInfo], None] | None = None,
         max_poll_sec: float = MAX_POLL_S,
-    ) -> Status:
+    ) -> TaskStatus:
         """See :meth:`TaskApi.wait`."""
         plan = WaitPlan.make(target_status, wait_attempts, wait_attempt_timeout_sec, max_poll_sec)
         failures = 0
@@ -382,7 +382,7 @@ class AsyncTaskApi:
         except Exception:  # the error itself matters more than its log tail
             return []
 
-    async def stop(self, task_id: int) -> Status:
+    async def stop(self, task_id: int) -> TaskStatus:
         data = await self._core.request("POST", f"/tasks/{int(task_id)}/stop", idempotent=True)
         return StopResult.model_validate(data).status
 

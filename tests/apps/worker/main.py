@@ -25,6 +25,9 @@ if state.get("pidfile"):
     with open(tmp, "w") as f:
         json.dump(pids, f)
     os.replace(tmp, state["pidfile"])
+if state.get("record"):
+    with open(state["record"], "a") as f:
+        f.write(os.environ["TASK_ID"] + "\n")
 for i in range(int(state.get("lines", 3))):
     print(f"line {i}")
 if state.get("ready"):

@@ -13,7 +13,7 @@ count = int(state.get("count", 5))
 delay = float(state.get("delay_s", 0.2))
 
 
-def _stop(signum, frame):  # noqa: ANN001 - signal handler signature
+def _stop(signum, frame):
     print("asked to stop; leaving after", session.task_id, flush=True)
     sys.exit(0)
 

@@ -1,0 +1,162 @@
+"""Latency and throughput of sessions on a real server and agent (SQLite, this machine).
+
+Prints, for a trivial app:
+- start -> app process running: from ``api.app.start()`` to the app's first line, p50/p95,
+  and the same minus the app's own start-up (a bare ``python app.py`` measured here);
+- app exit -> ``wait()`` returns: from the app's last line to ``api.app.wait`` returning;
+- the same exit latency for a client that polls ``get_status`` once a second, as the
+  reference SDK does;
+- sessions completed per second with 1 and with 4 slots.
+
+Run: ``python bench/latency.py [--runs 40]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support import APPS, AgentProc, Client, ServerProc, wait_for  # noqa: E402
+
+import appyard as ay  # noqa: E402
+
+NOOP = Path(__file__).parent / "apps" / "noop"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def fmt(values: list[float]) -> str:
+    return f"p50 {pct(values, 0.5) * 1000:7.1f} ms   p95 {pct(values, 0.95) * 1000:7.1f} ms"
+
+
+def bare_startup(tmp: Path, runs: int) -> list[float]:
+    """The app's own start-up: spawn the interpreter on the app to its first line."""
+    out = []
+    for i in range(runs):
+        stamp = tmp / f"bare-{i}.json"
+        env = {**os.environ, "MODAL_STATE": json.dumps({"stamp": str(stamp)})}
+        t0 = time.time()
+        subprocess.run([sys.executable, str(NOOP / "main.py")], env=env, check=True)
+        out.append(json.loads(stamp.read_text())["began"] - t0)
+    return out
+
+
+def one_session(
+    api: ay.Api, module_id: int, agent_id: int, ws: int, stamp: Path
+) -> tuple[float, float]:
+    t0 = time.time()
+    session = api.app.start(
+        agent_id=agent_id, module_id=module_id, workspace_id=ws, params={"stamp": str(stamp)}
+    )
+    api.app.wait(session.task_id, target_status=api.task.Status.FINISHED)
+    t_done = time.time()
+    times = json.loads(stamp.read_text())
+    return times["began"] - t0, t_done - times["ends"]
+
+
+def polled_session(api: ay.Api, module_id: int, agent_id: int, ws: int, stamp: Path) -> float:
+    """The reference SDK's way: ask for the status once a second until it is final."""
+    session = api.app.start(
+        agent_id=agent_id, module_id=module_id, workspace_id=ws, params={"stamp": str(stamp)}
+    )
+    while api.app.get_status(session.task_id) not in (ay.Status.FINISHED, ay.Status.ERROR):
+        time.sleep(1.0)
+    return time.time() - json.loads(stamp.read_text())["ends"]
+
+
+def throughput(api: ay.Api, module_id: int, agent_id: int, ws: int, n: int) -> float:
+    t0 = time.perf_counter()
+    tids = [
+        api.app.start(agent_id=agent_id, module_id=module_id, workspace_id=ws, params={}).task_id
+        for _ in range(n)
+    ]
+    for tid in tids:
+        api.task.wait(tid)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--polled-runs", type=int, default=8)
+    parser.add_argument("--sessions", type=int, default=40)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="appyard-bench-"))
+    server = ServerProc(
+        tmp / "server", extra_env={"APPYARD_AGENT_TTL_S": "60", "APPYARD_POLL_TIMEOUT_S": "25"}
+    ).start()
+    agents: list[AgentProc] = []
+    try:
+        admin = Client(server.url, server.admin_token)
+        team = admin.ok("POST", "/teams", json={"name": "bench"})
+        ws = admin.ok("POST", f"/teams/{team['id']}/workspaces", json={"name": "bench"})["id"]
+        module_id = admin.publish(NOOP)["module_id"]
+        assert APPS.exists()
+        api = ay.Api(server.url, server.admin_token)
+
+        def agent(slots: int) -> int:
+            created = admin.ok("POST", f"/teams/{team['id']}/agents", json={"name": f"s{slots}"})
+            proc = AgentProc(
+                server.url, created["token"], tmp / f"agent-{slots}", slots=slots
+            ).start()
+            agents.append(proc)
+            wait_for(
+                lambda: any(
+                    a.id == created["id"] and a.status == "online"
+                    for a in api.agent.get_list(team["id"])
+                ),
+                30,
+                "agent online",
+            )
+            return int(created["id"])
+
+        a1 = agent(1)
+        for i in range(3):  # warm up: release cache, connections
+            one_session(api, module_id, a1, ws, tmp / f"warm-{i}.json")
+        starts, exits = [], []
+        for i in range(args.runs):
+            s, e = one_session(api, module_id, a1, ws, tmp / f"run-{i}.json")
+            starts.append(s)
+            exits.append(e)
+        bare = bare_startup(tmp, args.runs)
+        bare_p50 = pct(bare, 0.5)
+        polled = [
+            polled_session(api, module_id, a1, ws, tmp / f"poll-{i}.json")
+            for i in range(args.polled_runs)
+        ]
+        tp1 = throughput(api, module_id, a1, ws, args.sessions)
+        a4 = agent(4)
+        tp4 = throughput(api, module_id, a4, ws, args.sessions)
+
+        print(f"appyard {ay.__version__}, {os.cpu_count()} cores, SQLite, {args.runs} runs")
+        print(f"app's own start-up (bare python app.py): {fmt(bare)}")
+        print(f"start -> app running:                    {fmt(starts)}")
+        print(
+            "start -> app running, beyond start-up:   "
+            f"p50 {(pct(starts, 0.5) - bare_p50) * 1000:7.1f} ms   p95 {(pct(starts, 0.95) - bare_p50) * 1000:7.1f} ms"
+        )
+        print(f"app exit -> wait() returns (pushed):     {fmt(exits)}")
+        print(f"app exit -> status seen, polling 1/s:    {fmt(polled)}  ({args.polled_runs} runs)")
+        print(f"sessions/s, 1 slot:  {tp1:6.1f}   ({args.sessions} sessions)")
+        print(f"sessions/s, 4 slots: {tp4:6.1f}   ({args.sessions} sessions)")
+        api.close()
+    finally:
+        for a in agents:
+            a.stop()
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The agent's command line: ``python -m appyard.agent`` (and what ``appyard agent`` calls).
+
+SIGTERM or SIGINT ends the agent *without* stopping its apps: they run on under their
+supervisors, and the next agent started with the same token re-adopts them. With
+``--stop-apps-on-exit`` (what ``appyard up`` uses on Ctrl-C) every app is stopped with the stop
+protocol and reported before the agent exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from appyard.agent.loop import AgentConfig, run_agent
+from appyard.errors import ConfigurationError
+
+log = logging.getLogger("appyard.agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="appyard-agent", description="Run appyard tasks on this machine."
+    )
+    p.add_argument(
+        "--server",
+        default=os.environ.get("APPYARD_SERVER"),
+        help="server address (env APPYARD_SERVER)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("APPYARD_AGENT_TOKEN"),
+        help="the agent's token (env APPYARD_AGENT_TOKEN)",
+    )
+    p.add_argument("--slots", type=int, default=4, help="apps run at once (default 4)")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="default: $APPYARD_HOME/agent-<id> (APPYARD_HOME: ~/.appyard)",
+    )
+    p.add_argument(
+        "--stop-apps-on-exit",
+        action="store_true",
+        help="stop every app when the agent is asked to exit (default: leave them)",
+    )
+    p.add_argument("--log-level", default="INFO", help="agent log level (default INFO)")
+    return p
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """One line per event on stderr."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # one line per request would drown the agent's own events
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run an agent until SIGTERM/SIGINT; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    if not args.server or not args.token:
+        log.error("give --server and --token (or APPYARD_SERVER and APPYARD_AGENT_TOKEN)")
+        return 2
+    if args.slots < 1:
+        log.error("--slots must be at least 1")
+        return 2
+    config = AgentConfig(
+        server=args.server,
+        token=args.token,
+        slots=args.slots,
+        work_dir=args.work_dir,
+        stop_apps_on_exit=args.stop_apps_on_exit,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("%s: the agent stops", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return run_agent(config, stop)
+    except ConfigurationError as e:
+        log.error("%s", e)
+        return 2

@@ -1,0 +1,418 @@
+"""``appyard server`` and ``appyard up``: the commands that start long-running processes.
+
+The CLI never imports ``appyard.server`` (import-linter forbids it): the server is named to
+uvicorn as a string, in this process (``server``) or in a child (``up``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from dotenv import set_key
+
+from appyard.cli._common import console, err_console, exit_with, home_dir
+from appyard.cli.accounts_cmd import AGENT_TOKEN_ENV
+from appyard.domain.status import Status
+from appyard.errors import AppyardError, AuthenticationError, TaskFinishedWithError
+from appyard.sdk import Api
+from appyard.sdk.api import default_env_file
+
+SERVER_FACTORY = "appyard.server.main:app_from_env"
+DEFAULT_PORT = 8080
+STATE_FILE = "up.json"
+ADMIN_TOKEN_FILE = "admin-token"
+AGENT_STOP_TIMEOUT_S = 60.0  # the agent stops its apps first (each has a grace period)
+SERVER_STOP_TIMEOUT_S = 15.0
+HEALTH_TIMEOUT_S = 120.0  # first start runs the migrations
+#: variables of the caller's shell that must not leak into the agent and its apps
+_CLIENT_VARS = (
+    "SERVER_ADDRESS",
+    "API_TOKEN",
+    "TEAM_ID",
+    "WORKSPACE_ID",
+    "AGENT_ID",
+    "TASK_ID",
+    "USER_ID",
+    "PROJECT_ID",
+    "DATASET_ID",
+    "MODAL_STATE",
+    "CONTEXT",
+)
+
+
+def server(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    home: Annotated[
+        Path | None, typer.Option(help="Data folder (default: APPYARD_HOME or ~/.appyard).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the appyard server in the foreground (settings from APPYARD_* variables)."""
+    import uvicorn
+
+    if home is not None:
+        os.environ["APPYARD_HOME"] = str(home.expanduser())
+    uvicorn.run(
+        SERVER_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_keep_alive=75,  # SDK clients and agents keep their connection between calls
+        timeout_graceful_shutdown=5,  # long-polls would otherwise hold a shutdown 25 s
+        access_log=False,
+    )
+
+
+# -- appyard up --------------------------------------------------------------------------------
+
+
+@dataclass
+class UpState:
+    """What ``up`` keeps in APPYARD_HOME/up.json so that the next start reuses it."""
+
+    admin_token: str | None = None
+    team_id: int | None = None
+    workspace_id: int | None = None
+    agent_id: int | None = None
+    agent_token: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> UpState:
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            return cls()
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+
+#: Ctrl-C, a service manager's stop, and the terminal going away all stop ``up`` cleanly
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Shutdown(Exception):
+    """Raised from the signal handler to leave the wait for the children."""
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if ``up`` itself is killed, so nothing is orphaned (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the port here, then hand it to uvicorn: a request waits in the backlog until the
+    server is ready (no polling for it), and a busy port is a clear error up front."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        exit_with(f"cannot listen on {host}:{port} ({exc.strerror}); pick another with --port")
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, name: str, timeout: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    err_console.print(f"stopping the {name}...")
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        err_console.print(f"the {name} did not stop in {timeout:g} s; killing it")
+        proc.kill()
+        proc.wait()
+
+
+def _bundled_apps() -> list[Path]:
+    root = Path(str(resources.files("appyard") / "ecosystem"))
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "config.json").is_file())
+
+
+def _admin_api(address: str, state: UpState, token_file: Path) -> Api:
+    """A client with a working admin token: the saved one, else the one the server wrote."""
+    candidates = [state.admin_token]
+    if token_file.is_file():
+        candidates.append(token_file.read_text().strip())
+    for token in candidates:
+        if not token:
+            continue
+        api = Api(address, token)
+        try:
+            api.user.me()
+        except AuthenticationError:
+            api.close()
+            continue
+        if token != state.admin_token:  # a fresh database: the saved ids mean nothing
+            state.team_id = state.workspace_id = state.agent_id = None
+            state.agent_token = None
+            state.admin_token = token
+        return api
+    exit_with(
+        f"no working admin token: the database in {home_dir()} has users, but neither "
+        f"{STATE_FILE} nor {ADMIN_TOKEN_FILE} holds a valid token. Use another APPYARD_HOME, or "
+        "write an admin's token into "
+        f"{token_file}."
+    )
+    raise AssertionError  # exit_with raised
+
+
+def _bootstrap(api: Api, state: UpState, state_path: Path) -> None:
+    """One team, one workspace and one agent, created once and then reused."""
+    teams = api.team.get_list()
+    if state.team_id not in {t.id for t in teams}:
+        team = teams[0] if teams else api.team.create("main")
+        state.team_id, state.workspace_id, state.agent_id = team.id, None, None
+        state.save(state_path)
+    assert state.team_id is not None
+    spaces = api.workspace.get_list(state.team_id)
+    if state.workspace_id not in {w.id for w in spaces}:
+        space = spaces[0] if spaces else api.workspace.create(state.team_id, "default")
+        state.workspace_id = space.id
+        state.save(state_path)
+    agents = {a.id for a in api.agent.get_list(state.team_id)}
+    if state.agent_id not in agents or not state.agent_token:
+        created = api.agent.create(state.team_id, f"local-{socket.gethostname()}"[:100])
+        state.agent_id, state.agent_token = created.id, created.token
+        state.save(state_path)
+
+
+def _publish_bundled(api: Api) -> None:
+    for folder in _bundled_apps():
+        try:
+            result = api.module.publish(folder)
+        except AppyardError as exc:
+            err_console.print(f"[yellow]warning:[/yellow] could not publish {folder.name}: {exc}")
+            continue
+        verb = "published" if result.created else "up to date"
+        console.print(f"  app {result.slug} {result.release.version}: {verb}")
+
+
+def _stop_apps(api: Api, state: UpState, timeout: float) -> None:
+    """Stop the local agent's sessions through the server, so they end as ``stopped``.
+
+    The server tells the agent at once (its poll), the agent stops each app with the stop
+    protocol (SIGTERM, grace, SIGKILL) and reports it; ``wait`` is pushed the change.
+    """
+    if state.team_id is None or state.agent_id is None:
+        return
+    live = (Status.CONSUMED, Status.STARTED, Status.DEPLOYED, Status.TERMINATING)
+    try:
+        tasks = [
+            t
+            for t in api.task.get_list(state.team_id, statuses=live)
+            if t.agent_id == state.agent_id
+        ]
+        if not tasks:
+            return
+        err_console.print(f"stopping {len(tasks)} running app(s)...")
+        for t in tasks:
+            api.task.stop(t.id)
+        deadline = time.monotonic() + timeout
+        for t in tasks:
+            remaining = max(0.1, deadline - time.monotonic())
+            with contextlib.suppress(TaskFinishedWithError):
+                api.task.wait(t.id, wait_attempts=1, wait_attempt_timeout_sec=remaining)
+    except AppyardError as exc:
+        err_console.print(f"could not stop every app through the server ({exc}); the agent will")
+
+
+def _write_env_file(address: str, state: UpState) -> Path:
+    path = default_env_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    values: dict[str, Any] = {
+        "SERVER_ADDRESS": address,
+        "API_TOKEN": state.admin_token,
+        "TEAM_ID": state.team_id,
+        "WORKSPACE_ID": state.workspace_id,
+        "AGENT_ID": state.agent_id,
+    }
+    for key, value in values.items():
+        set_key(str(path), key, str(value), quote_mode="never")
+    return path
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[Callable[[], None]]:
+    """SIGINT/SIGTERM/SIGHUP leave whatever ``up`` is doing; once stopping (``calm()``), they only
+    say so, so that the agent can stop its apps and nothing is left behind."""
+
+    def stopping(signum: int, frame: FrameType | None) -> None:
+        err_console.print("still stopping: the agent is stopping its apps; please wait")
+
+    def calm() -> None:
+        for s in _STOP_SIGNALS:
+            signal.signal(s, stopping)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        calm()
+        raise _Shutdown(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
+    try:
+        yield calm
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _wait_children(procs: dict[int, tuple[str, subprocess.Popen[bytes]]]) -> str:
+    """Block until one child ends (pushed by the kernel, no polling); say which and how."""
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid in procs:
+            name, proc = procs[pid]
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return f"the {name} exited with code {proc.returncode}"
+
+
+def up(
+    port: Annotated[int, typer.Option(help="Port of the server.")] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(help="Interface the server listens on.")] = "127.0.0.1",
+    slots: Annotated[int, typer.Option(min=1, help="Sessions the local agent runs at once.")] = 4,
+) -> None:
+    """Run a whole appyard here: server, bundled apps, one agent; Ctrl-C stops it all.
+
+    The first start creates an admin, a team, a workspace and an agent, and keeps them in
+    APPYARD_HOME (default ~/.appyard) for the next start. It writes SERVER_ADDRESS, API_TOKEN,
+    TEAM_ID, WORKSPACE_ID and AGENT_ID to ~/appyard.env (or $APPYARD_ENV_FILE) for the SDK.
+    """
+    home = Path(home_dir()).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    state_path, token_file = home / STATE_FILE, home / ADMIN_TOKEN_FILE
+    state = UpState.load(state_path)
+    address = f"http://{_client_host(host)}:{port}"
+    server_proc: subprocess.Popen[bytes] | None = None
+    api: Api | None = None
+    agent_proc: subprocess.Popen[bytes] | None = None
+    reason = "stopped"
+    code = 0
+    with _signals_raise() as calm:
+        try:
+            sock = _listen(host, port)
+            server_env = {
+                **os.environ,
+                "APPYARD_HOME": str(home),
+                "APPYARD_ADMIN_TOKEN_FILE": str(token_file),
+            }
+            with sock:
+                server_proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        SERVER_FACTORY,
+                        "--factory",
+                        "--fd",
+                        str(sock.fileno()),
+                        "--timeout-keep-alive",
+                        "75",
+                        "--timeout-graceful-shutdown",
+                        "5",
+                        "--no-access-log",
+                    ],
+                    env=server_env,
+                    pass_fds=[sock.fileno()],
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            console.print(f"appyard server starting at {address} (data in {home})")
+            with Api(address, timeout=HEALTH_TIMEOUT_S) as probe:
+                probe.health()
+            api = _admin_api(address, state, token_file)
+            state.save(state_path)
+            _bootstrap(api, state, state_path)
+            console.print("bundled apps:")
+            _publish_bundled(api)
+            assert state.agent_token is not None
+            agent_env = {k: v for k, v in os.environ.items() if k not in _CLIENT_VARS}
+            agent_env.update({"APPYARD_HOME": str(home), AGENT_TOKEN_ENV: state.agent_token})
+            agent_proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "appyard.cli",
+                    "agent",
+                    "run",
+                    "--server",
+                    address,
+                    "--slots",
+                    str(slots),
+                    "--stop-apps-on-exit",
+                ],
+                env=agent_env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+            env_file = _write_env_file(address, state)
+            console.print(
+                f"\n[bold green]appyard is up[/bold green]\n"
+                f"  UI        {address}/\n"
+                f"  API docs  {address}/docs\n"
+                f"  team {state.team_id}, workspace {state.workspace_id}, agent {state.agent_id}\n"
+                f"  credentials in {env_file} (SERVER_ADDRESS, API_TOKEN, TEAM_ID, "
+                "WORKSPACE_ID, AGENT_ID)\n"
+                "Press Ctrl-C to stop (running apps are stopped first)."
+            )
+            reason = _wait_children(
+                {
+                    server_proc.pid: ("server", server_proc),
+                    agent_proc.pid: ("agent", agent_proc),
+                }
+            )
+            code = 1
+        except _Shutdown as exc:
+            reason = f"got {exc}"
+        except AppyardError as exc:
+            reason, code = f"error: {exc}", 1
+        finally:
+            calm()
+            err_console.print(f"shutting down ({reason})")
+            if api is not None:
+                alive = server_proc is not None and server_proc.poll() is None
+                if alive and agent_proc is not None and agent_proc.poll() is None:
+                    _stop_apps(api, state, AGENT_STOP_TIMEOUT_S)
+                api.close()
+            _stop(agent_proc, "agent (and its apps)", AGENT_STOP_TIMEOUT_S)
+            _stop(server_proc, "server", SERVER_STOP_TIMEOUT_S)
+    raise typer.Exit(code)

@@ -1,0 +1,82 @@
+"""Agent and server restarts: apps live on, ends are reported, nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import appyard as ay
+from tests.e2e.conftest import Env
+from tests.support import alive, wait_for
+
+S = ay.Status
+
+
+def test_agent_kill9_then_readopted(env: Env, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids.json"
+    tid = env.start_worker(sleep_s=4, lines=2, pidfile=str(pidfile))
+    wait_for(pidfile.exists, 30, "the app to start")
+    (pid,) = json.loads(pidfile.read_text())
+    env.agent.kill9()
+    assert alive(pid), "the app must survive its agent"
+    # a new agent with the same token (and work folder) re-adopts it
+    again = env.world.start_agent(env.agent_token, name="agent")
+    assert env.api.task.wait(tid) == S.FINISHED
+    info = env.api.task.get_info_by_id(tid)
+    assert info["exit_code"] == 0 and info["attempt"] == 1
+    assert [line.text for line in env.api.task.logs(tid)] == ["line 0", "line 1", "bye"]
+    assert again.proc is not None and again.proc.poll() is None
+
+
+def test_app_ends_while_the_agent_is_down(env: Env, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids.json"
+    tid = env.start_worker(sleep_s=0.5, exit_code=5, pidfile=str(pidfile))
+    wait_for(pidfile.exists, 30, "the app to start")
+    env.agent.kill9()
+    (pid,) = json.loads(pidfile.read_text())
+    wait_for(lambda: not alive(pid), 30, "the app to end")
+    env.world.start_agent(env.agent_token, name="agent")
+    status = env.api.task.get(tid)
+    wait_for(lambda: env.api.task.get(tid).status is S.ERROR, 30, "its end to be reported")
+    info = env.api.task.get(tid)
+    assert info.exit_code == 5, info
+    assert "code 5" in (info.error or "") and status is not None
+
+
+def test_agent_that_never_comes_back(env: Env) -> None:
+    tid = env.start_worker(sleep_s=60)
+    env.api.app.wait(tid, target_status=S.STARTED)
+    env.agent.kill9()
+    # the server's agent TTL is 4 s in the tests
+    wait_for(lambda: env.api.task.get(tid).status is S.ERROR, 30, "the task to be marked lost")
+    info = env.api.task.get(tid)
+    assert info.error is not None and "agent lost" in info.error
+    agents = env.api.agent.get_list(env.world.team_id)
+    assert [a.status for a in agents if a.id == env.agent_id] == ["offline"]
+    # when it does come back, the orphaned app is stopped, not left running
+    env.world.start_agent(env.agent_token, name="agent")
+    wait_for(env.agent_online, 30, "the agent back online")
+
+
+def test_server_restart_loses_nothing(env: Env) -> None:
+    tid = env.start_worker(sleep_s=3, lines=5)
+    env.api.app.wait(tid, target_status=S.STARTED)
+    result: dict[str, object] = {}
+
+    def waiter() -> None:
+        try:
+            result["status"] = env.api.task.wait(tid)
+        except Exception as exc:  # the test reads it below
+            result["error"] = exc
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    env.world.server.kill()
+    env.world.server.start()
+    thread.join(60)
+    assert result.get("status") == S.FINISHED, result
+    assert [line.text for line in env.api.task.logs(tid)] == [f"line {i}" for i in range(5)] + [
+        "bye"
+    ]
+    wait_for(env.agent_online, 30, "the agent to reconnect")
