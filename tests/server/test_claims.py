@@ -47,12 +47,14 @@ def test_racing_polls_claim_each_task_once(world: World) -> None:
     for t in threads:
         t.join(60)
     counts = Counter(got)
-    assert len(counts) == n_tasks, f"{len(counts)} of {n_tasks} tasks handed out"
+    # 4 agents x 8 slots: 32 are handed out, each once; the rest wait queued for a free slot
+    assert len(counts) == 32, f"{len(counts)} of {n_tasks} tasks handed out"
     assert max(counts.values()) == 1, [k for k, v in counts.items() if v > 1]
     page = world.admin.ok("GET", "/tasks", params={"team_id": world.team_id, "limit": 100})
-    assert {t["status"] for t in page["items"]} == {"consumed"}
-    # every task is recorded on the agent it was handed to
-    assert len({t["agent_id"] for t in page["items"]}) >= 1
+    statuses = Counter(t["status"] for t in page["items"])
+    assert statuses == {"consumed": 32, "queued": 8}
+    per_agent = Counter(t["agent_id"] for t in page["items"] if t["status"] == "consumed")
+    assert max(per_agent.values()) <= 8
 
 
 def test_a_dropped_assignment_is_queued_again(world: World) -> None:

@@ -632,7 +632,9 @@ class TaskWorker(threading.Thread):
             event = TaskEvent(kind="failed", error=info.error or "the app could not be started")
         elif info is not None:
             note = info.error or (self._stop_note if info.stop_requested else None)
-            event = TaskEvent(kind="exited", exit_code=info.exit_code, error=note)
+            event = TaskEvent(
+                kind="exited", exit_code=info.exit_code, error=note, stopped=info.stop_requested
+            )
         else:
             event = TaskEvent(kind="exited", exit_code=None, error=error)
         if self._report(event):

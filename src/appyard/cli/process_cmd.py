@@ -1,7 +1,7 @@
 """``appyard server`` and ``appyard up``: the commands that start long-running processes.
 
-The CLI never imports ``appyard.server`` (import-linter forbids it): the server is named to
-uvicorn as a string, in this process (``server``) or in a child (``up``).
+The CLI never imports ``appyard.server`` (import-linter forbids it): the server runs as its
+own program, ``python -m appyard.server``, in this process (``server``) or in a child (``up``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from appyard.errors import AppyardError, AuthenticationError, TaskFinishedWithEr
 from appyard.sdk import Api
 from appyard.sdk.api import default_env_file
 
-SERVER_FACTORY = "appyard.server.main:app_from_env"
+SERVER_MODULE = "appyard.server"  # `python -m appyard.server`: uvicorn with clean shutdown
 DEFAULT_PORT = 8080
 STATE_FILE = "up.json"
 ADMIN_TOKEN_FILE = "admin-token"
@@ -63,20 +63,11 @@ def server(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the appyard server in the foreground (settings from APPYARD_* variables)."""
-    import uvicorn
-
     if home is not None:
         os.environ["APPYARD_HOME"] = str(home.expanduser())
-    uvicorn.run(
-        SERVER_FACTORY,
-        factory=True,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_keep_alive=75,  # SDK clients and agents keep their connection between calls
-        timeout_graceful_shutdown=5,  # long-polls would otherwise hold a shutdown 25 s
-        access_log=False,
-    )
+    # the server is its own program (the CLI never imports it): become that process
+    argv = [sys.executable, "-m", SERVER_MODULE, "--host", host, "--port", str(port)]
+    os.execv(sys.executable, [*argv, "--log-level", log_level])
 
 
 # -- appyard up --------------------------------------------------------------------------------
@@ -337,20 +328,7 @@ def up(
             }
             with sock:
                 server_proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        SERVER_FACTORY,
-                        "--factory",
-                        "--fd",
-                        str(sock.fileno()),
-                        "--timeout-keep-alive",
-                        "75",
-                        "--timeout-graceful-shutdown",
-                        "5",
-                        "--no-access-log",
-                    ],
+                    [sys.executable, "-m", SERVER_MODULE, "--fd", str(sock.fileno())],
                     env=server_env,
                     pass_fds=[sock.fileno()],
                     start_new_session=True,

@@ -98,6 +98,9 @@ class TaskEvent(Wire):
     pid: int | None = None
     exit_code: int | None = None
     error: str | None = None
+    # exited: the agent itself stopped the app (it was asked to stop its apps as it exits),
+    # so the task ends ``stopped`` like a stop asked for through the API
+    stopped: bool = False
 
 
 class LogRecord(Wire):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from types import FrameType
 
 from fastapi import FastAPI
 
@@ -16,26 +17,42 @@ def app_from_env() -> FastAPI:
     return create_app(Settings.from_env())
 
 
-def serve(host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8080, log_level: str = "info", fd: int | None = None
+) -> None:
+    """Run the server until SIGINT/SIGTERM; open long-polls answer at once on the way out."""
     import uvicorn
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        app_from_env(),
+    app = app_from_env()
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
+        fd=fd,
         log_level=log_level,
         timeout_keep_alive=75,  # agents and SDK clients keep their connection between calls
+        timeout_graceful_shutdown=10,
         access_log=False,
     )
+    notifier = app.state.ctx.notifier
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # waits, polls and log streams would otherwise hold the shutdown for their timeout
+            notifier.close()
+            super().handle_exit(sig, frame)
+
+    Server(config).run()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="appyard-server", description="Run the appyard server.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--fd", type=int, default=None, help="serve on this bound socket")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.log_level)
+    serve(args.host, args.port, args.log_level, args.fd)

@@ -35,6 +35,10 @@ class Subscription:
     def fire(self) -> None:
         self._event.set()
 
+    @property
+    def closing(self) -> bool:
+        return self._hub.closing
+
     async def wait(self, timeout: float) -> bool:
         if timeout <= 0:
             return self._event.is_set()
@@ -49,6 +53,8 @@ class Subscription:
 
     def __enter__(self) -> Subscription:
         self._hub._add(self)
+        if self._hub.closing:
+            self._event.set()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -61,6 +67,8 @@ class Notifier:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: set when the server shuts down: every waiter answers now instead of holding on
+        self.closing = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -84,6 +92,19 @@ class Notifier:
         for key in keys:
             for sub in tuple(self._subs.get(key, ())):
                 sub.fire()
+
+    def close(self) -> None:
+        """Wake every waiter for good (server shutdown); callable from any thread."""
+        self.closing = True
+        if self._loop is None or self._loop.is_closed():
+            return
+
+        def fire_all() -> None:
+            for subs in list(self._subs.values()):
+                for sub in tuple(subs):
+                    sub.fire()
+
+        self._loop.call_soon_threadsafe(fire_all)
 
     def publish(self, keys: Iterable[str]) -> None:
         """Wake the waiters of ``keys``; callable from any thread."""

@@ -52,6 +52,6 @@ async def poll(request: Request, agent_id: int, body: PollRequest) -> PollRespon
             sub.clear()
             answer = await arun(request, lambda s, p: svc.poll_once(s, p, agent_id, body, pg))
             remaining = deadline - loop.time()
-            if answer.tasks or answer.stop or remaining <= 0:
+            if answer.tasks or answer.stop or remaining <= 0 or sub.closing:
                 return answer
             await sub.wait(remaining)

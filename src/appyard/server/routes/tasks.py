@@ -97,7 +97,7 @@ async def wait(
             if info.status in wanted:
                 return WaitResult(task=info, timed_out=False)
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or sub.closing:
                 return WaitResult(task=info, timed_out=True)
             await sub.wait(remaining)
 
@@ -136,6 +136,8 @@ async def stream_logs(
                 if page.ended:
                     yield f"event: end\ndata: {json.dumps({'next_seq': cursor})}\n\n"
                     return
+                if sub.closing:
+                    return  # server shutting down: the client resumes from its last id
                 if not page.items and not await sub.wait(KEEPALIVE_S):
                     yield ": keepalive\n\n"
                 sub.clear()

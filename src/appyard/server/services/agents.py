@@ -123,8 +123,11 @@ def _reconcile(s: Session, agent: Agent, held: set[int], reason: str) -> list[in
             _requeue_or_fail(s, t, reason)
     for task_id in held:
         h = s.get(Task, task_id)
-        if h is None or h.agent_id != agent.id or Status(h.status) in TERMINAL:
-            stop.append(task_id)  # ended or lost meanwhile: the app must not run on
+        if h is None or h.agent_id != agent.id:
+            stop.append(task_id)  # not this agent's (any more): the app must not run on
+        elif Status(h.status) in TERMINAL and not h.stop_delivered:
+            h.stop_delivered = True  # ended by the server meanwhile (lost, stopped): say it once
+            stop.append(task_id)
     return stop
 
 
@@ -208,7 +211,15 @@ def poll_once(
         if t.id in held:
             stops.append(t.id)
     tasks: list[TaskAssignment] = []
-    if req.free_slots > 0:
+    # free slots as the database sees them: the request's figure may be stale by the time a
+    # long-poll wakes (a task ended meanwhile), the database's is not
+    on_agent = s.scalar(
+        select(func.count())
+        .select_from(Task)
+        .where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
+    )
+    free = max(0, agent.slots - (on_agent or 0))
+    if free > 0:
         pick = (
             select(Task.id)
             .where(
@@ -217,7 +228,7 @@ def poll_once(
                 or_(Task.requested_agent_id == agent.id, Task.requested_agent_id.is_(None)),
             )
             .order_by(Task.id)
-            .limit(req.free_slots)
+            .limit(free)
         )
         if postgres:
             pick = pick.with_for_update(skip_locked=True)

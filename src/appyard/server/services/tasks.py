@@ -310,12 +310,19 @@ def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskIn
             pass
         return task_info(t)
     if status in TERMINAL:
+        t.stop_delivered = True
         return task_info(t)  # a retried report after the end: nothing more to do
+    # the agent knows the app ended (no stop to send), and its long-poll wakes: a slot is free
+    t.stop_delivered = True
+    emit(s, f"agent:{t.agent_id}")
     if ev.kind == "failed":
         reason = ev.error or "the app could not be started"
         new = Status.STOPPED if status is Status.TERMINATING else Status.ERROR
         move(s, t, new, error=error_text(s, t.id, reason) if new is Status.ERROR else None)
         return task_info(t)
+    if ev.stopped and status in (Status.STARTED, Status.DEPLOYED):
+        move(s, t, Status.TERMINATING)
+        status = Status.TERMINATING
     new = status_after_exit(status, ev.exit_code)
     error = None
     if new is Status.ERROR:
