@@ -3,7 +3,7 @@
 
 Only the import and the app slug differ from the original. Credentials come from
 ``~/appyard.env`` (``appyard up`` writes it); the demo values (PROJECT_ID) from
-``examples/local.env``. Run it from the repository root: ``python examples/start_stop_app.py``.
+``examples/start-stop-app/local.env``. Run it from the repository root: ``python examples/start_stop_app.py``.
 """
 
 import os
@@ -11,7 +11,7 @@ import json
 from dotenv import load_dotenv
 import appyard as ay
 
-load_dotenv("examples/local.env")
+load_dotenv("examples/start-stop-app/local.env")
 load_dotenv(os.path.expanduser("~/appyard.env"))
 api = ay.Api()
 

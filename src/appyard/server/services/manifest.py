@@ -104,11 +104,14 @@ def validate_state(config: dict[str, Any], state: dict[str, Any]) -> str | None:
                     f"{default!r}); got {got} {state[key]!r}",
                     field=f"params.state.{key}",
                 )
-    targets = [t for t in app_targets(config) if t != "ecosystem"]
+    declared = app_targets(config)
+    targets = [t for t in declared if t != "ecosystem"]
     if not targets:
         return None
     known = [TARGETS[t] for t in targets if t in TARGETS]
     given = [t for t in known if t.state_key is not None and t.state_key in state]
+    if not given and "ecosystem" in declared:
+        return "ecosystem"  # it may also be run from the ecosystem's Run button, with no target
     if not given:
         keys = ", ".join(f"{t.state_key} ({t.name})" for t in known if t.state_key)
         raise BadRequestError(
