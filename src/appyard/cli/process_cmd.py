@@ -365,7 +365,7 @@ def up(
             env_file = _write_env_file(address, state)
             console.print(
                 f"\n[bold green]appyard is up[/bold green]\n"
-                f"  UI        {address}/\n"
+                f"  server    {address}/\n"
                 f"  API docs  {address}/docs\n"
                 f"  team {state.team_id}, workspace {state.workspace_id}, agent {state.agent_id}\n"
                 f"  credentials in {env_file} (SERVER_ADDRESS, API_TOKEN, TEAM_ID, "

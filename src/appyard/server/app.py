@@ -11,7 +11,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from appyard.errors import ApiError
 from appyard.server.db.engine import Database
@@ -131,6 +131,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         }
         return JSONResponse(body, status_code=500)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        # the web UI comes here; until then the front door is the API's own documentation
+        return RedirectResponse("/docs")
 
     @app.get("/health", include_in_schema=False)
     @app.get(f"{API}/health", tags=["meta"])
