@@ -188,3 +188,19 @@ def test_illegal_transition_is_409(world: World) -> None:
         409,
     )
     assert e["field"] == "offset"
+
+
+def test_an_offline_agent_is_not_an_error(world: World) -> None:
+    """A task for an agent that is offline waits queued; it is no error."""
+    mid = world.admin.publish(APPS / "worker")["module_id"]
+    agent_id, _ = world.new_agent_token("never-online")
+    started = world.admin.ok(
+        "POST",
+        "/tasks",
+        json={"workspace_id": world.workspace_id, "module_id": mid, "agent_id": agent_id},
+    )
+    assert started["status"] == "queued"
+    info = world.admin.ok("GET", f"/tasks/{started['task_id']}")
+    assert info["status"] == "queued" and info["agent_id"] == agent_id and info["error"] is None
+    agents = world.admin.ok("GET", f"/teams/{world.team_id}/agents")
+    assert [a["status"] for a in agents if a["id"] == agent_id] == ["offline"]
