@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from pathlib import Path
 
-from tests.support import APPS, Client, World
+from tests.support import APPS, Client, ServerProc, World, wait_for
 
 
 def test_racing_polls_claim_each_task_once(world: World) -> None:
@@ -75,3 +76,68 @@ def test_a_dropped_assignment_is_queued_again(world: World) -> None:
     assert [t["task_id"] for t in r["tasks"]] == [started["task_id"]]
     info = world.admin.ok("GET", f"/tasks/{started['task_id']}")
     assert info["status"] == "consumed" and info["attempt"] == 2
+
+
+def test_a_queue_wake_passes_over_agents_that_cannot_take_it(tmp_path: Path) -> None:
+    """An any-agent task wakes one held poll; a full agent hands the wake on to the next."""
+    slow = {"APPYARD_POLL_TIMEOUT_S": "60", "APPYARD_AGENT_TTL_S": "90"}
+    server = ServerProc(tmp_path / "server", extra_env=slow).start()
+    try:
+        admin = Client(server.url, server.admin_token)
+        team = admin.ok("POST", "/teams", json={"name": "t"})["id"]
+        ws = admin.ok("POST", f"/teams/{team}/workspaces", json={"name": "w"})["id"]
+        mid = admin.publish(APPS / "worker")["module_id"]
+        agents = []
+        for name in ("full-1", "full-2", "free"):
+            created = admin.ok("POST", f"/teams/{team}/agents", json={"name": name})
+            client = Client(server.url, created["token"])
+            client.ok("POST", "/agents/hello", json={"slots": 1})
+            agents.append((created["id"], client))
+        # fill the two first agents' only slot
+        held: dict[int, list[int]] = {}
+        for agent_id, client in agents[:2]:
+            t = admin.ok(
+                "POST", "/tasks", json={"workspace_id": ws, "module_id": mid, "agent_id": agent_id}
+            )
+            r = client.ok(
+                "POST", f"/agents/{agent_id}/poll", json={"free_slots": 1, "timeout_s": 5}
+            )
+            assert [a["task_id"] for a in r["tasks"]] == [t["task_id"]]
+            held[agent_id] = [t["task_id"]]
+        results: dict[int, list[int]] = {}
+
+        def hold(agent_id: int, client: Client) -> None:
+            r = client.ok(
+                "POST",
+                f"/agents/{agent_id}/poll",
+                json={"free_slots": 1, "running": held.get(agent_id, []), "timeout_s": 60},
+                timeout=90,
+            )
+            results[agent_id] = [a["task_id"] for a in r["tasks"]]
+
+        # the full agents poll first, so they have waited longest and are woken first
+        threads = []
+        for agent_id, client in agents:
+            seen = _last_seen(admin, team, agent_id)
+            th = threading.Thread(target=hold, args=(agent_id, client), daemon=True)
+            th.start()
+            threads.append(th)
+            # a poll marks its agent seen after it subscribed: then it is in the line
+            wait_for(
+                lambda a=agent_id, t=seen: _last_seen(admin, team, a) != t,  # type: ignore[misc]
+                10,
+                "the poll to be held",
+            )
+        task = admin.ok("POST", "/tasks", json={"workspace_id": ws, "module_id": mid})
+        free_id = agents[2][0]
+        # well before the 60 s polls end: the wake reached the free agent through the full ones
+        threads[2].join(20)
+        assert results.get(free_id) == [task["task_id"]]
+        assert admin.ok("GET", f"/tasks/{task['task_id']}")["agent_id"] == free_id
+    finally:
+        server.stop()
+
+
+def _last_seen(admin: Client, team: int, agent_id: int) -> str:
+    agents = admin.ok("GET", f"/teams/{team}/agents")
+    return str(next(a["last_seen_at"] for a in agents if a["id"] == agent_id))

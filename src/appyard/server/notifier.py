@@ -5,6 +5,12 @@ the database session; after the commit those keys are published here, and every 
 subscribed to one of them wakes and re-reads the database. A waiter always subscribes
 *before* it reads, so a change between its read and its wait cannot be missed.
 
+A key that starts with ``queue:`` (a task any agent of a team may take) wakes ONE waiter, the
+one that has waited longest, not all of them: with 100 agents polling, one start would
+otherwise make 100 polls look at the database at once. The woken poll takes what it can, and
+passes the wake on (``pass_on``) to the next waiter of the same *wave* while work is left that
+it could not take; a wave ends when every waiter has had it once.
+
 With PostgreSQL the same keys also go out as ``NOTIFY appyard`` inside the transaction
 (delivered on commit), and a listener thread feeds what other replicas publish into this
 process; a key may then arrive twice, which is harmless: a wake only means "look again".
@@ -22,6 +28,14 @@ from sqlalchemy.orm import Session
 
 log = logging.getLogger("appyard.server.notifier")
 CHANNEL = "appyard"
+ONE_AT_A_TIME = "queue:"
+
+
+class Wave:
+    """One ``queue:`` wake travelling from waiter to waiter; each gets it at most once."""
+
+    def __init__(self) -> None:
+        self.tried: set[int] = set()
 
 
 class Subscription:
@@ -31,9 +45,29 @@ class Subscription:
         self._hub = hub
         self.keys = tuple(keys)
         self._event = asyncio.Event()
+        self._fired: set[str] = set()
+        self._waves: dict[str, Wave] = {}
+        #: the waves of the last ``take``: hand them on with ``pass_on`` if work is left
+        self.waves: dict[str, Wave] = {}
 
-    def fire(self) -> None:
+    def fire(self, key: str = "", wave: Wave | None = None) -> None:
+        self._fired.add(key)
+        if wave is not None:
+            self._waves[key] = wave
         self._event.set()
+
+    def take(self) -> set[str]:
+        """The keys fired since the last take, and clear (call it before reading again)."""
+        fired, self._fired = self._fired, set()
+        self.waves, self._waves = self._waves, {}
+        self._event.clear()
+        return fired
+
+    def pass_on(self, key: str) -> None:
+        """Hand the wave of ``key`` taken last to the next waiter that has not had it."""
+        wave = self.waves.pop(key, None)
+        if wave is not None:
+            self._hub._fire_one(key, wave)
 
     @property
     def closing(self) -> bool:
@@ -49,23 +83,27 @@ class Subscription:
         return True
 
     def clear(self) -> None:
-        self._event.clear()
+        self.take()
 
     def __enter__(self) -> Subscription:
         self._hub._add(self)
         if self._hub.closing:
-            self._event.set()
+            self.fire("closing")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._hub._remove(self)
+        # a wave it was handed but did not look at goes on to the next waiter
+        for key, wave in {**self.waves, **self._waves}.items():
+            self._hub._fire_one(key, wave)
 
 
 class Notifier:
     """In-process fan-out of keys to asyncio waiters; thread-safe ``publish``."""
 
     def __init__(self) -> None:
-        self._subs: dict[str, set[Subscription]] = {}
+        # insertion-ordered: the first waiter of a key is the one that has waited longest
+        self._subs: dict[str, dict[Subscription, None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         #: set when the server shuts down: every waiter answers now instead of holding on
         self.closing = False
@@ -78,20 +116,36 @@ class Notifier:
 
     def _add(self, sub: Subscription) -> None:
         for key in sub.keys:
-            self._subs.setdefault(key, set()).add(sub)
+            self._subs.setdefault(key, {})[sub] = None
 
     def _remove(self, sub: Subscription) -> None:
         for key in sub.keys:
             subs = self._subs.get(key)
             if subs is not None:
-                subs.discard(sub)
+                subs.pop(sub, None)
                 if not subs:
                     del self._subs[key]
 
     def _fire(self, keys: Iterable[str]) -> None:
         for key in keys:
+            if key.startswith(ONE_AT_A_TIME):
+                self._fire_one(key, Wave())
+                continue
             for sub in tuple(self._subs.get(key, ())):
-                sub.fire()
+                sub.fire(key)
+
+    def _fire_one(self, key: str, wave: Wave) -> None:
+        """Wake the longest-waiting waiter of ``key`` that this wave has not woken yet."""
+        subs = self._subs.get(key)
+        if not subs:
+            return
+        for sub in tuple(subs):
+            if id(sub) not in wave.tried:
+                wave.tried.add(id(sub))
+                del subs[sub]  # to the back of the line
+                subs[sub] = None
+                sub.fire(key, wave)
+                return
 
     def close(self) -> None:
         """Wake every waiter for good (server shutdown); callable from any thread."""
@@ -102,7 +156,7 @@ class Notifier:
         def fire_all() -> None:
             for subs in list(self._subs.values()):
                 for sub in tuple(subs):
-                    sub.fire()
+                    sub.fire("closing")
 
         self._loop.call_soon_threadsafe(fire_all)
 

@@ -11,7 +11,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, readonly: bool = False) -> Engine:
+    """An engine; on SQLite a writer's transactions take the write lock at BEGIN, a reader's
+    (``readonly``) are deferred and refuse writes, so reads never wait behind the writer."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -30,6 +32,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            if readonly:
+                cur.execute("PRAGMA query_only=ON")
             cur.close()
 
         # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN so
@@ -40,7 +44,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
@@ -53,12 +57,15 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        # on SQLite, readers get their own engine (deferred BEGIN, query_only); elsewhere the same
+        self.read_engine = self.engine if self.is_postgres else make_engine(url, readonly=True)
         # the notifier publishes the keys a session recorded once it commits (notifier.emit)
         self._sessions = sessionmaker(
             self.engine,
             expire_on_commit=False,
             info={"notifier": notifier, "postgres": self.is_postgres},
         )
+        self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -71,5 +78,16 @@ class Database:
                 s.rollback()
                 raise
 
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A read-only unit of work (it may not write: SQLite refuses, by ``query_only``)."""
+        with self._readers() as s:
+            try:
+                yield s
+            finally:
+                s.rollback()
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()

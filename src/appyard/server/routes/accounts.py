@@ -18,7 +18,7 @@ from appyard.schemas.accounts import (
     WorkspaceCreate,
     WorkspaceInfo,
 )
-from appyard.server.routes.deps import authenticated, run, run_anon
+from appyard.server.routes.deps import authenticated, read, run, run_anon
 from appyard.server.services import accounts as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["accounts"])
@@ -32,7 +32,7 @@ def login(request: Request, body: LoginRequest) -> TokenCreated:
 
 @router.get("/users/me", response_model=UserInfo)
 def me(request: Request) -> UserInfo:
-    return run(request, svc.me)
+    return read(request, svc.me)
 
 
 @router.post("/users", response_model=UserInfo, status_code=201)
@@ -42,7 +42,7 @@ def create_user(request: Request, body: UserCreate) -> UserInfo:
 
 @router.get("/users", response_model=list[UserInfo])
 def list_users(request: Request) -> list[UserInfo]:
-    return run(request, svc.list_users)
+    return read(request, svc.list_users)
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
@@ -52,7 +52,7 @@ def create_token(request: Request, body: TokenCreate) -> TokenCreated:
 
 @router.get("/tokens", response_model=list[TokenInfo])
 def list_tokens(request: Request) -> list[TokenInfo]:
-    return run(request, svc.list_tokens)
+    return read(request, svc.list_tokens)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
@@ -63,7 +63,7 @@ def revoke_token(request: Request, token_id: int) -> Response:
 
 @router.get("/teams", response_model=list[TeamInfo])
 def list_teams(request: Request) -> list[TeamInfo]:
-    return run(request, svc.list_teams)
+    return read(request, svc.list_teams)
 
 
 @router.post("/teams", response_model=TeamInfo, status_code=201)
@@ -73,7 +73,7 @@ def create_team(request: Request, body: TeamCreate) -> TeamInfo:
 
 @router.get("/teams/{team_id}/members", response_model=list[MemberInfo])
 def list_members(request: Request, team_id: int) -> list[MemberInfo]:
-    return run(request, lambda s, p: svc.list_members(s, p, team_id))
+    return read(request, lambda s, p: svc.list_members(s, p, team_id))
 
 
 @router.post("/teams/{team_id}/members", response_model=MemberInfo, status_code=201)
@@ -83,7 +83,7 @@ def add_member(request: Request, team_id: int, body: MemberAdd) -> MemberInfo:
 
 @router.get("/teams/{team_id}/workspaces", response_model=list[WorkspaceInfo])
 def list_workspaces(request: Request, team_id: int) -> list[WorkspaceInfo]:
-    return run(request, lambda s, p: svc.list_workspaces(s, p, team_id))
+    return read(request, lambda s, p: svc.list_workspaces(s, p, team_id))
 
 
 @router.post("/teams/{team_id}/workspaces", response_model=WorkspaceInfo, status_code=201)

@@ -15,7 +15,7 @@ from appyard.schemas.agents import (
     PollRequest,
     PollResponse,
 )
-from appyard.server.routes.deps import arun, authenticated, context, run
+from appyard.server.routes.deps import aread, arun, authenticated, context, read, run
 from appyard.server.services import agents as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["agents"])
@@ -30,7 +30,7 @@ def create_agent(request: Request, team_id: int, body: AgentCreate) -> AgentCrea
 @router.get("/teams/{team_id}/agents", response_model=list[AgentInfo])
 def list_agents(request: Request, team_id: int) -> list[AgentInfo]:
     ttl = context(request).settings.agent_ttl_s
-    return run(request, lambda s, p: svc.list_agents(s, p, team_id, ttl))
+    return read(request, lambda s, p: svc.list_agents(s, p, team_id, ttl))
 
 
 @router.post("/agents/hello", response_model=AgentWelcome)
@@ -46,12 +46,26 @@ async def poll(request: Request, agent_id: int, body: PollRequest) -> PollRespon
     pg = ctx.db.is_postgres
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.timeout_s, ctx.settings.poll_timeout_s)
-    team_id = await arun(request, lambda s, p: svc.team_of_agent(s, p, agent_id))
-    with ctx.notifier.subscribe(f"agent:{agent_id}", f"queue:{team_id}") as sub:
+    team_id = await aread(request, lambda s, p: svc.team_of_agent(s, p, agent_id))
+    queue_key = f"queue:{team_id}"
+    with ctx.notifier.subscribe(f"agent:{agent_id}", queue_key) as sub:
+        fired = {"first look"}
         while True:
-            sub.clear()
-            answer = await arun(request, lambda s, p: svc.poll_once(s, p, agent_id, body, pg))
+            if fired - {queue_key}:
+                answer = await arun(request, lambda s, p: svc.poll_once(s, p, agent_id, body, pg))
+            else:
+                # woken alone for the team's queue: look without the write lock first, take
+                # what fits, and hand the wake on while tasks are left that it did not take
+                free, queued = await aread(request, lambda s, p: svc.claimable(s, p, agent_id))
+                answer = PollResponse()
+                if free and queued:
+                    answer = await arun(
+                        request, lambda s, p: svc.poll_once(s, p, agent_id, body, pg)
+                    )
+                if queued > len(answer.tasks):
+                    sub.pass_on(queue_key)
             remaining = deadline - loop.time()
             if answer.tasks or answer.stop or remaining <= 0 or sub.closing:
                 return answer
             await sub.wait(remaining)
+            fired = sub.take()

@@ -54,7 +54,7 @@ def authenticated(request: Request) -> Principal:
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         token = bearer(request)
-        with context(request).db.session() as s:
+        with context(request).db.reader() as s:
             principal = authenticate(s, token)
         request.state.principal = principal
     return principal
@@ -67,6 +67,13 @@ def run(request: Request, fn: Callable[[Session, Principal], T]) -> T:
         return fn(s, principal)
 
 
+def read(request: Request, fn: Callable[[Session, Principal], T]) -> T:
+    """Like ``run`` for a route that only reads: it never waits behind a writer."""
+    principal = authenticated(request)
+    with context(request).db.reader() as s:
+        return fn(s, principal)
+
+
 def run_anon(request: Request, fn: Callable[[Session], T]) -> T:
     with context(request).db.session() as s:
         return fn(s)
@@ -75,3 +82,8 @@ def run_anon(request: Request, fn: Callable[[Session], T]) -> T:
 async def arun(request: Request, fn: Callable[[Session, Principal], T]) -> T:
     """``run`` from an async route: the database work happens in a worker thread."""
     return await anyio.to_thread.run_sync(run, request, fn)
+
+
+async def aread(request: Request, fn: Callable[[Session, Principal], T]) -> T:
+    """``read`` from an async route."""
+    return await anyio.to_thread.run_sync(read, request, fn)

@@ -7,7 +7,7 @@ from fastapi.responses import FileResponse
 
 from appyard.errors import BadRequestError, NotFoundError
 from appyard.schemas.ecosystem import ModuleInfoWire, PublishResult
-from appyard.server.routes.deps import authenticated, context, run
+from appyard.server.routes.deps import authenticated, context, read, run
 from appyard.server.services import ecosystem as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["ecosystem"])
@@ -27,22 +27,22 @@ def publish(request: Request, archive: UploadFile) -> PublishResult:
 
 @router.get("/modules", response_model=list[ModuleInfoWire])
 def list_modules(request: Request, q: str | None = None) -> list[ModuleInfoWire]:
-    return run(request, lambda s, p: svc.list_modules(s, p, q))
+    return read(request, lambda s, p: svc.list_modules(s, p, q))
 
 
 @router.get("/modules/lookup")
 def lookup(request: Request, slug: str = Query(min_length=1, max_length=200)) -> dict[str, int]:
-    return {"id": run(request, lambda s, p: svc.lookup(s, p, slug))}
+    return {"id": read(request, lambda s, p: svc.lookup(s, p, slug))}
 
 
 @router.get("/modules/{module_id}", response_model=ModuleInfoWire)
 def module_info(request: Request, module_id: int, version: str | None = None) -> ModuleInfoWire:
-    return run(request, lambda s, p: svc.module_info(s, p, module_id, version))
+    return read(request, lambda s, p: svc.module_info(s, p, module_id, version))
 
 
 @router.get("/releases/{sha256}/archive")
 def download(request: Request, sha256: str) -> FileResponse:
-    run(request, lambda s, p: svc.release_for_download(s, p, sha256))
+    read(request, lambda s, p: svc.release_for_download(s, p, sha256))
     path = context(request).releases.path(sha256)
     if not path.exists():
         raise NotFoundError(

@@ -25,7 +25,7 @@ from appyard.schemas.tasks import (
     TaskStart,
     WaitResult,
 )
-from appyard.server.routes.deps import arun, authenticated, context, run
+from appyard.server.routes.deps import aread, authenticated, context, read, run
 from appyard.server.security import Principal
 from appyard.server.services import tasks as svc
 
@@ -75,7 +75,7 @@ def list_tasks(
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)
 def get_task(request: Request, task_id: int) -> TaskInfo:
-    return run(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+    return read(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
 
 
 @router.get("/tasks/{task_id}/wait", response_model=WaitResult)
@@ -93,7 +93,7 @@ async def wait(
     with ctx.notifier.subscribe(f"task:{task_id}") as sub:
         while True:
             sub.clear()
-            info = await arun(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+            info = await aread(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
             if info.status in wanted:
                 return WaitResult(task=info, timed_out=False)
             remaining = deadline - loop.time()
@@ -114,7 +114,7 @@ def read_logs(
     after: int = Query(default=0, ge=0),
     limit: int = Query(default=1000, ge=1, le=10000),
 ) -> LogPage:
-    return run(request, lambda s, p: svc.read_logs(s, p, task_id, after, limit))
+    return read(request, lambda s, p: svc.read_logs(s, p, task_id, after, limit))
 
 
 @router.get("/tasks/{task_id}/logs/stream")
@@ -123,7 +123,7 @@ async def stream_logs(
 ) -> StreamingResponse:
     """Server-sent events: ``log`` per line (id = seq) as they arrive, then one ``end``."""
     ctx = context(request)
-    first = await arun(request, lambda s, p: svc.read_logs(s, p, task_id, after, 1000))
+    first = await aread(request, lambda s, p: svc.read_logs(s, p, task_id, after, 1000))
 
     async def events() -> AsyncIterator[str]:
         page = first
@@ -141,7 +141,7 @@ async def stream_logs(
                 if not page.items and not await sub.wait(KEEPALIVE_S):
                     yield ": keepalive\n\n"
                 sub.clear()
-                page = await arun(request, _reader(task_id, cursor))
+                page = await aread(request, _reader(task_id, cursor))
 
     return StreamingResponse(
         events(),

@@ -8,8 +8,9 @@ handed out once.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import ON_AGENT, TERMINAL, Status
@@ -211,25 +212,9 @@ def poll_once(
         if t.id in held:
             stops.append(t.id)
     tasks: list[TaskAssignment] = []
-    # free slots as the database sees them: the request's figure may be stale by the time a
-    # long-poll wakes (a task ended meanwhile), the database's is not
-    on_agent = s.scalar(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
-    )
-    free = max(0, agent.slots - (on_agent or 0))
+    free = _free_slots(s, agent)
     if free > 0:
-        pick = (
-            select(Task.id)
-            .where(
-                Task.team_id == agent.team_id,
-                Task.status == Status.QUEUED.value,
-                or_(Task.requested_agent_id == agent.id, Task.requested_agent_id.is_(None)),
-            )
-            .order_by(Task.id)
-            .limit(free)
-        )
+        pick = _queued_for(agent).limit(free)
         if postgres:
             pick = pick.with_for_update(skip_locked=True)
         for task_id in s.scalars(pick).all():
@@ -245,6 +230,47 @@ def poll_once(
             _, raw = mint_token(s, "task", f"task {t.id}", task_id=t.id)
             tasks.append(_assignment(s, t, raw))
     return PollResponse(tasks=tasks, stop=sorted(set(stops)))
+
+
+def _free_slots(s: Session, agent: Agent) -> int:
+    """Free slots as the database sees them: a poll's own figure may be stale by the time the
+    long-poll wakes (a task ended meanwhile); the database's is not."""
+    on_agent = s.scalar(
+        select(func.count())
+        .select_from(Task)
+        .where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
+    )
+    return max(0, agent.slots - (on_agent or 0))
+
+
+def _queued_for(agent: Agent) -> Select[Any]:
+    return (
+        select(Task.id)
+        .where(
+            Task.team_id == agent.team_id,
+            Task.status == Status.QUEUED.value,
+            or_(Task.requested_agent_id == agent.id, Task.requested_agent_id.is_(None)),
+        )
+        .order_by(Task.id)
+    )
+
+
+def claimable(s: Session, p: Principal, agent_id: int) -> tuple[int, int]:
+    """Read-only: the agent's free slots, and how many tasks any agent of its team may take
+    (counted up to 64: enough to know whether to hand a wake on)."""
+    agent = _me(s, p, agent_id)
+    for_anyone = (
+        select(Task.id)
+        .where(
+            Task.team_id == agent.team_id,
+            Task.status == Status.QUEUED.value,
+            Task.requested_agent_id.is_(None),
+        )
+        .limit(64)
+        .subquery()
+    )
+    queued = s.scalar(select(func.count()).select_from(for_anyone)) or 0
+    return _free_slots(s, agent), queued
 
 
 def touch(s: Session, p: Principal, agent_id: int) -> None:
