@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from appyard.agent import proc
-from appyard.agent.runner import AppHandle, launch
+from appyard.agent.runner import AppHandle, Launcher, launch
 from appyard.agent.state import TaskDir, TaskState, WorkDir
 from tests.support import alive, wait_for
 
@@ -25,8 +25,13 @@ def new_task(root: Path, task_id: int = 1) -> TaskDir:
     return td
 
 
-def launch_snippet(td: TaskDir, code: str, grace_s: float = 5.0) -> AppHandle:
-    """Run ``code`` with this interpreter as the task's app; state.json as the agent writes it."""
+def launch_snippet(
+    td: TaskDir, code: str, grace_s: float = 5.0, launcher: Launcher | None = None
+) -> AppHandle:
+    """Run ``code`` with this interpreter as the task's app; state.json as the agent writes it.
+
+    With a ``launcher``, through it (its warm supervisor, if it has one); else a cold launch.
+    """
     state = TaskState(task_id=td.task_id, boot_id=proc.boot_id(), stop_grace_s=grace_s)
 
     def on_supervisor(pid: int, start: int | None) -> None:
@@ -34,7 +39,9 @@ def launch_snippet(td: TaskDir, code: str, grace_s: float = 5.0) -> AppHandle:
         td.save(state)
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    handle = launch(td, [sys.executable, "-c", textwrap.dedent(code)], env, grace_s, on_supervisor)
+    argv = [sys.executable, "-c", textwrap.dedent(code)]
+    start = launcher.launch if launcher is not None else launch
+    handle = start(td, argv, env, grace_s, on_supervisor)
     state.app_pid, state.app_start = handle.app_pid, handle.app_start
     td.save(state)
     return handle

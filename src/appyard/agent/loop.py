@@ -36,13 +36,13 @@ from appyard.agent.client import RETRY_STATUSES, Abandoned, AgentClient, Backoff
 from appyard.agent.logship import LogShipper
 from appyard.agent.runner import (
     AppHandle,
+    Launcher,
     SpawnError,
     adopt,
     app_command,
     app_env,
     free_port,
     kill_orphan,
-    launch,
 )
 from appyard.agent.state import (
     Found,
@@ -111,6 +111,8 @@ class Agent:
         self.venvs: VenvCache | None = None
         self._workers: dict[int, TaskWorker] = {}
         self._lock = threading.Lock()
+        #: launches supervisors, keeping one started ahead (warm) for the next task
+        self.launcher = Launcher()
         self._stop = threading.Event()
         #: set once hello succeeded and the found tasks have their workers (tests wait on it)
         self.online = threading.Event()
@@ -170,6 +172,7 @@ class Agent:
             self._start_found(found)
         for task_id in welcome.stop:
             self.stop_task(task_id)
+        self.launcher.prime()  # the first task gets a warm supervisor too
         self.online.set()
         self._poll_loop()
 
@@ -355,6 +358,7 @@ class Agent:
     # --- exit -------------------------------------------------------------------------------
     def _shutdown(self) -> int:
         self.stopping.set()
+        self.launcher.close()  # its warm supervisor exits (EOF on its job pipe)
         workers = self.workers()
         if self.config.stop_apps_on_exit and workers:
             log.info("stopping %d apps before exit", len(workers))
@@ -542,7 +546,9 @@ class TaskWorker(threading.Thread):
             self._save()
 
         try:
-            handle = launch(self.dir, argv, self.env, a.stop_grace_s, on_supervisor)
+            handle = self.agent.launcher.launch(
+                self.dir, argv, self.env, a.stop_grace_s, on_supervisor
+            )
         except SpawnError as e:
             log.warning("task %d: %s", self.task_id, e)
             self._report_failed(str(e))

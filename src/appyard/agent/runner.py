@@ -3,6 +3,9 @@
 The agent never runs the app itself. It launches the per-task supervisor (``supervisor.py``,
 with the agent's own interpreter and ``-I -S``, so it starts in a few ms) in a new session;
 the supervisor spawns the app and tells the agent its pid through a pipe the moment it runs.
+To keep even those few ms off the path from assignment to app, ``Launcher`` keeps one
+supervisor started ahead ("warm", waiting for its job on a pipe) and hands the next task to
+it; a launch finds none (the first ones of a burst, or it died) starts one as before ("cold").
 The agent then watches the *supervisor* through a pidfd: the pidfd becomes readable the
 instant it exits, works the same for a supervisor a previous agent launched (not our child),
 and signals sent through it cannot hit a reused pid. Stop is SIGTERM to the supervisor, which
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import select
@@ -22,15 +26,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appyard.agent import proc
 from appyard.agent.cache import PrepareError
 from appyard.agent.state import ExitInfo, TaskDir, TaskState
+from appyard.agent.supervisor import JOB_MAGIC
 from appyard.schemas.agents import TaskAssignment
+
+log = logging.getLogger("appyard.agent")
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 #: a leading ``python``, ``python3`` or ``python3.11`` in an entrypoint means "the app's python"
@@ -38,6 +47,10 @@ PYTHON_WORD = re.compile(r"^python(\d+(\.\d+)?)?$")
 ENV_REF = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 #: how long the supervisor may take to report that the app was spawned
 SPAWN_REPORT_TIMEOUT_S = 60.0
+#: how long a warm supervisor may take to read a job that does not fit in the pipe at once
+WARM_JOB_TIMEOUT_S = 5.0
+#: how long the agent's exit waits for its warm supervisor to leave on its own
+WARM_EXIT_TIMEOUT_S = 2.0
 #: variables of the agent's own environment that the app must not inherit
 _NOT_INHERITED = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "VIRTUAL_ENV", "CONTEXT")
 _NOT_INHERITED_PREFIXES = ("APPYARD_", "context.", "modal.state.", "CONTEXT_")
@@ -267,6 +280,7 @@ def launch(
     ``on_supervisor(pid, start_time)`` is called as soon as the supervisor runs, before the
     app is spawned, so the caller can write the pid down while it waits. Raises SpawnError
     when the app cannot be started (it still leaves ``exit.json`` in the task folder).
+    This is the cold start; ``Launcher.launch`` does the same through a warm supervisor.
     """
     td.work.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-I", "-S", str(SUPERVISOR), "--task-dir", str(td.path)]
@@ -291,8 +305,23 @@ def launch(
         raise SpawnError(f"cannot start the task supervisor: {e}") from e
     finally:
         os.close(w)
+    return _handshake(td, popen, None, r, on_supervisor)
+
+
+def _handshake(
+    td: TaskDir,
+    popen: subprocess.Popen[bytes],
+    start: int | None,
+    r: int,
+    on_supervisor: Callable[[int, int | None], None] | None,
+) -> AppHandle:
+    """Wait for the report of a supervisor that has its task (on ``r``, closed here).
+
+    ``start``: its start time when already known (a warm one), else read here.
+    """
     try:
-        start = proc.proc_start_time(popen.pid)
+        if start is None:
+            start = proc.proc_start_time(popen.pid)
         pidfd = os.pidfd_open(popen.pid)
         handle = AppHandle(td, popen.pid, start, pidfd, popen=popen)
         if on_supervisor is not None:
@@ -322,6 +351,238 @@ def launch(
             " | ".join(tail) or f"exit status {popen.returncode}"
         )
     raise SpawnError(str(error))
+
+
+# --- warm supervisors -------------------------------------------------------------------------
+
+
+def encode_job(
+    td: TaskDir, argv: Sequence[str], env: Mapping[str, str], grace_s: float
+) -> bytes | None:
+    """What a cold ``launch`` puts on the supervisor's command line and environment, as the
+    job of a warm one (see ``supervisor.parse_job``).
+
+    None when the arguments hold what exec or Popen refuse (a NUL, ``=`` in a name, no
+    command): the cold start is left to fail exactly as it does.
+    """
+    try:
+        words = [os.fsencode(w) for w in argv]
+        entries = []
+        for key, value in env.items():
+            k, v = os.fsencode(key), os.fsencode(value)
+            if not k or b"=" in k or b"\0" in k or b"\0" in v:
+                return None
+            entries.append(k + b"=" + v)
+        paths = [os.fsencode(os.path.abspath(p)) for p in (td.supervisor_log, td.path, td.work)]
+        grace = repr(float(grace_s)).encode()
+    except (TypeError, ValueError):
+        return None
+    fields = [JOB_MAGIC, *paths, grace, b"%d" % len(words), *words]
+    if not words or any(b"\0" in f for f in fields):
+        return None
+    body = b"\0".join(fields + entries) + b"\0"
+    return b"%d\n%s" % (len(body), body)
+
+
+def _warm_env() -> dict[str, str]:
+    """The warm supervisor's own environment (the app's comes with the job)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _NOT_INHERITED and not k.startswith(_NOT_INHERITED_PREFIXES)
+    }
+
+
+@dataclass
+class _Warm:
+    """A supervisor that has started and waits for its job (and the agent's ends of its pipes)."""
+
+    popen: subprocess.Popen[bytes]
+    start: int | None
+    job_w: int
+    status_r: int
+
+    def close_pipes(self) -> None:
+        for fd in (self.job_w, self.status_r):
+            if fd >= 0:
+                os.close(fd)
+        self.job_w = self.status_r = -1
+
+    def discard(self, timeout: float | None = None) -> None:
+        """End it: EOF on its job pipe makes it exit; ``timeout``: wait that long, then kill.
+
+        Without a timeout it is killed at once (it holds no app: it never got a whole job).
+        """
+        self.close_pipes()
+        if timeout is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout)
+                return
+        with contextlib.suppress(OSError):
+            self.popen.kill()
+        self.popen.wait()
+
+
+def _spawn_warm() -> _Warm:
+    """Start a supervisor that waits for its job, as ``launch`` starts one for a known task.
+
+    Same interpreter, flags, new session and SIGTERM blocked until its handler is installed;
+    it holds only stdio (/dev/null until it has its task) and its two pipes.
+    """
+    job_r, job_w = os.pipe()
+    status_r, status_w = os.pipe()
+    cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
+    cmd += ["--job-fd", str(job_r), "--status-fd", str(status_w)]
+    try:
+        with sigterm_blocked():
+            popen = subprocess.Popen(
+                cmd,
+                env=_warm_env(),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(job_r, status_w),
+                start_new_session=True,
+            )
+    except BaseException:
+        os.close(job_w)
+        os.close(status_r)
+        raise
+    finally:
+        os.close(job_r)
+        os.close(status_w)
+    os.set_blocking(job_w, False)  # a job bigger than the pipe must not hang the agent
+    return _Warm(popen, proc.proc_start_time(popen.pid), job_w, status_r)
+
+
+def _write_all(fd: int, data: bytes, timeout: float) -> bool:
+    """Write all of ``data`` to a non-blocking pipe; False if its reader is gone or too slow."""
+    view = memoryview(data)
+    deadline = time.monotonic() + timeout
+    poller: select.poll | None = None
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            if poller is None:
+                poller = select.poll()
+                poller.register(fd, select.POLLOUT)
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(int(left * 1000) + 1):
+                return False
+            continue
+        except OSError:  # EPIPE: it has exited
+            return False
+        view = view[n:]
+    return True
+
+
+class Launcher:
+    """``launch``, through a supervisor started ahead of time whenever one is ready.
+
+    It keeps one warm supervisor: a launch takes it (if it is still alive), writes it the
+    task's job and reads its report as ``launch`` does; the next one is started in a thread
+    once the launch is done, so no launch waits for an interpreter to start. When there is
+    none (a burst of launches, it died, warm starts disabled) the launch is a cold one.
+    Everything else (files, pids, the stop protocol, re-adoption) is the same for both.
+    """
+
+    def __init__(self, warm: bool = True) -> None:
+        self.warm_enabled = warm
+        self._lock = threading.Lock()
+        self._warm: _Warm | None = None
+        self._refilling = False
+        self._closed = False
+
+    def prime(self) -> None:
+        """Start the warm supervisor now (in the background) rather than at the first launch."""
+        self._refill_soon()
+
+    def launch(
+        self,
+        td: TaskDir,
+        argv: list[str],
+        env: Mapping[str, str],
+        grace_s: float,
+        on_supervisor: Callable[[int, int | None], None] | None = None,
+    ) -> AppHandle:
+        """As ``launch`` (same arguments, result, errors and files)."""
+        try:
+            job = encode_job(td, argv, env, grace_s) if self.warm_enabled else None
+            if job is not None:
+                handle = self._launch_warm(td, job, on_supervisor)
+                if handle is not None:
+                    return handle
+            return launch(td, argv, env, grace_s, on_supervisor)
+        finally:
+            self._refill_soon()
+
+    def close(self) -> None:
+        """End the warm supervisor (the agent exits); later launches are cold ones."""
+        with self._lock:
+            self._closed = True
+            warm, self._warm = self._warm, None
+        if warm is not None:
+            warm.discard(WARM_EXIT_TIMEOUT_S)
+
+    @property
+    def warm_pid(self) -> int | None:
+        """The pid of the warm supervisor that waits for a job, if there is one."""
+        with self._lock:
+            return self._warm.popen.pid if self._warm is not None else None
+
+    def _take(self) -> _Warm | None:
+        with self._lock:
+            warm, self._warm = self._warm, None
+        if warm is not None and warm.popen.poll() is not None:  # it died while it waited
+            warm.close_pipes()
+            return None
+        return warm
+
+    def _launch_warm(
+        self,
+        td: TaskDir,
+        job: bytes,
+        on_supervisor: Callable[[int, int | None], None] | None,
+    ) -> AppHandle | None:
+        """``launch`` through the warm supervisor; None when there is none (nothing started)."""
+        td.work.mkdir(parents=True, exist_ok=True)
+        try:  # it goes there, as launch() would have it; created here, as launch() does
+            os.close(os.open(td.supervisor_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666))
+        except OSError as e:
+            raise SpawnError(f"cannot start the task supervisor: {e}") from e
+        warm = self._take()
+        if warm is None:
+            return None
+        if not _write_all(warm.job_w, job, WARM_JOB_TIMEOUT_S):
+            warm.discard()  # it never had a whole job: nothing of the task was started
+            return None
+        os.close(warm.job_w)
+        warm.job_w = -1
+        status_r, warm.status_r = warm.status_r, -1
+        return _handshake(td, warm.popen, warm.start, status_r, on_supervisor)
+
+    def _refill_soon(self) -> None:
+        with self._lock:
+            if not self.warm_enabled or self._closed or self._warm or self._refilling:
+                return
+            self._refilling = True
+        threading.Thread(target=self._refill, name="warm-supervisor", daemon=True).start()
+
+    def _refill(self) -> None:
+        warm: _Warm | None = None
+        try:
+            warm = _spawn_warm()
+        except Exception as e:
+            log.warning("cannot start a warm task supervisor: %s", e)
+        finally:
+            with self._lock:
+                self._refilling = False
+                if warm is not None and not self._closed and self._warm is None:
+                    self._warm, warm = warm, None
+        if warm is not None:  # the agent exits meanwhile
+            warm.discard(WARM_EXIT_TIMEOUT_S)
 
 
 def adopt(td: TaskDir, state: TaskState) -> AppHandle | None:

@@ -24,10 +24,22 @@ Usage (the agent runs it by file path with ``-I -S`` so that it starts in a few 
 nothing but built-in modules: no ``json``, no ``signal`` (both pull in ``re``/``enum``))::
 
     python -I -S supervisor.py --task-dir DIR --cwd DIR --grace SECONDS [--status-fd N] -- ARGV...
+    python -I -S supervisor.py --job-fd N --status-fd M          (a "warm" supervisor, below)
     python -m appyard.agent.supervisor ...   (works too, a bit slower to start)
 
 The app gets the supervisor's environment, stdin from /dev/null, a new session (so its own
 process group, pgid = its pid), and default dispositions for SIGPIPE/SIGHUP/SIGINT/SIGXFSZ.
+
+A warm supervisor is started before there is a task, so that the ~10 ms of interpreter
+start-up are not on the path from "task assigned" to "app spawned". It blocks reading its
+job from ``--job-fd`` (the read end of a pipe from the agent): ``<length>\\n`` then ``length``
+bytes of NUL-terminated fields (see ``parse_job``) carrying what the command line and the
+environment of a cold start carry. Then it becomes exactly that cold start: stdout/stderr
+go to the task's ``supervisor.log``, its cwd is the task folder, its environment is replaced
+by the app's (including what the interpreter's start-up would have done to it: the PEP 538
+``LC_CTYPE`` coercion), and it runs as above. EOF on the job pipe before a whole job (the
+agent exited or is gone) ends it at once, with code 0 and no file written. A SIGTERM that
+comes while no job has arrived is not a stop of any task, and is forgotten.
 
 ``--status-fd`` is the write end of a pipe from the agent: the supervisor writes one line,
 ``{"pid": P, "start": S}`` the moment the app is spawned (or ``{"error": "...", "exit_code": 127}``
@@ -151,6 +163,23 @@ def _on_term(signum: int, frame: object) -> None:
     _stop[0] = True
 
 
+def wakeup_pipe() -> int:
+    """A pipe the C signal handler writes to, so that a poll wakes up on a signal; its read end."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    sig.set_wakeup_fd(wake_w)
+    return wake_r
+
+
+def drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
 class Supervisor:
     """One app process, its two output pipes, its log file, its stop protocol."""
 
@@ -262,11 +291,9 @@ class Supervisor:
         except ProcessLookupError:
             pass
 
-    def run(self, argv: list[str]) -> int:
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        sig.set_wakeup_fd(wake_w)
+    def run(self, argv: list[str], wake_r: int | None = None) -> int:
+        if wake_r is None:
+            wake_r = wakeup_pipe()
 
         pid = self.spawn(argv)
         if pid is None:
@@ -332,11 +359,7 @@ class Supervisor:
             timeout = None if deadline is None else max(0, int((deadline - now) * 1000) + 1)
             for fd, _ in poller.poll(timeout):
                 if fd == wake_r:
-                    try:
-                        while os.read(wake_r, 512):
-                            pass
-                    except BlockingIOError:
-                        pass
+                    drain(wake_r)
                 elif fd == pidfd:
                     # the app is a zombie now, its pid (= pgid) still reserved: kill the rest
                     # of its group, then reap it
@@ -421,16 +444,155 @@ def parse_args(argv: list[str]) -> tuple[str, str, float, int | None, list[str]]
     )
 
 
+#: the first field of a job (its format's version)
+JOB_MAGIC = b"appyard-job-1"
+#: what a cold start's interpreter tries, in this order, when it finds the C locale (PEP 538)
+COERCION_TARGETS = ("C.UTF-8", "C.utf8", "UTF-8")
+
+
+def parse_job(body: bytes) -> tuple[str, str, str, float, list[str], dict[str, str]]:
+    """A job's fields: ``MAGIC, supervisor.log, task dir, cwd, grace, N, argv[0..N), K=V...``.
+
+    Each field ends with a NUL (none of them can hold one: they are paths, argv words and
+    environment entries); bytes are decoded as ``os.fsdecode`` does, so that they reach the
+    app unchanged. Returns (supervisor log, task dir, cwd, grace, argv, env).
+    """
+    fields = body.split(b"\0")
+    if len(fields) < 7 or fields[0] != JOB_MAGIC or fields[-1] != b"":
+        raise ValueError("not a job")
+    n = int(fields[5])
+    if n < 1 or 6 + n > len(fields) - 1:
+        raise ValueError("bad argv count in the job")
+    env: dict[str, str] = {}
+    for entry in fields[6 + n : -1]:
+        key, eq, value = entry.partition(b"=")
+        if not key or not eq:
+            raise ValueError("bad environment entry in the job")
+        env[os.fsdecode(key)] = os.fsdecode(value)
+    log, task_dir, cwd = (os.fsdecode(f) for f in fields[1:4])
+    return log, task_dir, cwd, float(fields[4]), [os.fsdecode(w) for w in fields[6 : 6 + n]], env
+
+
+def read_job(job_fd: int, wake_r: int) -> bytes | None:
+    """Block until the whole job is read; None on EOF before that (the agent is gone).
+
+    A SIGTERM seen while the pipe is still empty is not a stop: the agent only stops a task
+    after its job is written (a later one may re-adopt it, also after), so it is forgotten
+    instead of stopping the next task's app the moment it starts.
+    """
+    poller = select.poll()
+    poller.register(job_fd, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    buf = b""
+    need = -1
+    while True:
+        ready = dict(poller.poll())
+        if job_fd in ready:
+            chunk = os.read(job_fd, READ_SIZE)
+            if not chunk:
+                return None
+            buf += chunk
+            if need < 0 and b"\n" in buf:
+                head, _, buf = buf.partition(b"\n")
+                need = int(head)
+            if 0 <= need <= len(buf):
+                return buf[:need]
+        elif wake_r in ready:
+            drain(wake_r)
+            if not buf and need < 0:
+                _stop[0] = False
+
+
+def coerce_c_locale() -> None:
+    """Do to ``os.environ`` what a cold start's interpreter does to its environment (PEP 538).
+
+    Unless ``LC_ALL`` is set, an interpreter that finds LC_CTYPE to be the C locale sets
+    ``LC_CTYPE`` to the first of ``COERCION_TARGETS`` that exists, and the app inherits it;
+    the warm supervisor started with another environment, so it asks libc the same question
+    about the app's one. The supervisor's own locale is left as a cold start would leave it.
+    """
+    if os.environ.get("LC_ALL"):
+        return
+    try:
+        import _locale as loc
+    except ImportError:  # pragma: no cover - other Python implementations
+        return
+    error: type[Exception] = loc.Error  # type: ignore[attr-defined]  # not in typeshed
+    loc.setlocale(loc.LC_CTYPE, "C")  # where a new process starts
+    try:  # noqa: SIM105 - contextlib would cost imports at start
+        loc.setlocale(loc.LC_CTYPE, "")  # from the environment, set to the app's just before
+    except error:
+        pass  # an unknown locale name: it stays "C"
+    if loc.setlocale(loc.LC_CTYPE, None) != "C":
+        return
+    for target in COERCION_TARGETS:
+        try:
+            loc.setlocale(loc.LC_CTYPE, target)
+        except error:
+            continue
+        if loc.nl_langinfo(loc.CODESET):
+            os.environ["LC_CTYPE"] = target
+            return
+    loc.setlocale(loc.LC_CTYPE, "C")
+
+
+def become(log: str, task_dir: str, env: dict[str, str]) -> None:
+    """Turn a warm supervisor into the one a cold start would be: output, cwd, environment."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.chdir(task_dir)
+    # the C environment too: posix_spawnp looks the program up in the caller's PATH
+    os.environ.clear()
+    os.environ.update(env)
+    coerce_c_locale()
+
+
+def parse_warm_args(argv: list[str]) -> tuple[int, int]:
+    """``--job-fd N --status-fd M``."""
+    if len(argv) != 4 or argv[0] != "--job-fd" or argv[2] != "--status-fd":
+        raise ValueError("usage: --job-fd N --status-fd M")
+    return int(argv[1]), int(argv[3])
+
+
+def warm_main(argv: list[str], wake_r: int) -> int:
+    try:
+        job_fd, status_fd = parse_warm_args(argv)
+    except ValueError as e:
+        print(f"supervisor: {e}", file=sys.stderr)
+        return 2
+    os.set_inheritable(status_fd, False)  # the app must not hold the agent's pipes open
+    os.set_inheritable(job_fd, False)
+    job = read_job(job_fd, wake_r)
+    os.close(job_fd)
+    if job is None:
+        return 0  # no task for us: the agent exited (or died)
+    try:
+        log, task_dir, cwd, grace, cmd, env = parse_job(job)
+    except ValueError as e:  # an agent of another version?
+        print(f"supervisor: bad job: {e}", file=sys.stderr)
+        return 2
+    become(log, task_dir, env)
+    return Supervisor(task_dir, cwd, grace, status_fd).run(cmd, wake_r)
+
+
 def main(argv: list[str] | None = None) -> int:
     sig.signal(sig.SIGTERM, _on_term)
+    args = sys.argv[1:] if argv is None else argv
+    warm = args[:1] == ["--job-fd"]
+    # a warm supervisor must see a SIGTERM that waited for the unblock below on its poll
+    wake_r = wakeup_pipe() if warm else None
     # the agent starts us with SIGTERM blocked, so a stop sent while this interpreter was
     # still starting waited (pending) for the handler above instead of killing us
     sig.pthread_sigmask(sig.SIG_UNBLOCK, [sig.SIGTERM])
     # the agent may die, or its terminal may close: none of that concerns us
     sig.signal(sig.SIGHUP, sig.SIG_IGN)
     sig.signal(sig.SIGINT, sig.SIG_IGN)
+    if wake_r is not None:
+        return warm_main(args, wake_r)
     try:
-        task_dir, cwd, grace, status_fd, cmd = parse_args(sys.argv[1:] if argv is None else argv)
+        task_dir, cwd, grace, status_fd, cmd = parse_args(args)
     except ValueError as e:
         print(f"supervisor: {e}", file=sys.stderr)
         return 2
