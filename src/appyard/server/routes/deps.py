@@ -49,29 +49,33 @@ def bearer(request: Request) -> str:
     )
 
 
-def authenticated(request: Request) -> Principal:
-    """Router dependency: refuse a request without a valid token before its body is read."""
+async def authenticated(request: Request) -> None:
+    """Router dependency: a request without a token is refused before its body is read.
+
+    It only checks that a token is there (no database, no thread hop); the token is resolved
+    in the same transaction as the work (``run``/``read``), once per request.
+    """
+    bearer(request)
+
+
+def _principal(request: Request, s: Session) -> Principal:
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
-        token = bearer(request)
-        with context(request).db.reader() as s:
-            principal = authenticate(s, token)
-        request.state.principal = principal
+        principal = authenticate(s, bearer(request))
+        request.state.principal = principal  # a long-poll resolves it once, not per look
     return principal
 
 
 def run(request: Request, fn: Callable[[Session, Principal], T]) -> T:
-    """Run ``fn`` for the authenticated caller in one transaction (committed if it returns)."""
-    principal = authenticated(request)
+    """Authenticate and run ``fn`` in one transaction (committed if it returns)."""
     with context(request).db.session() as s:
-        return fn(s, principal)
+        return fn(s, _principal(request, s))
 
 
 def read(request: Request, fn: Callable[[Session, Principal], T]) -> T:
     """Like ``run`` for a route that only reads: it never waits behind a writer."""
-    principal = authenticated(request)
     with context(request).db.reader() as s:
-        return fn(s, principal)
+        return fn(s, _principal(request, s))
 
 
 def run_anon(request: Request, fn: Callable[[Session], T]) -> T:
