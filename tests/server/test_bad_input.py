@@ -204,3 +204,27 @@ def test_an_offline_agent_is_not_an_error(world: World) -> None:
     assert info["status"] == "queued" and info["agent_id"] == agent_id and info["error"] is None
     agents = world.admin.ok("GET", f"/teams/{world.team_id}/agents")
     assert [a["status"] for a in agents if a["id"] == agent_id] == ["offline"]
+
+
+def test_malformed_requests_are_4xx_naming_the_field(world: World) -> None:
+    c = world.admin.http
+    big = 10**20  # beyond a 64-bit id: refused at the edge, not a database overflow
+    for method, path, kw, field in [
+        ("GET", f"/tasks/{big}", {}, "task_id"),
+        ("POST", f"/tasks/{big}/stop", {}, "task_id"),
+        ("GET", f"/teams/{big}/agents", {}, "team_id"),
+        ("GET", "/tasks", {"params": {"team_id": big}}, "team_id"),
+        ("GET", "/tasks", {"params": {"team_id": world.team_id, "cursor": big}}, "cursor"),
+        ("POST", "/tasks", {"json": {"workspace_id": big, "module_id": 1}}, "workspace_id"),
+        ("POST", "/tasks", {"json": [1, 2]}, "body"),
+        ("POST", "/teams", {"json": {"name": "x" * 5000}}, "name"),
+        ("POST", "/users", {"json": {"login": "a b"}}, "login"),
+        ("GET", "/tasks/1/logs", {"params": {"after": -1}}, "after"),
+        ("GET", "/releases/not-a-sha/archive", {}, "sha256"),
+    ]:
+        e = _err(c.request(method, path, **kw), 422)
+        assert e["field"] == field, (path, e)
+    e = _err(c.post("/tasks", content=b"{nope", headers={"content-type": "application/json"}), 422)
+    assert e["field"] == "body" and "not valid JSON" in e["message"]
+    e = _err(c.get("/no/such/endpoint"), 404)
+    assert "No such endpoint" in e["message"]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from appyard.schemas.common import Wire
+from appyard.schemas.common import Id, Wire
 
 Role = Literal["admin", "developer", "viewer"]
 NAME = Field(min_length=1, max_length=200)
@@ -33,7 +33,7 @@ class LoginRequest(Wire):
 
 class TokenCreate(Wire):
     name: str = Field(default="api", min_length=1, max_length=100)
-    user_id: int | None = None  # an admin may mint a token for another user
+    user_id: Id | None = None  # an admin may mint a token for another user
 
 
 class TokenInfo(BaseModel):

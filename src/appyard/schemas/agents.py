@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from appyard.schemas.common import Wire
+from appyard.schemas.common import MAX_ID, Id, Wire
 
 
 class AgentCreate(Wire):
@@ -34,7 +34,7 @@ class AgentCreated(AgentInfo):
 class HeldTask(Wire):
     """A task the agent still holds after a restart, as it found it in its work folder."""
 
-    task_id: int
+    task_id: Id
     running: bool  # the app still runs (re-adopted); False: it ended while the agent was away
 
 
@@ -60,7 +60,7 @@ class PollRequest(Wire):
     free_slots: int = Field(ge=0, le=1024)
     # every task id the agent holds: being prepared, running, or ended but not yet reported
     # (a held task missing here is requeued if it had not started, else marked error)
-    running: list[int] = Field(default_factory=list)
+    running: list[Id] = Field(default_factory=list, max_length=4096)
     timeout_s: float = Field(default=25.0, ge=0, le=60)
 
 
@@ -95,8 +95,8 @@ class TaskEvent(Wire):
     kind: Literal["started", "exited", "failed"]
     # started: the app process runs; exited: it ended (exit_code, or -N for signal N);
     # failed: it could not be started at all (fetch/install/spawn error in ``error``)
-    pid: int | None = None
-    exit_code: int | None = None
+    pid: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    exit_code: int | None = Field(default=None, ge=-255, le=255)
     error: str | None = None
     # exited: the agent itself stopped the app (it was asked to stop its apps as it exits),
     # so the task ends ``stopped`` like a stop asked for through the API
@@ -117,6 +117,6 @@ class LogBatch(Wire):
     whose ``end_offset`` it already has, so a batch is written at most once.
     """
 
-    offset: int = Field(ge=0)
-    end_offset: int = Field(ge=0)
+    offset: int = Field(ge=0, le=MAX_ID)
+    end_offset: int = Field(ge=0, le=MAX_ID)
     lines: list[LogRecord] = Field(max_length=5000)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from appyard.domain.status import Status
-from appyard.schemas.common import Wire
+from appyard.schemas.common import Id, Wire
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -16,9 +16,9 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 class TaskStart(Wire):
     """Body of ``POST /api/v1/tasks``: start one session of a module's app."""
 
-    workspace_id: int
-    module_id: int
-    agent_id: int | None = None  # None: any online agent of the team
+    workspace_id: Id
+    module_id: Id
+    agent_id: Id | None = None  # None: any online agent of the team
     version: str | None = None  # None: the newest release
     params: dict[str, Any] = Field(default_factory=dict)  # {"state": {...}} or the bare state
     task_name: str = Field(default="run-from-python", max_length=200)
@@ -99,8 +99,8 @@ class LogPage(BaseModel):
 
 
 class ProgressUpdate(Wire):
-    current: float = Field(ge=0)
-    total: float | None = Field(default=None, ge=0)
+    current: float = Field(ge=0, allow_inf_nan=False)
+    total: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     message: str = Field(default="", max_length=500)
 
 

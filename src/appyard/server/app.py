@@ -12,6 +12,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appyard.errors import ApiError
 from appyard.server.db.engine import Database
@@ -103,6 +104,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            ctx = first.get("ctx")
+            reason = ctx.get("error", "") if isinstance(ctx, dict) else ""
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "invalid",
+                        "message": f"body: the request body is not valid JSON ({reason})",
+                        "field": "body",
+                    }
+                },
+                status_code=422,
+            )
         field = _field_of(tuple(first.get("loc", ())))
         message = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg"))
         body = {
@@ -119,6 +133,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         }
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = (
+            f"No such endpoint: {request.method} {request.url.path}; see /docs"
+            if exc.status_code == 404
+            else str(exc.detail)
+        )
+        body = {
+            "error": {"code": "not_found" if exc.status_code == 404 else "http", "message": message}
+        }
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,7 @@ from appyard.schemas.accounts import (
     WorkspaceCreate,
     WorkspaceInfo,
 )
-from appyard.server.routes.deps import authenticated, read, run, run_anon
+from appyard.server.routes.deps import PathId, authenticated, read, run, run_anon
 from appyard.server.services import accounts as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["accounts"])
@@ -56,7 +56,7 @@ def list_tokens(request: Request) -> list[TokenInfo]:
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(request: Request, token_id: int) -> Response:
+def revoke_token(request: Request, token_id: PathId) -> Response:
     run(request, lambda s, p: svc.revoke_token(s, p, token_id))
     return Response(status_code=204)
 
@@ -72,20 +72,20 @@ def create_team(request: Request, body: TeamCreate) -> TeamInfo:
 
 
 @router.get("/teams/{team_id}/members", response_model=list[MemberInfo])
-def list_members(request: Request, team_id: int) -> list[MemberInfo]:
+def list_members(request: Request, team_id: PathId) -> list[MemberInfo]:
     return read(request, lambda s, p: svc.list_members(s, p, team_id))
 
 
 @router.post("/teams/{team_id}/members", response_model=MemberInfo, status_code=201)
-def add_member(request: Request, team_id: int, body: MemberAdd) -> MemberInfo:
+def add_member(request: Request, team_id: PathId, body: MemberAdd) -> MemberInfo:
     return run(request, lambda s, p: svc.add_member(s, p, team_id, body))
 
 
 @router.get("/teams/{team_id}/workspaces", response_model=list[WorkspaceInfo])
-def list_workspaces(request: Request, team_id: int) -> list[WorkspaceInfo]:
+def list_workspaces(request: Request, team_id: PathId) -> list[WorkspaceInfo]:
     return read(request, lambda s, p: svc.list_workspaces(s, p, team_id))
 
 
 @router.post("/teams/{team_id}/workspaces", response_model=WorkspaceInfo, status_code=201)
-def create_workspace(request: Request, team_id: int, body: WorkspaceCreate) -> WorkspaceInfo:
+def create_workspace(request: Request, team_id: PathId, body: WorkspaceCreate) -> WorkspaceInfo:
     return run(request, lambda s, p: svc.create_workspace(s, p, team_id, body))

@@ -15,20 +15,20 @@ from appyard.schemas.agents import (
     PollRequest,
     PollResponse,
 )
-from appyard.server.routes.deps import aread, arun, authenticated, context, read, run
+from appyard.server.routes.deps import PathId, aread, arun, authenticated, context, read, run
 from appyard.server.services import agents as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["agents"])
 
 
 @router.post("/teams/{team_id}/agents", response_model=AgentCreated, status_code=201)
-def create_agent(request: Request, team_id: int, body: AgentCreate) -> AgentCreated:
+def create_agent(request: Request, team_id: PathId, body: AgentCreate) -> AgentCreated:
     ttl = context(request).settings.agent_ttl_s
     return run(request, lambda s, p: svc.create_agent(s, p, team_id, body, ttl))
 
 
 @router.get("/teams/{team_id}/agents", response_model=list[AgentInfo])
-def list_agents(request: Request, team_id: int) -> list[AgentInfo]:
+def list_agents(request: Request, team_id: PathId) -> list[AgentInfo]:
     ttl = context(request).settings.agent_ttl_s
     return read(request, lambda s, p: svc.list_agents(s, p, team_id, ttl))
 
@@ -40,7 +40,7 @@ def hello(request: Request, body: AgentHello) -> AgentWelcome:
 
 
 @router.post("/agents/{agent_id}/poll", response_model=PollResponse)
-async def poll(request: Request, agent_id: int, body: PollRequest) -> PollResponse:
+async def poll(request: Request, agent_id: PathId, body: PollRequest) -> PollResponse:
     """Long-poll: answers the moment a task is queued for this agent or a stop is asked for."""
     ctx = context(request)
     pg = ctx.db.is_postgres

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import anyio.to_thread
-from fastapi import Request
+from fastapi import Path, Query, Request
 from sqlalchemy.orm import Session
 
 from appyard.errors import AuthenticationError
+from appyard.schemas.common import MAX_ID
 from appyard.server.db.engine import Database
 from appyard.server.notifier import Notifier
 from appyard.server.security import Principal
@@ -19,6 +20,10 @@ from appyard.server.settings import Settings
 from appyard.server.storage import ReleaseStore
 
 T = TypeVar("T")
+
+#: ids in paths and queries: positive 64-bit integers (a larger one is a 422, not a crash)
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int, Query(ge=1, le=MAX_ID)]
 
 
 @dataclass

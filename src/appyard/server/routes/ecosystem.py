@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from appyard.errors import BadRequestError, NotFoundError
 from appyard.schemas.ecosystem import ModuleInfoWire, PublishResult
-from appyard.server.routes.deps import authenticated, context, read, run
+from appyard.server.routes.deps import PathId, authenticated, context, read, run
 from appyard.server.services import ecosystem as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["ecosystem"])
@@ -36,12 +39,14 @@ def lookup(request: Request, slug: str = Query(min_length=1, max_length=200)) ->
 
 
 @router.get("/modules/{module_id}", response_model=ModuleInfoWire)
-def module_info(request: Request, module_id: int, version: str | None = None) -> ModuleInfoWire:
+def module_info(request: Request, module_id: PathId, version: str | None = None) -> ModuleInfoWire:
     return read(request, lambda s, p: svc.module_info(s, p, module_id, version))
 
 
 @router.get("/releases/{sha256}/archive")
-def download(request: Request, sha256: str) -> FileResponse:
+def download(
+    request: Request, sha256: Annotated[str, PathParam(pattern="^[0-9a-f]{64}$")]
+) -> FileResponse:
     read(request, lambda s, p: svc.release_for_download(s, p, sha256))
     path = context(request).releases.path(sha256)
     if not path.exists():

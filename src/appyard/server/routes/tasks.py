@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from appyard.domain.status import TERMINAL, Status
 from appyard.errors import BadRequestError
 from appyard.schemas.agents import LogBatch, TaskEvent
-from appyard.schemas.common import Page
+from appyard.schemas.common import MAX_ID, Page
 from appyard.schemas.tasks import (
     LogPage,
     OutputsUpdate,
@@ -25,7 +25,7 @@ from appyard.schemas.tasks import (
     TaskStart,
     WaitResult,
 )
-from appyard.server.routes.deps import aread, authenticated, context, read, run
+from appyard.server.routes.deps import PathId, QueryId, aread, authenticated, context, read, run
 from appyard.server.security import Principal
 from appyard.server.services import tasks as svc
 
@@ -59,12 +59,12 @@ def start(request: Request, body: TaskStart) -> SessionStarted:
 @router.get("/tasks", response_model=Page[TaskInfo])
 def list_tasks(
     request: Request,
-    team_id: int,
-    module_id: int | None = None,
+    team_id: QueryId,
+    module_id: QueryId | None = None,
     status: str | None = None,
     name: str | None = None,
     limit: int = Query(default=50, ge=1, le=500),
-    cursor: int | None = None,
+    cursor: QueryId | None = None,
 ) -> Page[TaskInfo]:
     statuses = parse_statuses(status, "status")
     return run(
@@ -74,14 +74,14 @@ def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)
-def get_task(request: Request, task_id: int) -> TaskInfo:
+def get_task(request: Request, task_id: PathId) -> TaskInfo:
     return read(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
 
 
 @router.get("/tasks/{task_id}/wait", response_model=WaitResult)
 async def wait(
     request: Request,
-    task_id: int,
+    task_id: PathId,
     until: str | None = None,
     timeout: float = Query(default=25.0, ge=0, le=600),
 ) -> WaitResult:
@@ -103,15 +103,15 @@ async def wait(
 
 
 @router.post("/tasks/{task_id}/stop", response_model=StopResult)
-def stop(request: Request, task_id: int) -> StopResult:
+def stop(request: Request, task_id: PathId) -> StopResult:
     return run(request, lambda s, p: svc.stop(s, p, task_id))
 
 
 @router.get("/tasks/{task_id}/logs", response_model=LogPage)
 def read_logs(
     request: Request,
-    task_id: int,
-    after: int = Query(default=0, ge=0),
+    task_id: PathId,
+    after: int = Query(default=0, ge=0, le=MAX_ID),
     limit: int = Query(default=1000, ge=1, le=10000),
 ) -> LogPage:
     return read(request, lambda s, p: svc.read_logs(s, p, task_id, after, limit))
@@ -119,7 +119,7 @@ def read_logs(
 
 @router.get("/tasks/{task_id}/logs/stream")
 async def stream_logs(
-    request: Request, task_id: int, after: int = Query(default=0, ge=0)
+    request: Request, task_id: PathId, after: int = Query(default=0, ge=0, le=MAX_ID)
 ) -> StreamingResponse:
     """Server-sent events: ``log`` per line (id = seq) as they arrive, then one ``end``."""
     ctx = context(request)
@@ -155,25 +155,25 @@ def _reader(task_id: int, after: int) -> Callable[[Session, Principal], LogPage]
 
 
 @router.post("/tasks/{task_id}/progress", response_model=TaskInfo)
-def set_progress(request: Request, task_id: int, body: ProgressUpdate) -> TaskInfo:
+def set_progress(request: Request, task_id: PathId, body: ProgressUpdate) -> TaskInfo:
     return run(request, lambda s, p: svc.set_progress(s, p, task_id, body))
 
 
 @router.post("/tasks/{task_id}/outputs", response_model=TaskInfo)
-def set_outputs(request: Request, task_id: int, body: OutputsUpdate) -> TaskInfo:
+def set_outputs(request: Request, task_id: PathId, body: OutputsUpdate) -> TaskInfo:
     return run(request, lambda s, p: svc.set_outputs(s, p, task_id, body))
 
 
 @router.post("/tasks/{task_id}/ready", response_model=TaskInfo)
-def set_ready(request: Request, task_id: int, body: ReadyUpdate) -> TaskInfo:
+def set_ready(request: Request, task_id: PathId, body: ReadyUpdate) -> TaskInfo:
     return run(request, lambda s, p: svc.set_ready(s, p, task_id, body))
 
 
 @router.post("/tasks/{task_id}/events", response_model=TaskInfo)
-def agent_event(request: Request, task_id: int, body: TaskEvent) -> TaskInfo:
+def agent_event(request: Request, task_id: PathId, body: TaskEvent) -> TaskInfo:
     return run(request, lambda s, p: svc.agent_event(s, p, task_id, body))
 
 
 @router.post("/tasks/{task_id}/logs")
-def append_logs(request: Request, task_id: int, body: LogBatch) -> dict[str, int]:
+def append_logs(request: Request, task_id: PathId, body: LogBatch) -> dict[str, int]:
     return {"end_offset": run(request, lambda s, p: svc.append_logs(s, p, task_id, body))}
