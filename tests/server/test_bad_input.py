@@ -228,3 +228,15 @@ def test_malformed_requests_are_4xx_naming_the_field(world: World) -> None:
     assert e["field"] == "body" and "not valid JSON" in e["message"]
     e = _err(c.get("/no/such/endpoint"), 404)
     assert "No such endpoint" in e["message"]
+
+
+def test_a_retried_start_runs_once(world: World) -> None:
+    """The same idempotency key from the same user returns the first session, not a second."""
+    mid = world.admin.publish(APPS / "worker")["module_id"]
+    body = {"workspace_id": world.workspace_id, "module_id": mid, "idempotency_key": "k-1"}
+    first = world.admin.ok("POST", "/tasks", json=body)
+    again = world.admin.ok("POST", "/tasks", json=body)
+    assert again["task_id"] == first["task_id"]
+    assert _task_count(world) == 1
+    other = world.admin.ok("POST", "/tasks", json={**body, "idempotency_key": "k-2"})
+    assert other["task_id"] != first["task_id"] and _task_count(world) == 2
