@@ -240,3 +240,35 @@ def test_a_retried_start_runs_once(world: World) -> None:
     assert _task_count(world) == 1
     other = world.admin.ok("POST", "/tasks", json={**body, "idempotency_key": "k-2"})
     assert other["task_id"] != first["task_id"] and _task_count(world) == 2
+
+
+def test_deeply_nested_json_is_refused(world: World) -> None:
+    """A 300-deep params tree would make every later read of the task fail: refuse it."""
+    mid = world.admin.publish(APPS / "worker")["module_id"]
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    before = _task_count(world)
+    e = _err(
+        world.admin.http.post(
+            "/tasks",
+            json={"workspace_id": world.workspace_id, "module_id": mid, "params": {"x": deep}},
+        ),
+        422,
+    )
+    assert e["field"] == "params" and "nested deeper" in e["message"]
+    assert _task_count(world) == before
+    good = {"name": "X", "slug": "t/deep", "main_script": "main.py"}
+    nested = json.dumps({**good, "modal_template_state": {"x": deep}}).encode()
+    e = _err(_publish_raw(world, _tar({"config.json": nested, "main.py": b""})), 422)
+    assert e["field"] == "config.json" and "nested deeper" in e["message"]
+
+
+def test_config_json_that_is_a_folder(world: World) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("config.json")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    e = _err(_publish_raw(world, buf.getvalue()), 422)
+    assert e["field"] == "config.json" and "folder" in e["message"]

@@ -141,3 +141,30 @@ def test_a_queue_wake_passes_over_agents_that_cannot_take_it(tmp_path: Path) -> 
 def _last_seen(admin: Client, team: int, agent_id: int) -> str:
     agents = admin.ok("GET", f"/teams/{team}/agents")
     return str(next(a["last_seen_at"] for a in agents if a["id"] == agent_id))
+
+
+def test_an_app_started_after_its_task_was_taken_back_is_refused(world: World) -> None:
+    """The agent was thought lost and its task queued again: its late "started" is a 409."""
+    mid = world.admin.publish(APPS / "worker")["module_id"]
+    agent_id, token = world.new_agent_token("late")
+    agent = Client(world.server.url, token)
+    agent.ok("POST", "/agents/hello", json={"slots": 1})
+    started = world.admin.ok(
+        "POST",
+        "/tasks",
+        json={"workspace_id": world.workspace_id, "module_id": mid, "agent_id": agent_id},
+    )
+    tid = started["task_id"]
+    agent.ok("POST", f"/agents/{agent_id}/poll", json={"free_slots": 1, "timeout_s": 5})
+    # a hello that does not list it (a restart): the task goes back to the queue
+    agent.ok("POST", "/agents/hello", json={"slots": 1})
+    assert world.admin.ok("GET", f"/tasks/{tid}")["status"] == "queued"
+    r = agent.http.post(f"/tasks/{tid}/events", json={"kind": "started", "pid": 4242})
+    assert r.status_code == 409 and r.json()["error"]["field"] == "status"
+    # while it still holds the old one, the same task is not handed to it again
+    r = agent.ok(
+        "POST", f"/agents/{agent_id}/poll", json={"free_slots": 1, "running": [tid], "timeout_s": 0}
+    )
+    assert r["tasks"] == []
+    r = agent.ok("POST", f"/agents/{agent_id}/poll", json={"free_slots": 1, "timeout_s": 5})
+    assert [t["task_id"] for t in r["tasks"]] == [tid]

@@ -87,11 +87,21 @@ def test_agent_token_acts_only_as_its_agent(world: World) -> None:
     for method, path, kw in [
         ("POST", "/tasks", {"json": {"workspace_id": world.workspace_id, "module_id": 1}}),
         ("POST", "/teams", {"json": {"name": "x"}}),
-        ("POST", f"/teams/{world.team_id}/agents", {"json": {"name": "x"}}),
         ("GET", "/users/me", {}),
+        ("GET", "/teams", {}),
     ]:
         r = agent.http.request(method, path, **kw)
         assert r.status_code == 403, (path, r.text)
+    # nor does it read its team's tasks, members, workspaces or agents
+    for method, path, kw in [
+        ("GET", "/tasks", {"params": {"team_id": world.team_id}}),
+        ("GET", f"/teams/{world.team_id}/members", {}),
+        ("GET", f"/teams/{world.team_id}/workspaces", {}),
+        ("GET", f"/teams/{world.team_id}/agents", {}),
+        ("POST", f"/teams/{world.team_id}/agents", {"json": {"name": "x"}}),
+    ]:
+        r = agent.http.request(method, path, **kw)
+        assert r.status_code == 404, (path, r.text)
 
 
 def test_task_token_only_in_its_team_and_only_while_it_runs(world: World) -> None:

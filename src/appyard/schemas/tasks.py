@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from appyard.domain.status import Status
-from appyard.schemas.common import Id, Wire
+from appyard.schemas.common import Id, ShallowJson, Wire
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -20,7 +20,7 @@ class TaskStart(Wire):
     module_id: Id
     agent_id: Id | None = None  # None: any online agent of the team
     version: str | None = None  # None: the newest release
-    params: dict[str, Any] = Field(default_factory=dict)  # {"state": {...}} or the bare state
+    params: ShallowJson = Field(default_factory=dict)  # {"state": {...}} or the bare state
     task_name: str = Field(default="run-from-python", max_length=200)
     description: str = Field(default="", max_length=2000)
     log_level: LogLevel = "info"
@@ -105,7 +105,7 @@ class ProgressUpdate(Wire):
 
 
 class OutputsUpdate(Wire):
-    outputs: dict[str, Any]
+    outputs: ShallowJson
 
 
 class ReadyUpdate(Wire):

@@ -35,7 +35,8 @@ class Wave:
     """One ``queue:`` wake travelling from waiter to waiter; each gets it at most once."""
 
     def __init__(self) -> None:
-        self.tried: set[int] = set()
+        # the subscriptions themselves (not their id(): a freed one's id can come back)
+        self.tried: set[Subscription] = set()
 
 
 class Subscription:
@@ -140,8 +141,8 @@ class Notifier:
         if not subs:
             return
         for sub in tuple(subs):
-            if id(sub) not in wave.tried:
-                wave.tried.add(id(sub))
+            if sub not in wave.tried:
+                wave.tried.add(sub)
                 del subs[sub]  # to the back of the line
                 subs[sub] = None
                 sub.fire(key, wave)

@@ -53,6 +53,8 @@ async def poll(request: Request, agent_id: PathId, body: PollRequest) -> PollRes
         while True:
             if fired - {queue_key}:
                 answer = await arun(request, lambda s, p: svc.poll_once(s, p, agent_id, body, pg))
+                if queue_key in fired:
+                    sub.pass_on(queue_key)  # it may not have taken it: the next one looks
             else:
                 # woken alone for the team's queue: look without the write lock first, take
                 # what fits, and hand the wake on while tasks are left that it did not take

@@ -123,12 +123,17 @@ async def stream_logs(
 ) -> StreamingResponse:
     """Server-sent events: ``log`` per line (id = seq) as they arrive, then one ``end``."""
     ctx = context(request)
-    first = await aread(request, lambda s, p: svc.read_logs(s, p, task_id, after, 1000))
+    sub = ctx.notifier.subscribe(f"log:{task_id}", f"task:{task_id}").__enter__()
+    try:  # subscribed before the first read: nothing between them is missed
+        first = await aread(request, lambda s, p: svc.read_logs(s, p, task_id, after, 1000))
+    except BaseException:
+        sub.__exit__(None, None, None)
+        raise
 
     async def events() -> AsyncIterator[str]:
         page = first
         cursor = after
-        with ctx.notifier.subscribe(f"log:{task_id}", f"task:{task_id}") as sub:
+        with sub:
             while True:
                 for line in page.items:
                     yield f"id: {line.seq}\nevent: log\ndata: {line.model_dump_json()}\n\n"

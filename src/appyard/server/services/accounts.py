@@ -114,12 +114,11 @@ def team_role(s: Session, p: Principal, team_id: int, need: Role = "viewer") -> 
     )
     if team is None:
         raise not_found
-    if p.kind in ("task", "agent") and p.team_id != team_id:
+    # an agent token acts only as its agent (its own protocol), never as a team member
+    if p.kind == "agent" or (p.kind == "task" and p.team_id != team_id):
         raise not_found
     role: Role
-    if p.kind == "agent":
-        role = "viewer"
-    elif p.kind == "user" and p.is_admin:
+    if p.kind == "user" and p.is_admin:
         role = "admin"
     else:
         member = s.get(Member, (team_id, p.user_id))
@@ -233,7 +232,11 @@ def bootstrap_admin(s: Session, token_file: Path) -> bool:
 
 
 def list_teams(s: Session, p: Principal) -> list[TeamInfo]:
-    if p.kind in ("task", "agent"):
+    if p.kind == "agent":
+        raise PermissionDeniedError(
+            "An agent token can only be used by its agent; use a user token for this."
+        )
+    if p.kind == "task":
         team = s.get(Team, p.team_id)
         assert team is not None
         role = team_role(s, p, team.id)

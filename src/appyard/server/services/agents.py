@@ -215,6 +215,8 @@ def poll_once(
     free = _free_slots(s, agent)
     if free > 0:
         pick = _queued_for(agent).limit(free)
+        if held:  # one it still holds was taken back; it gets it again once it let go
+            pick = pick.where(Task.id.not_in(held))
         if postgres:
             pick = pick.with_for_update(skip_locked=True)
         for task_id in s.scalars(pick).all():

@@ -12,6 +12,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from appyard.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
+from appyard.schemas.common import MAX_JSON_DEPTH, json_depth
 from appyard.schemas.ecosystem import ModuleInfoWire, PublishResult, ReleaseInfo
 from appyard.server.db.models import Member, Module, Release, utcnow
 from appyard.server.security import Principal
@@ -20,6 +21,7 @@ from appyard.server.services.manifest import validate_config
 from appyard.server.storage import ReleaseStore
 
 MAX_CONFIG_BYTES = 1024 * 1024
+_TOO_DEEP = object()
 
 
 def _norm(name: str) -> str:
@@ -61,6 +63,8 @@ def read_archive(data: bytes) -> tuple[dict[str, Any], str]:
             field="config.json",
         )
     cfg_member = files["config.json"]
+    if not cfg_member.isfile():
+        raise BadRequestError("config.json must be a file, not a folder", field="config.json")
     if cfg_member.size > MAX_CONFIG_BYTES:
         raise BadRequestError("config.json is larger than 1 MiB", field="config.json")
     raw = tar.extractfile(cfg_member)
@@ -71,6 +75,12 @@ def read_archive(data: bytes) -> tuple[dict[str, Any], str]:
         raise BadRequestError(
             f"config.json is not valid JSON: {exc}", field="config.json"
         ) from None
+    except RecursionError:
+        config = _TOO_DEEP
+    if config is _TOO_DEEP or json_depth(config) > MAX_JSON_DEPTH:
+        raise BadRequestError(
+            f"config.json is nested deeper than {MAX_JSON_DEPTH} levels", field="config.json"
+        )
     config = validate_config(config)
     main_script = config.get("main_script")
     if isinstance(main_script, str) and _norm(main_script) not in files:

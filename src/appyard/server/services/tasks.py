@@ -303,6 +303,13 @@ def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskIn
     t = _held_by(s, p, task_id)
     status = Status(t.status)
     if ev.kind == "started":
+        if status is Status.QUEUED:
+            # it was taken back (the agent was thought lost): the app must not run on
+            raise ConflictError(
+                f"Task {t.id} was queued again while this agent prepared it; stop the app.",
+                field="status",
+                details={"status": str(status)},
+            )
         if status is Status.CONSUMED:
             move(s, t, Status.STARTED, pid=ev.pid)
         elif status in TERMINAL or status is not Status.STARTED:
@@ -358,7 +365,15 @@ def append_logs(s: Session, p: Principal, task_id: int, batch: LogBatch) -> int:
         .values(log_offset=batch.end_offset, log_count=Task.log_count + n)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise ConflictError("Another batch was written meanwhile; resend.", field="offset")
+        # another request (a retry of this very batch, say) wrote meanwhile: look again
+        s.refresh(t)
+        if batch.end_offset <= t.log_offset:
+            return t.log_offset
+        raise ConflictError(
+            f"Task {task_id}'s log now ends at {t.log_offset}; resend from there.",
+            field="offset",
+            details={"end_offset": t.log_offset},
+        )
     s.add_all(
         TaskLog(task_id=t.id, seq=first + i, t=line.t, level=line.level, text=line.text)
         for i, line in enumerate(batch.lines)
