@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +39,12 @@ API = "/api/v1"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
+
+
+def _transport() -> httpx.HTTPTransport:
+    """Keep-alive with TCP_NODELAY: a request's headers and body go out without waiting for
+    the ACK of the first write (Nagle meeting delayed ACK costs 40 ms a request)."""
+    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
 
 class Abandoned(AppyardError):
@@ -79,8 +86,12 @@ class AgentClient:
         timeout = httpx.Timeout(30.0, connect=5.0)
         # one client for the long poll, one for everything else: a report never waits
         # behind a poll for a pooled connection
-        self._poll = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
-        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+        self._poll = httpx.Client(
+            base_url=self.server, headers=headers, timeout=timeout, transport=_transport()
+        )
+        self._http = httpx.Client(
+            base_url=self.server, headers=headers, timeout=timeout, transport=_transport()
+        )
 
     def close(self) -> None:
         self._poll.close()
