@@ -119,10 +119,8 @@ def test_stop_with_a_handled_sigterm(tmp_path: Path) -> None:
         grace_s=30,
     )
     wait_for(lambda: "ready" in app_texts(td), 15, "the app to print ready")
-    t0 = time.monotonic()
     assert handle.stop()
-    assert handle.wait(15)
-    assert time.monotonic() - t0 < 5  # it left on SIGTERM, long before the 30 s grace
+    assert handle.wait(15)  # it left on SIGTERM: the 30 s grace would outlast this wait
     info = td.exit_info()
     assert info is not None
     assert (info.exit_code, info.stop_requested, info.killed) == (0, True, False)
@@ -153,7 +151,7 @@ def test_stop_kills_a_stubborn_app_and_its_child_after_the_grace(tmp_path: Path)
     assert handle.stop()
     assert handle.wait(15)
     elapsed = time.monotonic() - t0
-    assert 0.9 < elapsed < 10, elapsed
+    assert elapsed > 0.9, f"killed after {elapsed:.2f} s, before its 1 s grace period"
     info = td.exit_info()
     assert info is not None
     assert (info.exit_code, info.stop_requested, info.killed) == (-signal.SIGKILL, True, True)

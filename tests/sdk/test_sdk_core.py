@@ -6,8 +6,6 @@ same core talks to a real server in the live tests.
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -128,10 +126,8 @@ def test_start_is_retried_with_the_same_idempotency_key() -> None:
 def test_unreachable_server_is_one_clear_error() -> None:
     port = free_port()
     api = Api(f"127.0.0.1:{port}", "t", retry_count=2)
-    began = time.monotonic()
     with pytest.raises(errors.ServerUnavailableError) as info:
         api.user.me()
-    assert time.monotonic() - began < 2
     assert f"http://127.0.0.1:{port}" in str(info.value)
     assert "SERVER_ADDRESS" in str(info.value)
     assert isinstance(info.value, ConnectionError)
