@@ -169,3 +169,19 @@ def test_two_agents_racing_run_each_task_once(env: Env, tmp_path: Path) -> None:
     assert sorted(map(int, runs)) == sorted(tids), "each task ran exactly once"
     used = {env.api.task.get_info_by_id(t)["agent_id"] for t in tids}
     assert used <= {env.agent_id, second_id}
+
+
+def test_a_stale_folder_of_the_same_task_id_is_moved_aside(env: Env) -> None:
+    """After a database reset ids start again: an old folder must not leak into a new task."""
+    first = env.start_worker(lines=1)
+    env.api.task.wait(first)
+    next_id = first + 1  # this module's server hands out ids in order; nobody else starts one
+    stale = env.agent.work_dir / "tasks" / str(next_id)
+    stale.mkdir(parents=True)
+    (stale / "log.jsonl").write_text('{"t": "2020-01-01T00:00:00Z", "text": "old life"}\n')
+    (stale / "exit.json").write_text('{"exit_code": 9}')
+    tid = env.start_worker(lines=1)
+    assert tid == next_id
+    assert env.api.task.wait(tid) == S.FINISHED
+    assert [line.text for line in env.api.task.logs(tid)] == ["line 0", "bye"]
+    assert list((env.agent.work_dir / "tasks").glob(f"{next_id}.old-*"))

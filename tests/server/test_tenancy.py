@@ -132,3 +132,12 @@ def test_task_token_only_in_its_team_and_only_while_it_runs(world: World) -> Non
     # the task ended: its token is dead
     r = app.http.get("/teams")
     assert r.status_code == 401 and "expired" in _error(r)["message"]
+
+
+def test_an_agent_can_check_its_token_and_a_revoked_one_says_what_to_do(world: World) -> None:
+    agent_id, token = world.new_agent_token("checker")
+    agent = Client(world.server.url, token)
+    assert agent.ok("GET", "/agents/me")["id"] == agent_id
+    assert world.admin.http.get("/agents/me").status_code == 403  # a user is no agent
+    r = Client(world.server.url, "aya_revoked-or-unknown").http.get("/agents/me")
+    assert r.status_code == 401 and "appyard agent create" in _error(r)["message"]

@@ -327,6 +327,12 @@ class Agent:
             if busy >= self.config.slots:
                 log.warning("task %d: assigned beyond the %d slots", a.task_id, self.config.slots)
             td = self.work_dir.task(a.task_id)
+            if td.path.exists():
+                # left by an earlier life of this id (a reset database, or an attempt taken
+                # back before its app started): a new task starts with a fresh folder and log
+                aside = td.path.with_name(f"{a.task_id}.old-{time.time_ns()}")
+                td.path.rename(aside)
+                log.info("task %d: an old folder of this id moved aside to %s", a.task_id, aside)
             worker = TaskWorker(self, td, TaskState(task_id=a.task_id), assignment=a)
             self._workers[a.task_id] = worker
         log.info("task %d: assigned (%s, release %s)", a.task_id, a.app_name, a.release_sha256[:12])

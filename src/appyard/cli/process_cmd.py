@@ -200,10 +200,22 @@ def _bootstrap(api: Api, state: UpState, state_path: Path) -> None:
         state.workspace_id = space.id
         state.save(state_path)
     agents = {a.id for a in api.agent.get_list(state.team_id)}
-    if state.agent_id not in agents or not state.agent_token:
+    if state.agent_id not in agents or not _agent_token_works(api, state.agent_token):
         created = api.agent.create(state.team_id, f"local-{socket.gethostname()}"[:100])
         state.agent_id, state.agent_token = created.id, created.token
         state.save(state_path)
+
+
+def _agent_token_works(api: Api, token: str | None) -> bool:
+    """A stored agent token still valid (it may have been revoked, or the database reset)."""
+    if not token:
+        return False
+    with Api(api.server_address, token) as agent_api:
+        try:
+            agent_api.agent.me()
+        except AuthenticationError:
+            return False
+    return True
 
 
 def _publish_bundled(api: Api) -> None:

@@ -130,3 +130,7 @@ class AgentApi:
         body = _body(AgentCreate(name=name))
         data = self._core.request("POST", f"/teams/{int(team_id)}/agents", json=body)
         return AgentCreated.model_validate(data)
+
+    def me(self) -> AgentInfo:
+        """The agent this client's token belongs to (with an agent token only)."""
+        return AgentInfo.model_validate(self._core.request("GET", "/agents/me"))

@@ -125,6 +125,8 @@ class _Throttle:
         item = self._take()
         if item is not None:
             self._deliver(*item)
+        with self._send_lock:
+            pass  # a send the timer thread already took must finish before the app exits
 
 
 class ProgressBar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from types import FrameType
 
@@ -45,7 +46,9 @@ def serve(
             notifier.close()
             super().handle_exit(sig, frame)
 
-    Server(config).run()
+    # uvicorn re-raises the Ctrl-C it handled once it has shut down: end quietly
+    with contextlib.suppress(KeyboardInterrupt):
+        Server(config).run()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,5 +25,6 @@ with session.progress_bar(total=count, message="counting") as bar:
         time.sleep(delay)
         print(f"{i} of {count}")
         bar.update(1)
+        done = i
 session.set_output("greeting", f"Hello, {name}!")
 print("done")

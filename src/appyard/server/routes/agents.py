@@ -33,6 +33,12 @@ def list_agents(request: Request, team_id: PathId) -> list[AgentInfo]:
     return read(request, lambda s, p: svc.list_agents(s, p, team_id, ttl))
 
 
+@router.get("/agents/me", response_model=AgentInfo)
+def agent_me(request: Request) -> AgentInfo:
+    ttl = context(request).settings.agent_ttl_s
+    return read(request, lambda s, p: svc.me(s, p, ttl))
+
+
 @router.post("/agents/hello", response_model=AgentWelcome)
 def hello(request: Request, body: AgentHello) -> AgentWelcome:
     settings = context(request).settings

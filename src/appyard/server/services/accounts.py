@@ -53,6 +53,11 @@ def authenticate(s: Session, token: str) -> Principal:
             "its task runs."
         )
     if row is None or row.revoked:
+        if token.startswith("aya_"):
+            raise AuthenticationError(
+                "The agent token is not valid (unknown or revoked). Create a new agent with "
+                "`appyard agent create NAME` and run the agent with the token it prints."
+            )
         raise AuthenticationError(
             "The API token is not valid (unknown or revoked). "
             "Create a token with `appyard token create` and set API_TOKEN."

@@ -295,5 +295,10 @@ def sweep_lost(s: Session, ttl_s: float) -> list[int]:
     return [a.id for a in lost]
 
 
+def me(s: Session, p: Principal, ttl_s: float) -> AgentInfo:
+    """The agent a token belongs to (lets a tool check an agent token without side effects)."""
+    return _info(s, _me(s, p), ttl_s)
+
+
 def team_of_agent(s: Session, p: Principal, agent_id: int) -> int:
     return _me(s, p, agent_id).team_id
