@@ -49,6 +49,25 @@ def _statuses_csv(statuses: Iterable[TaskStatus | str] | None) -> str | None:
     return ",".join(TaskStatus(s).value for s in statuses) or None
 
 
+def _list_params(
+    team_id: int,
+    module_id: int | None,
+    statuses: Iterable[TaskStatus | str] | None,
+    name: str | None,
+    page_size: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """Query of one page of ``GET /tasks`` (shared by the sync and async twins)."""
+    return {
+        "team_id": team_id,
+        "module_id": module_id,
+        "status": _statuses_csv(statuses),
+        "name": name,
+        "limit": page_size,
+        "cursor": cursor,
+    }
+
+
 def _wait_params(until: str, timeout: float) -> dict[str, str]:
     return {"until": until, "timeout": format_seconds(timeout)}
 
@@ -93,14 +112,7 @@ class TaskApi:
             data = self._core.request(
                 "GET",
                 "/tasks",
-                params={
-                    "team_id": team_id,
-                    "module_id": module_id,
-                    "status": _statuses_csv(statuses),
-                    "name": name,
-                    "limit": page_size,
-                    "cursor": cursor,
-                },
+                params=_list_params(team_id, module_id, statuses, name, page_size, cursor),
             )
             page = Page[TaskInfo].model_validate(data)
             yield from page.items
@@ -312,14 +324,7 @@ class AsyncTaskApi:
             data = await self._core.request(
                 "GET",
                 "/tasks",
-                params={
-                    "team_id": team_id,
-                    "module_id": module_id,
-                    "status": _statuses_csv(statuses),
-                    "name": name,
-                    "limit": page_size,
-                    "cursor": cursor,
-                },
+                params=_list_params(team_id, module_id, statuses, name, page_size, cursor),
             )
             page = Page[TaskInfo].model_validate(data)
             for item in page.items:
