@@ -72,8 +72,36 @@ def _wait_params(until: str, timeout: float) -> dict[str, str]:
     return {"until": until, "timeout": format_seconds(timeout)}
 
 
-def _parse_log_event(event: str, data: str) -> LogLine | None:
-    return LogLine.model_validate_json(data) if event == "log" else None
+class _LogCursor:
+    """Reads a log stream's SSE lines for both twins; remembers the last line across reconnects.
+
+    ``feed`` returns a new line, or None; ``ended`` turns True at the stream's ``end`` event.
+    """
+
+    def __init__(self, after: int) -> None:
+        self.last = after
+        self.ended = False
+        self.parser = SSEParser()
+        self.failures = 0
+
+    def reconnect(self) -> None:
+        self.parser = SSEParser()
+
+    def feed(self, raw: str) -> LogLine | None:
+        event = self.parser.feed(raw)
+        if event is None:
+            return None
+        self.failures = 0
+        if event.event == "end":
+            self.ended = True
+            return None
+        if event.event != "log":
+            return None
+        line = LogLine.model_validate_json(event.data)
+        if line.seq <= self.last:
+            return None  # already handed out before a reconnect
+        self.last = line.seq
+        return line
 
 
 class TaskApi:
@@ -267,31 +295,25 @@ class TaskApi:
         A dropped connection is re-opened from the last line seen, so no line is lost or
         repeated across a server restart.
         """
-        last = after
-        failures = 0
+        cursor = _LogCursor(after)
         while True:
             try:
                 with self._core.stream(
                     f"/tasks/{int(task_id)}/logs/stream",
-                    params={"after": last},
+                    params={"after": cursor.last},
                     timeout=STREAM_READ_TIMEOUT_S,
                 ) as response:
-                    parser = SSEParser()
+                    cursor.reconnect()
                     for raw in response.iter_lines():
-                        event = parser.feed(raw)
-                        if event is None:
-                            continue
-                        failures = 0
-                        if event.event == "end":
+                        line = cursor.feed(raw)
+                        if cursor.ended:
                             return
-                        line = _parse_log_event(event.event, event.data)
-                        if line is not None and line.seq > last:
-                            last = line.seq
+                        if line is not None:
                             yield line
             except _RECONNECT:
                 pass
-            time.sleep(backoff_delay(failures, RECONNECT_CAP_S))
-            failures += 1
+            time.sleep(backoff_delay(cursor.failures, RECONNECT_CAP_S))
+            cursor.failures += 1
 
 
 class AsyncTaskApi:
@@ -418,28 +440,22 @@ class AsyncTaskApi:
 
     async def follow_logs(self, task_id: int, after: int = 0) -> AsyncIterator[LogLine]:
         """See :meth:`TaskApi.follow_logs`."""
-        last = after
-        failures = 0
+        cursor = _LogCursor(after)
         while True:
             try:
                 async with self._core.stream(
                     f"/tasks/{int(task_id)}/logs/stream",
-                    params={"after": last},
+                    params={"after": cursor.last},
                     timeout=STREAM_READ_TIMEOUT_S,
                 ) as response:
-                    parser = SSEParser()
+                    cursor.reconnect()
                     async for raw in response.aiter_lines():
-                        event = parser.feed(raw)
-                        if event is None:
-                            continue
-                        failures = 0
-                        if event.event == "end":
+                        line = cursor.feed(raw)
+                        if cursor.ended:
                             return
-                        line = _parse_log_event(event.event, event.data)
-                        if line is not None and line.seq > last:
-                            last = line.seq
+                        if line is not None:
                             yield line
             except _RECONNECT:
                 pass
-            await asyncio.sleep(backoff_delay(failures, RECONNECT_CAP_S))
-            failures += 1
+            await asyncio.sleep(backoff_delay(cursor.failures, RECONNECT_CAP_S))
+            cursor.failures += 1
