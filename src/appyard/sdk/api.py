@@ -19,7 +19,9 @@ from appyard.sdk import env
 from appyard.sdk._core import DEFAULT_RETRY_COUNT, DEFAULT_TIMEOUT, AsyncCore, SyncCore
 from appyard.sdk.accounts import AgentApi, TeamApi, UserApi, WorkspaceApi
 from appyard.sdk.app_api import AppApi, AsyncAppApi
+from appyard.sdk.file_api import FileApi
 from appyard.sdk.module_api import ModuleApi
+from appyard.sdk.project_api import AnnotationApi, DatasetApi, ImageApi, ProjectApi
 from appyard.sdk.task_api import AsyncTaskApi, TaskApi
 
 DEFAULT_ENV_FILE = "~/appyard.env"
@@ -59,7 +61,8 @@ class Api:
     """Blocking client of one appyard server; per-resource APIs hang off it.
 
     ``api.app`` (sessions, catalog), ``api.task`` (``api.task.Status``, wait, logs),
-    ``api.module``, ``api.agent``, ``api.team``, ``api.workspace``, ``api.user``.
+    ``api.module``, ``api.agent``, ``api.team``, ``api.workspace``, ``api.user``; data:
+    ``api.project``, ``api.dataset``, ``api.image``, ``api.annotation``, ``api.file``.
     One keep-alive connection pool; close it with ``api.close()`` or ``with Api() as api``.
     """
 
@@ -83,6 +86,11 @@ class Api:
         self.team = TeamApi(self._core)
         self.workspace = WorkspaceApi(self._core)
         self.user = UserApi(self._core)
+        self.project = ProjectApi(self._core)
+        self.dataset = DatasetApi(self._core)
+        self.image = ImageApi(self._core)
+        self.annotation = AnnotationApi(self._core)
+        self.file = FileApi(self._core)
 
     @classmethod
     def from_env(cls, env_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> Api:

@@ -18,7 +18,7 @@ from appyard.errors import ApiError
 from appyard.server.db.engine import Database
 from appyard.server.db.migrate import upgrade
 from appyard.server.notifier import Notifier, PostgresListener
-from appyard.server.routes import accounts, agents, ecosystem, tasks
+from appyard.server.routes import accounts, agents, ecosystem, files, projects, tasks
 from appyard.server.routes.deps import ServerContext
 from appyard.server.services.accounts import bootstrap_admin
 from appyard.server.services.agents import sweep_lost
@@ -169,6 +169,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(accounts.public, prefix=API)
-    for module in (accounts, ecosystem, agents, tasks):
+    for module in (accounts, ecosystem, agents, tasks, projects, files):
         app.include_router(module.router, prefix=API)
     return app

@@ -33,6 +33,16 @@ class Settings:
     def releases_dir(self) -> Path:
         return self.home / "releases"
 
+    @property
+    def images_dir(self) -> Path:
+        """Image files of projects, content-addressed by sha256."""
+        return self.home / "images"
+
+    @property
+    def files_dir(self) -> Path:
+        """Team files: one tree per team, ``files/<team_id>/``."""
+        return self.home / "files"
+
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ

@@ -1,0 +1,9 @@
+"""Images projects, datasets, images and annotations (docs/data.md)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from appyard.server.routes.deps import authenticated
+
+router = APIRouter(dependencies=[Depends(authenticated)], tags=["projects"])
