@@ -1,9 +1,11 @@
-"""Release archives on disk, addressed by their sha256."""
+"""Files on disk addressed by their sha256: release archives, and image files of projects."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -31,3 +33,67 @@ class ReleaseStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
+
+
+class ImageStore:
+    """Image files of projects, addressed by their sha256: ``<root>/ab/<sha256>``.
+
+    Many images (of any team) may share one file. A file is written before the record that
+    names it is committed, and removed only when no record names it any longer (``collect``).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def put(self, sha256: str, data: bytes) -> Path:
+        """Write atomically (a reader never sees half a file); a file already there is kept."""
+        target = self.path(sha256)
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{sha256}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def collect(self, shas: Iterable[str], still_used: Callable[[list[str]], set[str]]) -> int:
+        """Remove the files of ``shas`` that no record names; returns how many went.
+
+        ``still_used(shas)`` answers from a fresh read of the database. A file is first moved
+        aside, then the database is asked again: a record committed meanwhile (an upload of the
+        same bytes) gets its file back. An upload committed after that second look finds the
+        file missing and writes it again (``put`` after its commit), so no record is left
+        without its file.
+        """
+        removed = 0
+        todo = sorted(set(shas))
+        for start in range(0, len(todo), 500):
+            chunk = todo[start : start + 500]
+            moved: dict[str, Path] = {}
+            for sha in set(chunk) - still_used(chunk):
+                aside = self.path(sha).with_name(f".{sha}.{secrets.token_hex(6)}.gone")
+                try:
+                    os.rename(self.path(sha), aside)
+                except FileNotFoundError:
+                    continue
+                moved[sha] = aside
+            if not moved:
+                continue
+            again = still_used(sorted(moved))
+            for sha, aside in moved.items():
+                if sha in again:
+                    os.replace(aside, self.path(sha))
+                else:
+                    aside.unlink(missing_ok=True)
+                    removed += 1
+        return removed

@@ -2,8 +2,195 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
 
-from appyard.server.routes.deps import authenticated
+from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse
+
+from appyard.errors import BadRequestError, NotFoundError
+from appyard.schemas.annotation import ProjectMeta
+from appyard.schemas.common import MAX_ID, Page
+from appyard.schemas.projects import (
+    AnnotationIds,
+    AnnotationInfo,
+    AnnotationUpload,
+    DatasetCreate,
+    DatasetInfo,
+    ImageInfo,
+    ProjectCreate,
+    ProjectInfo,
+)
+from appyard.server.routes.deps import PathId, QueryId, authenticated, context, read, run
+from appyard.server.services import projects as svc
+from appyard.server.storage import ImageStore
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["projects"])
+
+ImageName = Annotated[str, Form(min_length=1, max_length=svc.NAME_MAX, pattern=svc.NAME_PATTERN)]
+
+
+def _store(request: Request) -> ImageStore:
+    return ImageStore(context(request).settings.images_dir)
+
+
+def _collect(request: Request, shas: list[str]) -> None:
+    """Remove the files no image names any longer (after the commit that dropped them)."""
+    db = context(request).db
+
+    def still_used(batch: list[str]) -> set[str]:
+        with db.reader() as s:
+            return svc.referenced(s, batch)
+
+    _store(request).collect(shas, still_used)
+
+
+# -- projects -----------------------------------------------------------------------------------
+
+
+@router.post("/projects", response_model=ProjectInfo, status_code=201)
+def create_project(request: Request, body: ProjectCreate) -> ProjectInfo:
+    return run(request, lambda s, p: svc.create_project(s, p, body))
+
+
+@router.get("/projects", response_model=list[ProjectInfo])
+def list_projects(request: Request, workspace_id: QueryId) -> list[ProjectInfo]:
+    return read(request, lambda s, p: svc.list_projects(s, p, workspace_id))
+
+
+@router.get("/projects/lookup", response_model=ProjectInfo)
+def lookup_project(
+    request: Request, workspace_id: QueryId, name: str = Query(min_length=1, max_length=200)
+) -> ProjectInfo:
+    return read(request, lambda s, p: svc.lookup_project(s, p, workspace_id, name))
+
+
+@router.get("/projects/{project_id}", response_model=ProjectInfo)
+def get_project(request: Request, project_id: PathId) -> ProjectInfo:
+    return read(request, lambda s, p: svc.project_by_id(s, p, project_id))
+
+
+@router.delete("/projects/{project_id}", status_code=204)
+def delete_project(request: Request, project_id: PathId) -> Response:
+    shas = run(request, lambda s, p: svc.delete_project(s, p, project_id))
+    _collect(request, shas)
+    return Response(status_code=204)
+
+
+@router.get("/projects/{project_id}/meta", response_model=ProjectMeta)
+def get_meta(request: Request, project_id: PathId) -> ProjectMeta:
+    return read(request, lambda s, p: svc.get_meta(s, p, project_id))
+
+
+@router.put("/projects/{project_id}/meta", response_model=ProjectMeta)
+def update_meta(request: Request, project_id: PathId, body: ProjectMeta) -> ProjectMeta:
+    return run(request, lambda s, p: svc.update_meta(s, p, project_id, body))
+
+
+# -- datasets -----------------------------------------------------------------------------------
+
+
+@router.post("/datasets", response_model=DatasetInfo, status_code=201)
+def create_dataset(request: Request, body: DatasetCreate) -> DatasetInfo:
+    return run(request, lambda s, p: svc.create_dataset(s, p, body))
+
+
+@router.get("/datasets", response_model=list[DatasetInfo])
+def list_datasets(request: Request, project_id: QueryId) -> list[DatasetInfo]:
+    return read(request, lambda s, p: svc.list_datasets(s, p, project_id))
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetInfo)
+def get_dataset(request: Request, dataset_id: PathId) -> DatasetInfo:
+    return read(request, lambda s, p: svc.dataset_by_id(s, p, dataset_id))
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+@router.post("/images", response_model=ImageInfo, status_code=201)
+def upload_image(
+    request: Request,
+    dataset_id: Annotated[int, Form(ge=1, le=MAX_ID)],
+    name: ImageName,
+    file: UploadFile,
+    change_name_if_conflict: Annotated[bool, Form()] = False,
+) -> ImageInfo:
+    """Store the file (content-addressed), then its record; a file that is not an image is a
+    422 on ``file``, checked after the caller's right to write to the dataset."""
+    data = file.file.read(svc.MAX_IMAGE_BYTES + 1)
+    probed: svc.ImageFile | None = None
+    problem: BadRequestError | None = None
+    try:
+        probed = svc.probe_image(data)
+    except BadRequestError as exc:
+        problem = exc
+    read(
+        request,
+        lambda s, p: svc.check_upload(s, p, dataset_id, name, change_name_if_conflict, problem),
+    )
+    assert probed is not None
+    image = probed
+    store = _store(request)
+    store.put(image.sha256, data)
+    info = run(
+        request,
+        lambda s, p: svc.add_image(s, p, dataset_id, name, image, change_name_if_conflict),
+    )
+    # a deletion of the last other image with these bytes may have taken the file meanwhile
+    store.put(image.sha256, data)
+    return info
+
+
+@router.get("/images", response_model=Page[ImageInfo])
+def list_images(
+    request: Request,
+    dataset_id: QueryId,
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: QueryId | None = None,
+) -> Page[ImageInfo]:
+    return read(request, lambda s, p: svc.list_images(s, p, dataset_id, limit, cursor))
+
+
+@router.get("/images/{image_id}", response_model=ImageInfo)
+def get_image(request: Request, image_id: PathId) -> ImageInfo:
+    return read(request, lambda s, p: svc.image_by_id(s, p, image_id))
+
+
+@router.get("/images/{image_id}/file")
+def download_image(request: Request, image_id: PathId) -> FileResponse:
+    info = read(request, lambda s, p: svc.image_by_id(s, p, image_id))
+    path = _store(request).path(info.sha256)
+    if not path.exists():
+        raise NotFoundError(
+            f"The file of image {image_id} is missing from the server's storage; "
+            "upload the image again.",
+            field="image_id",
+        )
+    return FileResponse(
+        path, media_type=info.mime, filename=info.name, content_disposition_type="inline"
+    )
+
+
+@router.delete("/images/{image_id}", status_code=204)
+def delete_image(request: Request, image_id: PathId) -> Response:
+    shas = run(request, lambda s, p: svc.delete_image(s, p, image_id))
+    _collect(request, shas)
+    return Response(status_code=204)
+
+
+@router.get("/images/{image_id}/annotation", response_model=AnnotationInfo)
+def get_annotation(request: Request, image_id: PathId) -> AnnotationInfo:
+    return read(request, lambda s, p: svc.get_annotation(s, p, image_id))
+
+
+# -- annotations --------------------------------------------------------------------------------
+
+
+@router.put("/annotations", response_model=list[AnnotationInfo])
+def upload_annotations(request: Request, body: AnnotationUpload) -> list[AnnotationInfo]:
+    return run(request, lambda s, p: svc.write_annotations(s, p, body))
+
+
+@router.post("/annotations/download", response_model=list[AnnotationInfo])
+def download_annotations(request: Request, body: AnnotationIds) -> list[AnnotationInfo]:
+    return read(request, lambda s, p: svc.download_annotations(s, p, body))
