@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -215,9 +217,16 @@ class AgentProc:
 
 
 def pack(folder: Path, overrides: dict[str, Any] | None = None) -> bytes:
-    """A release archive of ``folder`` (config.json patched with ``overrides``)."""
+    """A release archive of ``folder`` (config.json patched with ``overrides``).
+
+    Byte-for-byte the same for the same content (no time in the gzip header either), so that
+    publishing it twice is recognised as the same release.
+    """
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for path in sorted(folder.rglob("*")):
             if "__pycache__" in path.parts or path.is_dir():
                 continue
@@ -293,3 +302,60 @@ class World:
             "WORKSPACE_ID": str(self.workspace_id),
             **extra,
         }
+
+
+class Up:
+    """``appyard up`` as a child process with its output collected line by line."""
+
+    def __init__(self, home: Path, env_file: Path, port: int, **extra_env: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("SERVER_ADDRESS", "API_TOKEN")}
+        env.update(extra_env)
+        env.update(
+            APPYARD_HOME=str(home),
+            APPYARD_ENV_FILE=str(env_file),
+            PYTHONUNBUFFERED="1",
+            COLUMNS="200",
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appyard.cli", "up", "--port", str(port), "--slots", "2"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        # the first start also runs create-demo-project
+        wait_for(self._up, 300, "appyard up to be ready")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError("appyard up exited:\n" + "\n".join(self.lines))
+        return any("appyard is up" in line for line in self.lines)
+
+    def interrupt(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(90)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
