@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,66 +14,11 @@ from dotenv import dotenv_values
 
 from appyard.domain.status import Status
 from appyard.sdk import Api
-from tests.support import free_port, wait_for
+from tests.support import Up, free_port, processes_mentioning, wait_for
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="process-group checks read /proc"
 )
-
-
-class Up:
-    """``appyard up`` as a child process with its output collected line by line."""
-
-    def __init__(self, home: Path, env_file: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("SERVER_ADDRESS", "API_TOKEN")}
-        env.update(
-            APPYARD_HOME=str(home),
-            APPYARD_ENV_FILE=str(env_file),
-            PYTHONUNBUFFERED="1",
-            COLUMNS="200",
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appyard.cli", "up", "--port", str(port), "--slots", "2"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        wait_for(self._up, 90, "appyard up to be ready")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError("appyard up exited:\n" + "\n".join(self.lines))
-        return any("appyard is up" in line for line in self.lines)
-
-    def interrupt(self, sig: int = signal.SIGINT) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(90)
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-
-def processes_mentioning(text: str) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{pid}: {cmdline}")
-    return found
 
 
 def test_up_runs_apps_stops_everything_and_keeps_its_state(tmp_path: Path) -> None:
@@ -91,9 +35,13 @@ def test_up_runs_apps_stops_everything_and_keeps_its_state(tmp_path: Path) -> No
     try:
         values = dotenv_values(env_file)
         assert values["SERVER_ADDRESS"] == f"http://127.0.0.1:{port}"
-        assert {"API_TOKEN", "TEAM_ID", "WORKSPACE_ID", "AGENT_ID"} <= set(values)
+        assert {"API_TOKEN", "TEAM_ID", "WORKSPACE_ID", "AGENT_ID", "PROJECT_ID"} <= set(values)
         assert f"http://127.0.0.1:{port}/docs" in up.output
         api = Api(values["SERVER_ADDRESS"], values["API_TOKEN"])
+        # the demo images project, made by the bundled create-demo-project app
+        project = api.project.get_info_by_id(int(values["PROJECT_ID"] or 0))
+        assert project.workspace_id == int(values["WORKSPACE_ID"] or 0)
+        assert project.images_count > 0 and project.datasets_count > 1
         team_id = int(values["TEAM_ID"] or 0)
         agents = api.agent.get_list(team_id)
         assert [a.id for a in agents] == [int(values["AGENT_ID"] or 0)]
@@ -122,6 +70,7 @@ def test_up_runs_apps_stops_everything_and_keeps_its_state(tmp_path: Path) -> No
         record = api.task.get(session.task_id)
         assert record.status is Status.STOPPED, (record.error, up.output)
         assert len(api.team.get_list()) == 1
+        assert len(api.project.get_list(int(again["WORKSPACE_ID"] or 0))) == 1  # made once
         api.close()
     finally:
         assert up.interrupt(signal.SIGTERM) == 0, up.output

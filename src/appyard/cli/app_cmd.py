@@ -285,6 +285,11 @@ def sessions(
     with get_api() as api:
         module_id = api.module.resolve(app_) if app_ else None
         tasks = api.task.get_list(team_id(team), module_id, status or None, limit=limit)
+    console.print(sessions_table(tasks))
+
+
+def sessions_table(tasks: list[TaskInfo]) -> Table:
+    """Sessions as a table, one row each (``app sessions``, ``demo``)."""
     table = Table("TASK", "MODULE", "VERSION", "NAME", "STATUS", "AGENT", "CREATED", "PROGRESS")
     for t in tasks:
         progress = "-"
@@ -301,7 +306,7 @@ def sessions(
             fmt_time(t.created_at),
             progress,
         )
-    console.print(table)
+    return table
 
 
 def _print_line(line: LogLine) -> None:

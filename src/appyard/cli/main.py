@@ -12,6 +12,8 @@ from appyard.cli._common import err_console, load_env_file
 from appyard.cli.accounts_cmd import agent_app, team_app, token_app, user_app, workspace_app
 from appyard.cli.app_cmd import app as app_app
 from appyard.cli.app_cmd import task_app
+from appyard.cli.demo_cmd import demo
+from appyard.cli.files_cmd import files_app
 from appyard.cli.process_cmd import server, up
 from appyard.errors import (
     AppyardError,
@@ -52,8 +54,10 @@ cli.add_typer(user_app, name="user")
 cli.add_typer(token_app, name="token")
 cli.add_typer(team_app, name="team")
 cli.add_typer(workspace_app, name="workspace")
+cli.add_typer(files_app, name="files")
 cli.command("server")(server)
 cli.command("up")(up)
+cli.command("demo")(demo)
 
 USAGE_EXIT = 2
 

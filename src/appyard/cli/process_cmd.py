@@ -23,9 +23,11 @@ from typing import Annotated, Any
 
 import typer
 from dotenv import set_key
+from rich.console import Console
 
 from appyard.cli._common import console, err_console, exit_with, home_dir
 from appyard.cli.accounts_cmd import AGENT_TOKEN_ENV
+from appyard.cli.demo_project import ensure_demo_project
 from appyard.domain.status import Status
 from appyard.errors import AppyardError, AuthenticationError, TaskFinishedWithError
 from appyard.sdk import Api
@@ -82,6 +84,7 @@ class UpState:
     workspace_id: int | None = None
     agent_id: int | None = None
     agent_token: str | None = None
+    project_id: int | None = None  # the demo images project, made once
 
     @classmethod
     def load(cls, path: Path) -> UpState:
@@ -173,7 +176,7 @@ def _admin_api(address: str, state: UpState, token_file: Path) -> Api:
             api.close()
             continue
         if token != state.admin_token:  # a fresh database: the saved ids mean nothing
-            state.team_id = state.workspace_id = state.agent_id = None
+            state.team_id = state.workspace_id = state.agent_id = state.project_id = None
             state.agent_token = None
             state.admin_token = token
         return api
@@ -218,7 +221,7 @@ def _agent_token_works(api: Api, token: str | None) -> bool:
     return True
 
 
-def _publish_bundled(api: Api) -> None:
+def _publish_bundled(api: Api, out: Console) -> None:
     for folder in _bundled_apps():
         try:
             result = api.module.publish(folder)
@@ -226,7 +229,7 @@ def _publish_bundled(api: Api) -> None:
             err_console.print(f"[yellow]warning:[/yellow] could not publish {folder.name}: {exc}")
             continue
         verb = "published" if result.created else "up to date"
-        console.print(f"  app {result.slug} {result.release.version}: {verb}")
+        out.print(f"  app {result.slug} {result.release.version}: {verb}")
 
 
 def _stop_apps(api: Api, state: UpState, timeout: float) -> None:
@@ -270,6 +273,8 @@ def _write_env_file(address: str, state: UpState) -> Path:
         "WORKSPACE_ID": state.workspace_id,
         "AGENT_ID": state.agent_id,
     }
+    if state.project_id is not None:
+        values["PROJECT_ID"] = state.project_id
     for key, value in values.items():
         set_key(str(path), key, str(value), quote_mode="never")
     return path
@@ -309,30 +314,44 @@ def _wait_children(procs: dict[int, tuple[str, subprocess.Popen[bytes]]]) -> str
             return f"the {name} exited with code {proc.returncode}"
 
 
-def up(
-    port: Annotated[int, typer.Option(help="Port of the server.")] = DEFAULT_PORT,
-    host: Annotated[str, typer.Option(help="Interface the server listens on.")] = "127.0.0.1",
-    slots: Annotated[int, typer.Option(min=1, help="Sessions the local agent runs at once.")] = 4,
-) -> None:
-    """Run a whole appyard here: server, bundled apps, one agent; Ctrl-C stops it all.
+@dataclass
+class Local:
+    """A running local appyard: its admin client, what ``up`` keeps, and its processes."""
 
-    The first start creates an admin, a team, a workspace and an agent, and keeps them in
-    APPYARD_HOME (default ~/.appyard) for the next start. It writes SERVER_ADDRESS, API_TOKEN,
-    TEAM_ID, WORKSPACE_ID and AGENT_ID to ~/appyard.env (or $APPYARD_ENV_FILE) for the SDK.
+    api: Api
+    state: UpState
+    state_path: Path
+    address: str
+    home: Path
+    procs: dict[int, tuple[str, subprocess.Popen[bytes]]]
+    reason: str = "done"  # said when it shuts down
+
+
+@contextlib.contextmanager
+def running_appyard(
+    home: Path, host: str, port: int, slots: int, *, quiet: bool = False
+) -> Iterator[Local]:
+    """Server, bundled apps and one agent, running for the ``with`` block; stopped after it.
+
+    The first start creates an admin, a team, a workspace, an agent and the demo project, and
+    keeps them in ``home/up.json`` for the next start. SIGINT/SIGTERM/SIGHUP leave the block
+    (as :class:`_Shutdown`) and everything is stopped, apps first.
     """
-    home = Path(home_dir()).expanduser().resolve()
+    home = home.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     state_path, token_file = home / STATE_FILE, home / ADMIN_TOKEN_FILE
     state = UpState.load(state_path)
-    address = f"http://{_client_host(host)}:{port}"
     server_proc: subprocess.Popen[bytes] | None = None
     api: Api | None = None
     agent_proc: subprocess.Popen[bytes] | None = None
+    out = err_console if quiet else console
+    local: Local | None = None
     reason = "stopped"
-    code = 0
     with _signals_raise() as calm:
         try:
             sock = _listen(host, port)
+            port = sock.getsockname()[1]  # port 0: the kernel picked a free one
+            address = f"http://{_client_host(host)}:{port}"
             server_env = {
                 **os.environ,
                 "APPYARD_HOME": str(home),
@@ -345,15 +364,16 @@ def up(
                     pass_fds=[sock.fileno()],
                     start_new_session=True,
                     preexec_fn=_die_with_parent,
+                    stderr=subprocess.DEVNULL if quiet else None,
                 )
-            console.print(f"appyard server starting at {address} (data in {home})")
+            out.print(f"appyard server starting at {address} (data in {home})")
             with Api(address, timeout=HEALTH_TIMEOUT_S) as probe:
                 probe.health()
             api = _admin_api(address, state, token_file)
             state.save(state_path)
             _bootstrap(api, state, state_path)
-            console.print("bundled apps:")
-            _publish_bundled(api)
+            out.print("bundled apps:")
+            _publish_bundled(api, out)
             assert state.agent_token is not None
             agent_env = {k: v for k, v in os.environ.items() if k not in _CLIENT_VARS}
             agent_env.update({"APPYARD_HOME": str(home), AGENT_TOKEN_ENV: state.agent_token})
@@ -373,28 +393,23 @@ def up(
                 env=agent_env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                stdout=subprocess.DEVNULL if quiet else None,
+                stderr=subprocess.DEVNULL if quiet else None,
             )
-            env_file = _write_env_file(address, state)
-            console.print(
-                f"\n[bold green]appyard is up[/bold green]\n"
-                f"  server    {address}/\n"
-                f"  API docs  {address}/docs\n"
-                f"  team {state.team_id}, workspace {state.workspace_id}, agent {state.agent_id}\n"
-                f"  credentials in {env_file} (SERVER_ADDRESS, API_TOKEN, TEAM_ID, "
-                "WORKSPACE_ID, AGENT_ID)\n"
-                "Press Ctrl-C to stop (running apps are stopped first)."
-            )
-            reason = _wait_children(
-                {
-                    server_proc.pid: ("server", server_proc),
-                    agent_proc.pid: ("agent", agent_proc),
-                }
-            )
-            code = 1
+            ensure_demo_project(api, state, lambda: state.save(state_path), out)
+            procs = {
+                server_proc.pid: ("server", server_proc),
+                agent_proc.pid: ("agent", agent_proc),
+            }
+            local = Local(api, state, state_path, address, home, procs)
+            yield local
+            reason = local.reason
         except _Shutdown as exc:
             reason = f"got {exc}"
+            raise
         except AppyardError as exc:
-            reason, code = f"error: {exc}", 1
+            reason = f"error: {exc}"
+            raise
         finally:
             calm()
             err_console.print(f"shutting down ({reason})")
@@ -405,4 +420,40 @@ def up(
                 api.close()
             _stop(agent_proc, "agent (and its apps)", AGENT_STOP_TIMEOUT_S)
             _stop(server_proc, "server", SERVER_STOP_TIMEOUT_S)
+
+
+def up(
+    port: Annotated[int, typer.Option(help="Port of the server.")] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option(help="Interface the server listens on.")] = "127.0.0.1",
+    slots: Annotated[int, typer.Option(min=1, help="Sessions the local agent runs at once.")] = 4,
+) -> None:
+    """Run a whole appyard here: server, bundled apps, one agent; Ctrl-C stops it all.
+
+    The first start creates an admin, a team, a workspace, an agent and a demo images project,
+    and keeps them in APPYARD_HOME (default ~/.appyard) for the next start. It writes
+    SERVER_ADDRESS, API_TOKEN, TEAM_ID, WORKSPACE_ID, AGENT_ID and PROJECT_ID to ~/appyard.env
+    (or $APPYARD_ENV_FILE) for the SDK.
+    """
+    code = 0
+    try:
+        with running_appyard(Path(home_dir()), host, port, slots) as local:
+            state = local.state
+            env_file = _write_env_file(local.address, state)
+            project = f", demo project {state.project_id}" if state.project_id else ""
+            console.print(
+                f"\n[bold green]appyard is up[/bold green]\n"
+                f"  server    {local.address}/\n"
+                f"  API docs  {local.address}/docs\n"
+                f"  team {state.team_id}, workspace {state.workspace_id}, "
+                f"agent {state.agent_id}{project}\n"
+                f"  credentials in {env_file} (SERVER_ADDRESS, API_TOKEN, TEAM_ID, "
+                "WORKSPACE_ID, AGENT_ID, PROJECT_ID)\n"
+                "Press Ctrl-C to stop (running apps are stopped first)."
+            )
+            local.reason = _wait_children(local.procs)
+            code = 1
+    except _Shutdown:
+        pass
+    except AppyardError:
+        code = 1
     raise typer.Exit(code)

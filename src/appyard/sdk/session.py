@@ -7,7 +7,7 @@ typed state, the target, throttled progress, outputs and ``ready()``::
     session = ay.AppSession.from_env()
     for image in session.track(images, message="exporting"):
         ...
-    session.set_output("archive", "/exports/result.tar")
+    session.set_output_file("archive", "/exports/result.tar")  # a file in the team's files
 """
 
 from __future__ import annotations
@@ -273,6 +273,11 @@ class AppSession:
         """Merge outputs into the task's outputs."""
         self.flush()
         self.api.task.set_outputs(self.task_id, outputs)
+
+    def set_output_file(self, key: str, path: str) -> None:
+        """Output ``key`` is a file of the team's files (upload it first with ``api.file``)."""
+        self.flush()
+        self.api.task.set_output_file(self.task_id, key, path)
 
     def ready(self, url: str | None = None) -> None:
         """A serving app is up and answering: the task becomes ``deployed``."""

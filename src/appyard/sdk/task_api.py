@@ -254,6 +254,10 @@ class TaskApi:
         )
         return TaskInfo.model_validate(data)
 
+    def set_output_file(self, task_id: int, key: str, path: str) -> TaskInfo:
+        """Output ``key`` is team file ``path`` (it must exist; clients offer it as a download)."""
+        return self.set_outputs(task_id, {key: {"type": "team_file", "path": path}})
+
     def set_ready(self, task_id: int, url: str | None = None) -> TaskInfo:
         """A serving app is up: ``started`` becomes ``deployed``."""
         body = ReadyUpdate(url=url)

@@ -21,6 +21,7 @@ class Settings:
     poll_timeout_s: float = 25.0  # longest an agent poll or a wait is held open
     sweep_interval_s: float = 2.0  # how often lost agents are looked for
     max_release_bytes: int = 512 * 1024 * 1024
+    max_file_bytes: int = 4 * 1024**3  # largest team file one upload may write
     admin_token_file: Path | None = None  # first start: write the admin's token here
 
     @property
@@ -53,5 +54,6 @@ class Settings:
             agent_ttl_s=float(env.get("APPYARD_AGENT_TTL_S", "40")),
             poll_timeout_s=float(env.get("APPYARD_POLL_TIMEOUT_S", "25")),
             sweep_interval_s=float(env.get("APPYARD_SWEEP_INTERVAL_S", "2")),
+            max_file_bytes=int(env.get("APPYARD_MAX_FILE_BYTES", str(4 * 1024**3))),
             admin_token_file=Path(token_file).expanduser() if token_file else None,
         )

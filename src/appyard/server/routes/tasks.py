@@ -102,6 +102,46 @@ async def wait(
             await sub.wait(remaining)
 
 
+@router.get("/tasks/{task_id}/watch")
+async def watch(request: Request, task_id: PathId) -> StreamingResponse:
+    """Server-sent events: the task (``task``, a TaskInfo) now and after every change of its
+    status, progress, outputs or readiness, until it is terminal; then ``end``.
+
+    Changes that come faster than a client reads are coalesced: it gets the newest state.
+    """
+    ctx = context(request)
+    sub = ctx.notifier.subscribe(f"task:{task_id}", f"progress:{task_id}").__enter__()
+    try:  # subscribed before the first read: no change between them is missed
+        first = await aread(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+    except BaseException:
+        sub.__exit__(None, None, None)
+        raise
+
+    async def events() -> AsyncIterator[str]:
+        info, sent = first, ""
+        with sub:
+            while True:
+                data = info.model_dump_json()
+                if data != sent:
+                    yield f"event: task\ndata: {data}\n\n"
+                    sent = data
+                if info.status in TERMINAL:
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                if sub.closing:
+                    return  # server shutting down: the client opens the watch again
+                if not await sub.wait(KEEPALIVE_S):
+                    yield ": keepalive\n\n"
+                sub.clear()
+                info = await aread(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 @router.post("/tasks/{task_id}/stop", response_model=StopResult)
 def stop(request: Request, task_id: PathId) -> StopResult:
     return run(request, lambda s, p: svc.stop(s, p, task_id))
@@ -166,7 +206,8 @@ def set_progress(request: Request, task_id: PathId, body: ProgressUpdate) -> Tas
 
 @router.post("/tasks/{task_id}/outputs", response_model=TaskInfo)
 def set_outputs(request: Request, task_id: PathId, body: OutputsUpdate) -> TaskInfo:
-    return run(request, lambda s, p: svc.set_outputs(s, p, task_id, body))
+    files_dir = context(request).settings.files_dir
+    return run(request, lambda s, p: svc.set_outputs(s, p, task_id, body, files_dir))
 
 
 @router.post("/tasks/{task_id}/ready", response_model=TaskInfo)

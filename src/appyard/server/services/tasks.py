@@ -6,6 +6,7 @@ checked against the one transition table, so two racing writers cannot both win.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -38,6 +39,7 @@ from appyard.server.notifier import emit
 from appyard.server.security import Principal
 from appyard.server.services.accounts import get_workspace, require_user, team_role
 from appyard.server.services.ecosystem import get_module_row, pick_release
+from appyard.server.services.files import TeamFiles, normalize
 from appyard.server.services.manifest import validate_state
 
 LOG_TAIL_LINES = 10
@@ -423,9 +425,35 @@ def set_progress(s: Session, p: Principal, task_id: int, body: ProgressUpdate) -
     return task_info(t)
 
 
-def set_outputs(s: Session, p: Principal, task_id: int, body: OutputsUpdate) -> TaskInfo:
+def _team_file_outputs(files_dir: Path, team_id: int, outputs: dict[str, Any]) -> dict[str, Any]:
+    """Outputs ``{"type": "team_file", "path": ...}`` must name a file of the team: normalized."""
+    checked = dict(outputs)
+    for key, value in outputs.items():
+        if not (isinstance(value, dict) and value.get("type") == "team_file"):
+            continue
+        field = f"outputs.{key}.path"
+        path = normalize(value.get("path"), field)
+        try:
+            found = TeamFiles(files_dir, team_id).is_file(path)
+        except BadRequestError as exc:  # a symbolic link on the way
+            message = exc.message.removeprefix("path: ")
+            raise BadRequestError(f"{field}: {message}", field=field) from None
+        if not found:
+            raise BadRequestError(
+                f"{field}: no file {path!r} in team {team_id}'s files; upload it first "
+                "(api.file.upload), then set the output.",
+                field=field,
+            )
+        checked[key] = {**value, "path": path}
+    return checked
+
+
+def set_outputs(
+    s: Session, p: Principal, task_id: int, body: OutputsUpdate, files_dir: Path
+) -> TaskInfo:
     t = _own_task(s, p, task_id)
-    t.outputs = {**(t.outputs or {}), **body.outputs}
+    outputs = _team_file_outputs(files_dir, t.team_id, body.outputs)
+    t.outputs = {**(t.outputs or {}), **outputs}
     t.updated_at = utcnow()
     emit(s, *task_keys(t))
     return task_info(t)

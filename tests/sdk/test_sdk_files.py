@@ -1,0 +1,311 @@
+"""``api.file``, task outputs that point into team files, and ``appyard files``: all against a
+real server (and, for the app, a real agent running a real app process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import appyard as ay
+from appyard.cli.main import cli
+from appyard.errors import (
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    InvalidArgumentsError,
+    NotFoundError,
+)
+from appyard.sdk import AppSession
+from tests.e2e.conftest import online_agent
+from tests.sdk.helpers import FakeAgent, Tenant
+from tests.support import APPS, ServerProc, World
+
+CLIENT_VARS = ("SERVER_ADDRESS", "API_TOKEN", "TEAM_ID", "WORKSPACE_ID", "AGENT_ID", "TASK_ID")
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Relative path -> content (None for a folder)."""
+    return {
+        p.relative_to(folder).as_posix(): (None if p.is_dir() else p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_file_round_trip(tenant: Tenant, tmp_path: Path) -> None:
+    api, team = tenant.api, tenant.team_id
+    src = tmp_path / "data.bin"
+    data = os.urandom(5 * 1024 * 1024 + 3)  # several pieces each way
+    src.write_bytes(data)
+
+    info = api.file.upload(team, src, "/exports/data.bin")
+    assert (info.path, info.name, info.size, info.is_dir) == (
+        "/exports/data.bin",
+        "data.bin",
+        len(data),
+        False,
+    )
+    assert api.file.exists(team, "/exports/data.bin")
+    assert not api.file.dir_exists(team, "/exports/data.bin")
+    assert api.file.dir_exists(team, "/exports") and api.file.dir_exists(team, "/")
+    assert not api.file.exists(team, "/exports")
+    assert not api.file.exists(team, "/nope") and not api.file.dir_exists(team, "/nope")
+    assert api.file.get_info_by_path(team, "/nope") is None
+    got = api.file.get_info_by_path(team, "exports//data.bin")
+    assert got is not None and got.path == "/exports/data.bin" and got.size == len(data)
+
+    dst = tmp_path / "out" / "copy.bin"
+    api.file.download(team, "/exports/data.bin", dst)
+    assert dst.read_bytes() == data
+    # a failed download leaves no local file (not even a partial one)
+    with pytest.raises(NotFoundError):
+        api.file.download(team, "/nope.bin", tmp_path / "out" / "nope.bin")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["copy.bin"]
+    # replacing a file, then removing it
+    src.write_bytes(b"small")
+    assert api.file.upload(team, src, "/exports/data.bin").size == 5
+    api.file.download(team, "/exports/data.bin", dst)
+    assert dst.read_bytes() == b"small"
+
+    folder = api.file.mkdir(team, "/a/b/c")
+    assert folder.is_dir and folder.path == "/a/b/c"
+    assert api.file.mkdir(team, "/a/b/c").path == "/a/b/c"  # already there: fine
+    assert [f.path for f in api.file.list(team)] == ["/a", "/exports"]
+    assert [f.path for f in api.file.list(team, "/a", recursive=True)] == ["/a/b", "/a/b/c"]
+    with pytest.raises(ConflictError):
+        api.file.remove(team, "/a")  # not empty
+    api.file.remove(team, "/a", recursive=True)
+    api.file.remove(team, "/exports/data.bin")
+    assert [f.path for f in api.file.list(team, recursive=True)] == ["/exports"]
+    with pytest.raises(NotFoundError):
+        api.file.remove(team, "/exports/data.bin")
+
+    with pytest.raises(BadRequestError) as caught:
+        api.file.upload(team, src, "/../escape.bin")
+    assert caught.value.field == "path"
+    # a team that is not yours is an error, not "no such file"
+    with pytest.raises(NotFoundError) as missing:
+        api.file.get_info_by_path(team + 10_000, "/x")
+    assert missing.value.field == "team_id"
+
+
+def test_directories(tenant: Tenant, tmp_path: Path) -> None:
+    api, team = tenant.api, tenant.team_id
+    local = tmp_path / "local"
+    (local / "sub" / "deeper").mkdir(parents=True)
+    (local / "empty").mkdir()
+    (local / "top.txt").write_text("top")
+    (local / "sub" / "a.bin").write_bytes(os.urandom(70_000))
+    (local / "sub" / "deeper" / "b.txt").write_text("b")
+
+    uploaded = api.file.upload_directory(team, local, "/trees/one")
+    assert sorted(f.path for f in uploaded) == [
+        "/trees/one/sub/a.bin",
+        "/trees/one/sub/deeper/b.txt",
+        "/trees/one/top.txt",
+    ]
+    assert [f.path for f in api.file.list(team, "/trees/one", recursive=True)] == [
+        "/trees/one/empty",
+        "/trees/one/sub",
+        "/trees/one/sub/a.bin",
+        "/trees/one/sub/deeper",
+        "/trees/one/sub/deeper/b.txt",
+        "/trees/one/top.txt",
+    ]
+    back = tmp_path / "back"
+    api.file.download_directory(team, "/trees/one", back)
+    assert _tree(back) == _tree(local)
+    # uploading the same tree again replaces, never duplicates
+    api.file.upload_directory(team, local, "/trees/one/")
+    assert len(api.file.list(team, "/trees/one", recursive=True)) == 6
+
+
+def _task_session(
+    server: ServerProc, tenant: Tenant, agent: FakeAgent, monkeypatch: pytest.MonkeyPatch
+) -> AppSession:
+    """An AppSession of a running task (its task token), as an app would have it."""
+    started = tenant.api.app.start(
+        agent_id=tenant.agent_id,
+        module_id=tenant.module_id,
+        workspace_id=tenant.workspace_id,
+        params={"pascalContourThickness": 3, "trainSplitCoef": 0.8, "projectId": 5},
+    )
+    assignment = agent.take()
+    agent.started(started.task_id)
+    monkeypatch.setenv("TASK_ID", str(started.task_id))
+    monkeypatch.setenv("SERVER_ADDRESS", server.url)
+    monkeypatch.setenv("API_TOKEN", assignment.token)
+    monkeypatch.setenv("MODAL_STATE", json.dumps(assignment.state))
+    return AppSession.from_env()
+
+
+def test_team_file_outputs_are_checked(
+    server: ServerProc,
+    tenant: Tenant,
+    agent: FakeAgent,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    session = _task_session(server, tenant, agent, monkeypatch)
+    api, team = session.api, tenant.team_id
+    src = tmp_path / "result.tar"
+    src.write_bytes(b"archive")
+    # the task token acts in its team's files...
+    assert api.file.upload(team, src, "/exports/result.tar").size == 7
+    api.file.mkdir(team, "/exports/folder")
+    # ... and in no other team's
+    other = tenant.api.team.create(f"other-of-{team}")
+    with pytest.raises(NotFoundError):
+        api.file.list(other.id)
+    tenant.api.file.upload(other.id, src, "/theirs.tar")
+
+    def refused(path: object) -> str:
+        with pytest.raises(BadRequestError) as caught:
+            api.task.set_outputs(session.task_id, {"archive": {"type": "team_file", "path": path}})
+        assert caught.value.field == "outputs.archive.path", caught.value
+        return str(caught.value)
+
+    assert "no file '/missing.tar'" in refused("/missing.tar")
+    assert "no file '/exports/folder'" in refused("/exports/folder")  # a folder is not a file
+    assert "no file '/theirs.tar'" in refused("/theirs.tar")  # another team's file
+    assert "'..'" in refused("/exports/../../x")
+    assert "backslash" in refused("exports\\result.tar")
+    assert "must be a string" in refused(None)
+    assert "must be a string" in refused(7)
+    root = server.home / "files" / str(team)
+    os.symlink(root / "exports" / "result.tar", root / "link.tar")
+    assert "symbolic link" in refused("/link.tar")
+    assert tenant.api.task.get(session.task_id).outputs == {}  # nothing was half-written
+
+    session.set_output_file("archive", "exports//result.tar")
+    session.set_output("note", {"type": "other", "path": "/not/checked"})
+    outputs = tenant.api.task.get(session.task_id).outputs
+    assert outputs == {
+        "archive": {"type": "team_file", "path": "/exports/result.tar"},
+        "note": {"type": "other", "path": "/not/checked"},
+    }
+    info = api.task.set_output_file(session.task_id, "again", "/exports/result.tar")
+    assert info.outputs["again"] == {"type": "team_file", "path": "/exports/result.tar"}
+    # one bad output refuses the whole update
+    with pytest.raises(BadRequestError):
+        api.task.set_outputs(
+            session.task_id,
+            {
+                "good": {"type": "team_file", "path": "/exports/result.tar"},
+                "bad": {"type": "team_file", "path": "/nope"},
+            },
+        )
+    assert "good" not in tenant.api.task.get(session.task_id).outputs
+    # a user's token cannot report outputs, checked or not
+    with pytest.raises(ay.AppyardError):
+        tenant.api.task.set_output_file(session.task_id, "x", "/exports/result.tar")
+    session.api.close()
+
+
+def test_a_real_app_points_an_output_at_its_file(world: World) -> None:
+    api = ay.Api(world.server.url, world.admin.http.headers["Authorization"].split()[1])
+    module_id = world.admin.publish(APPS / "file-output")["module_id"]
+    agent_id, _, _ = online_agent(world, "files")
+    started = api.app.start(
+        agent_id=agent_id,
+        module_id=module_id,
+        workspace_id=world.workspace_id,
+        params={"path": "results//run 1/out.txt", "text": "made by the app"},
+    )
+    assert api.app.wait(started.task_id, target_status=ay.Status.FINISHED) == ay.Status.FINISHED
+    lines = [line.text for line in api.task.logs(started.task_id)]
+    assert lines == [
+        "uploaded /results/run 1/out.txt",
+        "refused outputs.missing.path",
+        "done",
+    ]
+    task = api.task.get(started.task_id)
+    assert task.outputs == {"result": {"type": "team_file", "path": "/results/run 1/out.txt"}}
+    local = world.tmp / "out.txt"
+    api.file.download(world.team_id, task.outputs["result"]["path"], local)
+    assert local.read_text() == "made by the app"
+    api.close()
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def appyard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The real ``appyard`` process (errors as one red line, exit codes)."""
+    base = {k: v for k, v in os.environ.items() if k not in CLIENT_VARS}
+    base.update({"COLUMNS": "200", "NO_COLOR": "1", "APPYARD_ENV_FILE": "/nonexistent/a.env"})
+    return subprocess.run(
+        [sys.executable, "-m", "appyard.cli", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_files(server: ServerProc, tenant: Tenant, tmp_path: Path) -> None:
+    env = {
+        "SERVER_ADDRESS": server.url,
+        "API_TOKEN": server.admin_token,
+        "TEAM_ID": str(tenant.team_id),
+        "APPYARD_ENV_FILE": "/nonexistent/a.env",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+    }
+    runner = CliRunner()
+
+    def ok(*args: str) -> str:
+        # in-process (a process per command costs a second here); the same env vars
+        result = runner.invoke(cli, ["files", *args], env=env)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        return result.output
+
+    src = tmp_path / "report.txt"
+    src.write_text("report")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (tree / "sub" / "b.txt").write_text("b")
+
+    assert "Folder /docs is there." in ok("mkdir", "/docs")
+    assert "Uploaded /docs/report.txt (6 B)" in ok("upload", str(src), "/docs/")
+    assert "Uploaded /renamed.txt" in ok("upload", str(src), "/renamed.txt")
+    assert "Uploaded 2 files to /docs/tree" in ok("upload", str(tree), "/docs")
+
+    listing = ok("ls", "/docs")
+    assert "/docs/report.txt" in listing and "/docs/tree/" in listing and "6 B" in listing
+    assert "/docs/tree/sub/b.txt" not in listing
+    assert "/docs/tree/sub/b.txt" in ok("ls", "-r", "/docs")
+
+    down = tmp_path / "down"
+    down.mkdir()
+    ok("download", "/docs/report.txt", str(down))
+    assert (down / "report.txt").read_text() == "report"
+    ok("download", "/docs/tree", str(down / "copy"))
+    assert _tree(down / "copy") == _tree(tree)
+
+    # the real command: a folder with files in it needs -r, said in one line
+    out = appyard("files", "rm", "/docs", env=env)
+    assert out.returncode == 1 and "not empty" in out.stderr and "Traceback" not in out.stderr
+    assert "Removed /docs." in ok("rm", "-r", "/docs")
+    assert "Removed /renamed.txt." in ok("rm", "/renamed.txt")
+    top = appyard("files", "ls", env=env)
+    assert top.returncode == 0 and "/docs" not in top.stdout and "PATH" in top.stdout
+
+    # --team-id wins over TEAM_ID
+    other = tenant.api.team.create(f"cli-other-{tenant.team_id}")
+    ok("upload", str(src), "/theirs.txt", "--team-id", str(other.id))
+    assert "/theirs.txt" in ok("ls", "--team-id", str(other.id))
+    assert "/theirs.txt" not in ok("ls")
+    result = runner.invoke(cli, ["files", "ls", "--team-id", str(other.id + 1000)], env=env)
+    assert isinstance(result.exception, NotFoundError)
+    result = runner.invoke(cli, ["files", "upload", str(tmp_path / "missing"), "/x"], env=env)
+    assert isinstance(result.exception, InvalidArgumentsError)
+    no_team: dict[str, str | None] = {**env, "TEAM_ID": None}  # None: unset
+    result = runner.invoke(cli, ["files", "ls"], env=no_team)
+    assert isinstance(result.exception, ConfigurationError)
