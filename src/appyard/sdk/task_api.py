@@ -104,6 +104,33 @@ class _LogCursor:
         return line
 
 
+class _WatchCursor:
+    """Reads a task watch's SSE lines for both twins; drops a state already handed out (the
+    first answer after a reconnect repeats the current state)."""
+
+    def __init__(self) -> None:
+        self.last = ""
+        self.ended = False
+        self.parser = SSEParser()
+        self.failures = 0
+
+    def reconnect(self) -> None:
+        self.parser = SSEParser()
+
+    def feed(self, raw: str) -> TaskInfo | None:
+        event = self.parser.feed(raw)
+        if event is None:
+            return None
+        self.failures = 0
+        if event.event == "end":
+            self.ended = True
+            return None
+        if event.event != "task" or event.data == self.last:
+            return None
+        self.last = event.data
+        return TaskInfo.model_validate_json(event.data)
+
+
 class TaskApi:
     """Tasks: one run of an app on an agent."""
 
@@ -293,6 +320,31 @@ class TaskApi:
             after = page.next_seq
         return out
 
+    def watch(self, task_id: int) -> Iterator[TaskInfo]:
+        """The task now, then after every change (status, progress, outputs), until it ends.
+
+        Pushed by the server (server-sent events); changes faster than they are read are
+        coalesced to the newest. A dropped connection is re-opened; the iterator ends after
+        the task's terminal state.
+        """
+        cursor = _WatchCursor()
+        while True:
+            try:
+                with self._core.stream(
+                    f"/tasks/{int(task_id)}/watch", timeout=STREAM_READ_TIMEOUT_S
+                ) as response:
+                    cursor.reconnect()
+                    for raw in response.iter_lines():
+                        task = cursor.feed(raw)
+                        if task is not None:
+                            yield task
+                        if cursor.ended:
+                            return
+            except _RECONNECT:
+                pass
+            time.sleep(backoff_delay(cursor.failures, RECONNECT_CAP_S))
+            cursor.failures += 1
+
     def follow_logs(self, task_id: int, after: int = 0) -> Iterator[LogLine]:
         """Live log lines (server-sent events) until the task ended and all were shipped.
 
@@ -441,6 +493,26 @@ class AsyncTaskApi:
                 break
             after = page.next_seq
         return out
+
+    async def watch(self, task_id: int) -> AsyncIterator[TaskInfo]:
+        """See :meth:`TaskApi.watch`."""
+        cursor = _WatchCursor()
+        while True:
+            try:
+                async with self._core.stream(
+                    f"/tasks/{int(task_id)}/watch", timeout=STREAM_READ_TIMEOUT_S
+                ) as response:
+                    cursor.reconnect()
+                    async for raw in response.aiter_lines():
+                        task = cursor.feed(raw)
+                        if task is not None:
+                            yield task
+                        if cursor.ended:
+                            return
+            except _RECONNECT:
+                pass
+            await asyncio.sleep(backoff_delay(cursor.failures, RECONNECT_CAP_S))
+            cursor.failures += 1
 
     async def follow_logs(self, task_id: int, after: int = 0) -> AsyncIterator[LogLine]:
         """See :meth:`TaskApi.follow_logs`."""

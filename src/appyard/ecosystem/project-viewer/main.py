@@ -1,0 +1,216 @@
+"""Project viewer: a web page of an images project, served until the session is stopped.
+
+A long-lived ("serving") app: it listens on the port the agent gives it (``APP_PORT``), reports
+``session.ready(url)`` (the task becomes ``deployed``) and answers until SIGTERM, when it closes
+the server and exits 0. Every page reads the project afresh, with the task's token.
+
+- ``/``: the project's datasets and images, with links;
+- ``/images/<id>.png``: the image with its annotation drawn in the class colours;
+- ``/health``: ``{"status": "ok"}``.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from PIL import Image, ImageChops, ImageFilter
+
+import appyard as ay
+from appyard.errors import AppyardError, NotFoundError
+from appyard.schemas.annotation import Annotation, ProjectMeta
+from appyard.sdk.geometry import object_mask
+
+IMAGE_PATH = re.compile(r"^/images/(\d+)\.png$")
+FILL_ALPHA = 90  # of 255: the fill lets the image show through; the outline is opaque
+THUMB_WIDTH = 160
+
+
+def _rgb(color: str | None) -> tuple[int, int, int]:
+    value = (color or "#FF0000").lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def _outline(mask: Image.Image) -> Image.Image:
+    """The edge pixels of a mode ``L`` mask (inside, next to outside), 255 on them."""
+    bbox = mask.getbbox()
+    out = Image.new("L", mask.size, 0)
+    if bbox is None:
+        return out
+    left, top, right, bottom = bbox
+    box = (
+        max(0, left - 1),
+        max(0, top - 1),
+        min(mask.width, right + 1),
+        min(mask.height, bottom + 1),
+    )
+    crop = mask.crop(box)
+    out.paste(ImageChops.subtract(crop, crop.filter(ImageFilter.MinFilter(3))), box[:2])
+    return out
+
+
+def render(image: bytes, ann_json: dict[str, Any], meta: ProjectMeta) -> bytes:
+    """The image as PNG with each object filled (translucent) and outlined in its class colour."""
+    ann = Annotation.model_validate(ann_json)
+    with Image.open(io.BytesIO(image)) as img:
+        base = img.convert("RGBA")
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    for obj in ann.objects:
+        cls = meta.get_class(obj.class_)
+        rgb = _rgb(cls.color if cls else None)
+        mask = object_mask(obj, base.width, base.height).point(lambda v: 255 if v else 0)
+        overlay.paste((*rgb, FILL_ALPHA), (0, 0), mask)
+        overlay.paste((*rgb, 255), (0, 0), _outline(mask))
+    out = io.BytesIO()
+    Image.alpha_composite(base, overlay).convert("RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def index_page(api: ay.Api, project_id: int) -> str:
+    """The HTML page: the project, its datasets, their images with links and thumbnails."""
+    project = api.project.get_info_by_id(project_id)
+    e = html.escape
+    parts = [
+        "<!doctype html>",
+        f"<html><head><meta charset='utf-8'><title>{e(project.name)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}li{margin:.4em 0}"
+        "img{vertical-align:middle;margin-right:.6em;border:1px solid #ccc}</style></head><body>",
+        f"<h1>{e(project.name)}</h1>",
+        f"<p>Project {project.id}: {project.datasets_count} datasets, "
+        f"{project.images_count} images.</p>",
+    ]
+    for ds in api.dataset.get_list(project_id):
+        images = api.image.get_list(ds.id)
+        parts.append(f"<h2 id='dataset-{ds.id}'>{e(ds.name)} ({len(images)} images)</h2><ul>")
+        for im in images:
+            href = f"/images/{im.id}.png"
+            tags = f" [{e(', '.join(im.tags))}]" if im.tags else ""
+            parts.append(
+                f"<li><a href='{href}'><img src='{href}' width='{THUMB_WIDTH}' loading='lazy' "
+                f"alt=''>{e(im.name)}</a> {im.width}x{im.height}, "
+                f"{im.objects_count} objects{tags}</li>"
+            )
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+class ViewerServer(ThreadingHTTPServer):
+    daemon_threads = True  # a slow client does not hold up the stop
+
+    def __init__(self, address: tuple[str, int], api: ay.Api, project_id: int) -> None:
+        super().__init__(address, Handler)
+        self.api = api
+        self.project_id = project_id
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ViewerServer
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, data: dict[str, Any]) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json")
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        try:
+            if path == "/health":
+                self._json(HTTPStatus.OK, {"status": "ok"})
+            elif path in ("/", "/index.html"):
+                page = index_page(self.server.api, self.server.project_id)
+                self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+            elif m := IMAGE_PATH.match(path):
+                self._image(int(m.group(1)))
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"detail": f"no page {path}"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client left
+        except Exception as exc:
+            traceback.print_exc()
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"detail": f"{type(exc).__name__}: {exc}"})
+
+    def _image(self, image_id: int) -> None:
+        api = self.server.api
+        try:
+            info = api.image.get_info_by_id(image_id)
+        except NotFoundError:
+            info = None
+        if info is None or info.project_id != self.server.project_id:
+            self._json(HTTPStatus.NOT_FOUND, {"detail": f"no image {image_id} in this project"})
+            return
+        meta = ProjectMeta.model_validate(api.project.get_meta(info.project_id))
+        body = render(
+            api.image.download_bytes(image_id), api.annotation.download_json(image_id), meta
+        )
+        self._send(HTTPStatus.OK, body, "image/png")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        print(f"{self.address_string()} {format % args}", flush=True)
+
+
+def public_url(host: str, port: int) -> str:
+    """The URL clients use: a wildcard bind is reached by the machine's name."""
+    name = socket.gethostname() if host in ("", "0.0.0.0", "::") else host
+    return f"http://{name}:{port}/"
+
+
+def main() -> int:
+    session = ay.AppSession.from_env()
+    target = session.target
+    project_id = target.value if target.name == "images_project" else None
+    if project_id is None:
+        project_id = ay.env.project_id(raise_not_found=False)
+    if project_id is None:
+        print("error: start the viewer on an images project (state projectId)", file=sys.stderr)
+        return 2
+    api = session.api
+    try:
+        project = api.project.get_info_by_id(int(project_id))
+    except AppyardError as exc:
+        print(f"error: project {project_id}: {exc}", file=sys.stderr)
+        return 2
+    host = str(session.state.get("host") or "127.0.0.1")
+    server = ViewerServer((host, session.port or 0), api, project.id)
+
+    def stop(signum: int, frame: object) -> None:
+        # shutdown() waits for serve_forever() to return: call it from another thread
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    url = public_url(host, server.server_address[1])
+    print(
+        f"serving project {project.name!r} (id {project.id}) at {url}, pid {os.getpid()}",
+        flush=True,
+    )
+    session.ready(url)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    print("stopped: the viewer was asked to stop", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
