@@ -97,8 +97,8 @@ def _summary(archive: Path) -> str:
     """What is in the archive: files per top-level folder."""
     with tarfile.open(archive) as tar:
         names = [m.name for m in tar.getmembers() if m.isfile()]
-    per_folder = Counter(n.split("/")[-2] if "/" in n else "." for n in names)
-    return ", ".join(f"{folder}/ {count}" for folder, count in sorted(per_folder.items()))
+    per_folder = Counter(n.split("/")[0] + "/" if "/" in n else n for n in names)
+    return ", ".join(f"{folder} {count}" for folder, count in sorted(per_folder.items()))
 
 
 def demo(
