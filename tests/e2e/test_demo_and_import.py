@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tarfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from tests.support import wait_for
 S = ay.Status
 ECOSYSTEM = Path(__file__).resolve().parents[2] / "src" / "appyard" / "ecosystem"
 RUN_TIMEOUT_S = 180.0
+BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
 
 
 def run_app(env: Env, app: str, **state: Any) -> int:
@@ -264,6 +267,26 @@ def test_import_round_trip(env: Env, tmp_path: Path) -> None:
     flat = {where[ds] + name: value for ds, images in got.items() for name, value in images.items()}
     assert flat == expected  # every file byte for byte, every annotation exactly
 
+    # and out again: the Pascal VOC export of the imported project has the same objects
+    export = run_app(
+        env,
+        "export-to-pascal-voc",
+        projectId=project_id,
+        pascalContourThickness=0,
+        trainSplitCoef=0.5,
+        addPrefixToImages=True,
+    )
+    assert env.api.task.wait(export, S.FINISHED, 1, RUN_TIMEOUT_S) == S.FINISHED
+    archive = tmp_path / "export.tar"
+    api.file.download(team_id, api.task.get(export).outputs["archive"]["path"], archive)
+    classes = [c.name for c in meta.classes]
+    exported = {
+        f"{ds}_{Path(name).stem}": ann
+        for ds, images in got.items()
+        for name, (_, ann) in images.items()
+    }
+    _check_export_round_trip(archive, exported, classes)
+
     # meta.json gives the meta (an unused class and its colours included); datasetName the root's
     meta_json = {
         "classes": [
@@ -290,6 +313,38 @@ def test_import_round_trip(env: Env, tmp_path: Path) -> None:
     )
     got2 = project_contents(api, project2)
     assert got2 == {"root": {"p.png": expected2["p.png"]}, "sub": {"q.png": expected2["sub/q.png"]}}
+
+
+def _check_export_round_trip(
+    archive: Path, annotations: dict[str, dict[str, Any]], classes: list[str]
+) -> None:
+    """Each exported image's XML boxes are its objects' boxes (1-based), and with no contour
+    its masks are its objects drawn in order (class index, instance index) pixel for pixel."""
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    for name, ann in annotations.items():
+        width, height = ann["size"]["width"], ann["size"]["height"]
+        xml = ET.fromstring(members[f"Annotations/{name}.xml"])
+        boxes = [
+            (o.findtext("name"), *(int(o.findtext(f"bndbox/{k}") or 0) for k in BOX_KEYS))
+            for o in xml.iter("object")
+        ]
+        assert boxes == [(o["class"], *(v + 1 for v in bounding_box(o))) for o in ann["objects"]], (
+            name
+        )
+        want_class = Image.new("L", (width, height), 0)
+        want_object = Image.new("L", (width, height), 0)
+        for n, obj in enumerate(ann["objects"], start=1):
+            inside = object_mask(obj, width, height)
+            want_class.paste(classes.index(obj["class"]) + 1, (0, 0), inside)
+            want_object.paste(n, (0, 0), inside)
+        for folder, want in (
+            ("SegmentationClass", want_class),
+            ("SegmentationObject", want_object),
+        ):
+            with Image.open(io.BytesIO(members[f"{folder}/{name}.png"])) as got:
+                assert got.mode == "P", (folder, name)
+                assert got.tobytes() == want.tobytes(), (folder, name)
 
 
 def test_import_of_a_bad_annotation_fails_naming_the_file(env: Env, tmp_path: Path) -> None:

@@ -448,6 +448,26 @@ def test_export_of_one_dataset(stand: Stand) -> None:
     assert files["ImageSets/Segmentation/train.txt"] == b""
 
 
+def test_long_names_of_wide_characters_fit_in_file_names(stand: Stand) -> None:
+    """100 characters of 3 bytes each are 300 bytes: more than a file name may have (255)."""
+    api, long = stand.api, "画像" * 50
+    project = api.project.create(stand.world.workspace_id, long)
+    api.project.update_meta(project.id, {"classes": [{"name": "box", "shape": "rectangle"}]})
+    dataset = api.dataset.create(project.id, "データ" * 33)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6)).save(buf, format="PNG")
+    for n in range(2):  # two names alike in their first 200 bytes: still two files
+        api.image.upload_bytes(dataset.id, f"{long}{n}.png"[-100:], buf.getvalue())
+    tid = stand.export({"projectId": project.id})
+    task = _finished(stand, tid)
+    path = task["outputs"]["archive"]["path"]
+    assert all(len(part.encode()) <= 255 for part in path.split("/"))
+    files = stand.archive(tid)
+    jpegs = [n for n in files if n.startswith("JPEGImages/")]
+    assert len(jpegs) == 2
+    assert all(len(Path(n).name.encode()) <= 255 for n in files)
+
+
 @pytest.mark.parametrize(
     ("state", "message"),
     [

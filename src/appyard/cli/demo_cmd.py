@@ -115,6 +115,8 @@ def demo(
         if ids.project_id is not None:
             with contextlib.suppress(NotFoundError):
                 project = api.project.get_info_by_id(ids.project_id)
+            if project is not None and project.workspace_id != ids.workspace_id:
+                project = None  # an id from another database or workspace
         if project is None:
             console.print("Creating the demo images project...")
             project_id = create_demo_project(api, ids.workspace_id, ids.agent_id)

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from dotenv import set_key
+from dotenv import dotenv_values, set_key, unset_key
 from rich.console import Console
 
 from appyard.cli._common import console, err_console, exit_with, home_dir
@@ -273,10 +273,13 @@ def _write_env_file(address: str, state: UpState) -> Path:
         "WORKSPACE_ID": state.workspace_id,
         "AGENT_ID": state.agent_id,
     }
-    if state.project_id is not None:
-        values["PROJECT_ID"] = state.project_id
     for key, value in values.items():
         set_key(str(path), key, str(value), quote_mode="never")
+    # no demo project (it could not be made): no stale id of an earlier database either
+    if state.project_id is not None:
+        set_key(str(path), "PROJECT_ID", str(state.project_id), quote_mode="never")
+    elif "PROJECT_ID" in dotenv_values(path):
+        unset_key(str(path), "PROJECT_ID", quote_mode="never")
     return path
 
 

@@ -16,9 +16,13 @@ import base64
 import binascii
 import io
 import re
-from typing import Annotated, Literal
+import warnings
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Shape = Literal["rectangle", "polygon", "bitmap"]
 SHAPES: tuple[Shape, ...] = ("rectangle", "polygon", "bitmap")
@@ -192,10 +196,16 @@ class AnnotationProblem(ValueError):
         self.message = message
 
 
-def decode_bitmap(data: str) -> tuple[int, int, bytes]:
-    """``(width, height, mask bytes)`` of a bitmap's PNG: one byte per pixel, 0 or 1.
+#: the largest bitmap accepted (pixels): a PNG's header can claim any size, and decoding it
+#: takes a byte per pixel
+MAX_BITMAP_PIXELS = 40_000_000
 
-    Raises ``ValueError`` when ``data`` is not base64 of a PNG.
+
+def open_bitmap(data: str) -> Image.Image:
+    """The PNG of a bitmap, opened but not decoded (its size is known, its pixels are not).
+
+    Raises ``ValueError`` when ``data`` is not base64 of a PNG, or claims more than
+    ``MAX_BITMAP_PIXELS``.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -203,23 +213,45 @@ def decode_bitmap(data: str) -> tuple[int, int, bytes]:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("is not valid base64") from exc
+    too_big = ValueError(f"claims more than {MAX_BITMAP_PIXELS} pixels, the most a bitmap may have")
     try:
-        with Image.open(io.BytesIO(raw)) as img:
-            if img.format != "PNG":
-                raise ValueError(f"is a {img.format} image; a bitmap must be a PNG")
-            mask = img.convert("L").point(lambda v: 1 if v else 0)
-            return mask.width, mask.height, mask.tobytes()
+        with warnings.catch_warnings():  # the size is checked here, below Pillow's own limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as exc:
+        raise too_big from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError("is not a PNG image") from exc
+    if img.format != "PNG":
+        raise ValueError(f"is a {img.format} image; a bitmap must be a PNG")
+    if img.width * img.height > MAX_BITMAP_PIXELS:
+        raise ValueError(
+            f"is {img.width}x{img.height}: it claims more than {MAX_BITMAP_PIXELS} pixels, "
+            "the most a bitmap may have"
+        )
+    return img
+
+
+def bitmap_mask(img: Image.Image) -> Image.Image:
+    """Decode an :func:`open_bitmap` image to mode ``L``: 255 where set, 0 elsewhere."""
+    from PIL import Image
+
+    try:
+        return img.convert("L").point(lambda v: 255 if v else 0)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"is a damaged PNG ({exc})") from exc
+
+
+def decode_bitmap(data: str) -> Image.Image:
+    """A bitmap's mask, mode ``L`` (255 where set); ``ValueError`` when it is not a usable PNG."""
+    return bitmap_mask(open_bitmap(data))
 
 
 def encode_bitmap(width: int, height: int, mask: bytes) -> str:
-    """The inverse of :func:`decode_bitmap`: a 1-bit PNG of ``mask`` (one byte per pixel)."""
+    """A bitmap's ``data``: a 1-bit PNG of ``mask`` (one byte per pixel, non-zero = set)."""
     from PIL import Image
 
-    img = Image.frombytes("L", (width, height), bytes(1 if b else 0 for b in mask)).point(
-        lambda v: 255 if v else 0
-    )
+    img = Image.frombytes("L", (width, height), bytes(mask)).point(lambda v: 255 if v else 0)
     buf = io.BytesIO()
     img.convert("1").save(buf, format="PNG", optimize=True)
     return base64.b64encode(buf.getvalue()).decode()
@@ -287,15 +319,19 @@ def _check_geometry(where: str, g: Rectangle | Polygon | Bitmap, width: int, hei
                 _check_point(f"{where}.interiors[{r}][{i}]", x, y, width, height)
     else:
         try:
-            w, h, mask = decode_bitmap(g.data)
+            img = open_bitmap(g.data)
         except ValueError as exc:
             raise AnnotationProblem(f"{where}.data", str(exc)) from exc
-        ox, oy = g.origin
+        (w, h), (ox, oy) = img.size, g.origin
         if ox < 0 or oy < 0 or ox + w > width or oy + h > height:
             raise AnnotationProblem(
                 where,
                 f"the {w}x{h} bitmap at origin ({ox}, {oy}) does not fit "
                 f"in the {width}x{height} image",
             )
-        if not any(mask):
+        try:
+            mask = bitmap_mask(img)
+        except ValueError as exc:
+            raise AnnotationProblem(f"{where}.data", str(exc)) from exc
+        if mask.getbbox() is None:
             raise AnnotationProblem(f"{where}.data", "the bitmap has no set pixel")

@@ -57,8 +57,7 @@ def _ring(points: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
 
 
 def _bitmap_mask(g: Bitmap) -> Image.Image:
-    w, h, mask = decode_bitmap(g.data)
-    return Image.frombytes("L", (w, h), bytes(255 if b else 0 for b in mask))
+    return decode_bitmap(g.data)
 
 
 def object_mask(obj: ObjectLike, width: int, height: int) -> Image.Image:

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageColor, ImageDraw
 
 import appyard as ay
 from appyard.schemas.annotation import Annotation, ProjectMeta, encode_bitmap
@@ -58,11 +58,7 @@ class BadOption(Exception):
     """An option of the app that cannot be used; the message says which and why."""
 
 
-def rgb(color: str) -> tuple[int, int, int]:
-    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
-
-
-CLASS_RGB = {c.name: rgb(c.color or "#FFFFFF") for c in META.classes}
+CLASS_RGB = {c.name: ImageColor.getrgb(c.color or "#FFFFFF")[:3] for c in META.classes}
 
 
 def options(state: dict[str, Any]) -> tuple[str, int, int]:

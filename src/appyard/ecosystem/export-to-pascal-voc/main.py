@@ -242,7 +242,7 @@ def run(session: ay.AppSession) -> None:
                     exporter.image(name, ds, info, ann)
                     bar.update(1)
         counts = exporter.finish()
-        tar_name = f"{project.id}_{project.name}_pascal_voc.tar"
+        tar_name = f"{project.id}_{pascal.fit_bytes(project.name)}_pascal_voc.tar"
         tar_path = Path(tmp) / tar_name
         pack(root, tar_path)
         remote = f"/tmp/{APP_NAME}/export/{session.task_id}/{tar_name}"

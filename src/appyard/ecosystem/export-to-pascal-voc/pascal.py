@@ -16,7 +16,7 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageColor
 
 BACKGROUND = 0
 NEUTRAL = 255
@@ -31,10 +31,20 @@ Box = tuple[int, int, int, int]
 # -- names -----------------------------------------------------------------------------------
 
 
+#: bytes a name may take before its suffix (``_12``) and extension: file names are at most 255
+NAME_BYTES = 200
+
+
+def fit_bytes(text: str, budget: int = NAME_BYTES) -> str:
+    """``text`` cut to ``budget`` bytes of UTF-8, on a character boundary."""
+    return text.encode()[:budget].decode(errors="ignore")
+
+
 def output_name(image_name: str, dataset_name: str, add_prefix: bool) -> str:
-    """The name of an image's files without extension: ``<dataset>_<stem>`` or ``<stem>``."""
+    """The name of an image's files without extension: ``<dataset>_<stem>`` or ``<stem>``,
+    cut to ``NAME_BYTES`` (a 100-character name of 3-byte characters would not fit)."""
     stem = os.path.splitext(image_name)[0] or image_name
-    return f"{dataset_name}_{stem}" if add_prefix else stem
+    return fit_bytes(f"{dataset_name}_{stem}" if add_prefix else stem)
 
 
 def unique_names(names: Sequence[str]) -> list[str]:
@@ -95,8 +105,8 @@ def image_sets(names: Sequence[str], splits: Sequence[str]) -> dict[str, str]:
 
 def hex_to_rgb(color: str) -> RGB:
     """``#RRGGBB`` to ``(r, g, b)``."""
-    value = color.lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+    r, g, b = ImageColor.getrgb(color)[:3]
+    return r, g, b
 
 
 def voc_colormap() -> list[RGB]:

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image, ImageChops, ImageFilter
+from PIL import Image, ImageChops, ImageColor, ImageFilter
 
 import appyard as ay
 from appyard.errors import AppyardError, NotFoundError
@@ -39,8 +39,8 @@ THUMB_WIDTH = 160
 
 
 def _rgb(color: str | None) -> tuple[int, int, int]:
-    value = (color or "#FF0000").lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+    r, g, b = ImageColor.getrgb(color or "#FF0000")[:3]
+    return r, g, b
 
 
 def _outline(mask: Image.Image) -> Image.Image:

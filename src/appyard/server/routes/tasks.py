@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -25,11 +26,13 @@ from appyard.schemas.tasks import (
     TaskStart,
     WaitResult,
 )
+from appyard.server.notifier import Subscription
 from appyard.server.routes.deps import PathId, QueryId, aread, authenticated, context, read, run
 from appyard.server.security import Principal
 from appyard.server.services import tasks as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["tasks"])
+T = TypeVar("T")
 KEEPALIVE_S = 15.0
 
 
@@ -93,7 +96,7 @@ async def wait(
     with ctx.notifier.subscribe(f"task:{task_id}") as sub:
         while True:
             sub.clear()
-            info = await aread(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+            info = await aread(request, _task_reader(task_id))
             if info.status in wanted:
                 return WaitResult(task=info, timed_out=False)
             remaining = deadline - loop.time()
@@ -109,13 +112,10 @@ async def watch(request: Request, task_id: PathId) -> StreamingResponse:
 
     Changes that come faster than a client reads are coalesced: it gets the newest state.
     """
-    ctx = context(request)
-    sub = ctx.notifier.subscribe(f"task:{task_id}", f"progress:{task_id}").__enter__()
-    try:  # subscribed before the first read: no change between them is missed
-        first = await aread(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
-    except BaseException:
-        sub.__exit__(None, None, None)
-        raise
+    read_task = _task_reader(task_id)
+    sub, first = await _subscribe_then_read(
+        request, (f"task:{task_id}", f"progress:{task_id}"), read_task
+    )
 
     async def events() -> AsyncIterator[str]:
         info, sent = first, ""
@@ -133,13 +133,9 @@ async def watch(request: Request, task_id: PathId) -> StreamingResponse:
                 if not await sub.wait(KEEPALIVE_S):
                     yield ": keepalive\n\n"
                 sub.clear()
-                info = await aread(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+                info = await aread(request, read_task)
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _event_stream(events())
 
 
 @router.post("/tasks/{task_id}/stop", response_model=StopResult)
@@ -162,13 +158,9 @@ async def stream_logs(
     request: Request, task_id: PathId, after: int = Query(default=0, ge=0, le=MAX_ID)
 ) -> StreamingResponse:
     """Server-sent events: ``log`` per line (id = seq) as they arrive, then one ``end``."""
-    ctx = context(request)
-    sub = ctx.notifier.subscribe(f"log:{task_id}", f"task:{task_id}").__enter__()
-    try:  # subscribed before the first read: nothing between them is missed
-        first = await aread(request, lambda s, p: svc.read_logs(s, p, task_id, after, 1000))
-    except BaseException:
-        sub.__exit__(None, None, None)
-        raise
+    sub, first = await _subscribe_then_read(
+        request, (f"log:{task_id}", f"task:{task_id}"), _reader(task_id, after)
+    )
 
     async def events() -> AsyncIterator[str]:
         page = first
@@ -188,11 +180,32 @@ async def stream_logs(
                 sub.clear()
                 page = await aread(request, _reader(task_id, cursor))
 
+    return _event_stream(events())
+
+
+async def _subscribe_then_read(
+    request: Request, keys: tuple[str, ...], fn: Callable[[Session, Principal], T]
+) -> tuple[Subscription, T]:
+    """Subscribe to ``keys``, then read: a change between the two is not missed. The caller
+    owns the subscription (``with sub:``); a failed read closes it."""
+    sub = context(request).notifier.subscribe(*keys).__enter__()
+    try:
+        return sub, await aread(request, fn)
+    except BaseException:
+        sub.__exit__(None, None, None)
+        raise
+
+
+def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(
-        events(),
+        events,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _task_reader(task_id: int) -> Callable[[Session, Principal], TaskInfo]:
+    return lambda s, p: svc.task_info(svc.get_task(s, p, task_id))
 
 
 def _reader(task_id: int, after: int) -> Callable[[Session, Principal], LogPage]:
