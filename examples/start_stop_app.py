@@ -1,9 +1,10 @@
 # ruff: noqa: I001  (the imports are the tutorial's, verbatim)
 """The start/stop tutorial (reference/seed-start-stop-app.md) on appyard.
 
-Only the import and the app slug differ from the original. Credentials come from
-``~/appyard.env`` (``appyard up`` writes it); the demo values (PROJECT_ID) from
-``examples/start-stop-app/local.env``. Run it from the repository root: ``python examples/start_stop_app.py``.
+Only the import and the app slug differ from the original. Credentials and the demo project's
+PROJECT_ID come from ``~/appyard.env`` (``appyard up`` writes it); a PROJECT_ID set in
+``examples/start-stop-app/local.env`` takes precedence. With ``appyard up`` running, from the
+repository root: ``python examples/start_stop_app.py``.
 """
 
 import os
