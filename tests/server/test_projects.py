@@ -6,9 +6,14 @@ Every bad write is refused with a 4xx naming the field, and leaves the project e
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import os
+import struct
 import uuid
+import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,9 +25,16 @@ from alembic.migration import MigrationContext
 from PIL import Image
 from sqlalchemy import create_engine
 
+from appyard.errors import BadRequestError, NotFoundError
 from appyard.schemas.annotation import encode_bitmap
+from appyard.schemas.projects import AnnotationUpload
+from appyard.server.db.engine import Database
 from appyard.server.db.migrate import alembic_config
 from appyard.server.db.models import Base
+from appyard.server.security import Principal
+from appyard.server.services import projects as svc
+from appyard.server.services.accounts import authenticate
+from appyard.server.storage import ImageStore
 from tests.support import Client, World, pg_available, pg_database
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -747,3 +759,325 @@ def test_racing_uploads_of_one_name(world: World) -> None:
     assert names == sorted(["free.png"] + [f"free {n}.png" for n in range(1, 8)])
     for c in clients:
         c.http.close()
+
+
+# -- image files: none without an image ---------------------------------------------------------
+
+
+def _unique_images(n: int) -> list[bytes]:
+    """``n`` PNG files of bytes no other test uploads."""
+    seed = uuid.uuid4().bytes
+    return [_image("PNG", 16 + i, 12, (seed[0], seed[1], seed[2] ^ i)) for i in range(n)]
+
+
+def _stored(world: World, data: list[bytes]) -> list[bytes]:
+    """Which of ``data`` have a file in the server's image storage (temporary files too)."""
+    root = world.server.home / "images"
+    shas = [hashlib.sha256(d).hexdigest() for d in data]
+    on_disk = [p.name for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return [d for d, sha in zip(data, shas, strict=True) if any(sha in n for n in on_disk)]
+
+
+def test_uploads_losing_a_name_race_leave_no_file(world: World) -> None:
+    """Different images uploaded at once under one free name: one wins, the others are a 409
+    from the insert (each passed the early name check) and their files are removed again."""
+    project = _project(world)
+    ds = _dataset(world, project["id"])
+    token = world.admin.http.headers["Authorization"].split()[1]
+    clients = [Client(world.server.url, token) for _ in range(16)]
+    data = _unique_images(16)
+    try:
+        for round_ in range(3):
+            name = f"same-{round_}.png"
+            with ThreadPoolExecutor(16) as pool:
+                answers = list(
+                    pool.map(lambda i, n=name: _upload(clients[i], ds["id"], n, data[i]), range(16))
+                )
+            codes = sorted(r.status_code for r in answers)
+            assert codes == [201] + [409] * 15, [r.text for r in answers]
+            for r in answers:
+                if r.status_code == 409:
+                    assert r.json()["error"]["field"] == "name"
+            # exactly the files of images that exist are stored
+            images = _all_images(world.admin, ds["id"])
+            stored = {hashlib.sha256(d).hexdigest() for d in _stored(world, data)}
+            assert stored == {im["sha256"] for im in images} and len(images) == round_ + 1
+    finally:
+        for c in clients:
+            c.http.close()
+
+
+def test_uploads_racing_the_projects_deletion_leave_no_file(world: World) -> None:
+    """Uploads into a project being deleted either land before (and go with the project) or
+    are a 404; no file is left either way."""
+    project = _project(world)
+    ds = _dataset(world, project["id"])
+    token = world.admin.http.headers["Authorization"].split()[1]
+    clients = [Client(world.server.url, token) for _ in range(12)]
+    data = _unique_images(12)
+    try:
+        with ThreadPoolExecutor(13) as pool:
+            uploads = [
+                pool.submit(_upload, clients[i], ds["id"], f"{i}.png", data[i]) for i in range(12)
+            ]
+            deleted = pool.submit(world.admin.http.delete, f"/projects/{project['id']}")
+            answers = [u.result() for u in uploads]
+        assert deleted.result().status_code == 204, deleted.result().text
+        assert {r.status_code for r in answers} <= {201, 404}, [r.text for r in answers]
+        _err(world.admin.http.get(f"/projects/{project['id']}"), 404)
+        assert _stored(world, data) == []
+    finally:
+        for c in clients:
+            c.http.close()
+
+
+def test_collect_keeps_a_file_an_upload_committed_meanwhile(tmp_path: Path) -> None:
+    """``ImageStore.collect`` moves a file aside, then asks again: a record committed in
+    between (an upload of the same bytes) keeps its file; a failed second look keeps it too."""
+    store = ImageStore(tmp_path / "images")
+    data = _image("PNG", 9, 9)
+    sha = hashlib.sha256(data).hexdigest()
+    path = store.put(sha, data)
+    looks: list[list[str]] = []
+
+    def committed_between(batch: list[str]) -> set[str]:
+        looks.append(batch)
+        return set() if len(looks) == 1 else set(batch)  # the upload commits after look 1
+
+    assert store.collect([sha], committed_between) == 0
+    assert len(looks) == 2 and path.read_bytes() == data
+
+    def second_look_fails(batch: list[str]) -> set[str]:
+        looks.append(batch)
+        if len(looks) == 4:
+            raise RuntimeError("the database went away")
+        return set()
+
+    with pytest.raises(RuntimeError):
+        store.collect([sha], second_look_fails)
+    assert path.read_bytes() == data
+    assert store.collect([sha], lambda batch: set()) == 1
+    assert not path.exists()
+    assert [p for p in store.root.rglob("*") if p.is_file()] == []
+
+
+# -- annotation batches: checked without the write lock -----------------------------------------
+
+
+def _database_of(world: World) -> Database:
+    url = world.server.database_url or f"sqlite:///{world.server.home / 'appyard.db'}"
+    return Database(url)
+
+
+@pytest.fixture
+def service(world: World) -> Iterator[tuple[Database, Principal]]:
+    """The live server's own database, opened here, and the admin acting on it: to run the
+    two halves of an annotation upload with other writes (over HTTP) in between."""
+    db = _database_of(world)
+    token = world.admin.http.headers["Authorization"].split()[1]
+    with db.reader() as s:
+        principal = authenticate(s, token)
+    yield db, principal
+    db.dispose()
+
+
+def test_meta_changed_between_check_and_write(
+    world: World, filled: dict[str, Any], service: tuple[Database, Principal]
+) -> None:
+    """``PUT /annotations`` checks a batch in a read transaction, then writes it in a short
+    write transaction; what changed in between is looked at again there."""
+    db, principal = service
+    c = world.admin
+    pid, png, jpg = filled["project"]["id"], filled["png"], filled["jpg"]
+
+    def checked(*anns: tuple[int, dict[str, Any]]) -> svc.CheckedBatch:
+        body = AnnotationUpload.model_validate(
+            {"items": [{"image_id": i, "annotation": a} for i, a in anns]}
+        )
+        with db.reader() as s:
+            targets = svc.annotation_targets(s, principal, body)
+        return svc.check_annotations(targets)
+
+    def write(batch: svc.CheckedBatch) -> list[Any]:
+        with db.session() as s:
+            return svc.write_annotations(s, principal, batch)
+
+    def meta(classes: list[dict[str, Any]], tags: list[str]) -> None:
+        c.ok(
+            "PUT",
+            f"/projects/{pid}/meta",
+            json={"classes": classes, "tags": [{"name": t} for t in tags]},
+        )
+
+    classes = META["classes"]
+    tags = [t["name"] for t in META["tags"]]
+    ann_png = _annotation(64, 48)
+    box_jpg = {
+        "size": {"width": 80, "height": 60},
+        "tags": ["val"],
+        "objects": [
+            {
+                "class": "extra",
+                "geometry": {"type": "rectangle", "left": 0, "top": 0, "right": 5, "bottom": 5},
+            }
+        ],
+    }
+
+    # a meta that only grew meanwhile: the batch is written as checked
+    batch = checked((png["id"], ann_png))
+    meta([*classes, {"name": "extra", "shape": "rectangle"}], tags)
+    [written] = write(batch)
+    assert written.annotation == c.ok("GET", f"/images/{png['id']}/annotation")["annotation"]
+    assert c.ok("GET", f"/images/{png['id']}")["objects_count"] == 3
+    before = _state(c, pid)
+
+    # a class the batch uses removed meanwhile: a 422 naming the field, nothing written
+    batch = checked((png["id"], ann_png), (jpg["id"], box_jpg))
+    meta(classes, tags)
+    with pytest.raises(BadRequestError) as refused:
+        write(batch)
+    assert refused.value.field == "items[1].annotation.objects[0].class"
+    assert "'extra'" in refused.value.message
+    after = _state(c, pid)
+    assert (after["images"], after["annotations"]) == (before["images"], before["annotations"])
+
+    # its shape changed meanwhile
+    meta([*classes, {"name": "extra", "shape": "rectangle"}], tags)
+    batch = checked((jpg["id"], box_jpg))
+    meta([*classes, {"name": "extra", "shape": "polygon"}], tags)
+    with pytest.raises(BadRequestError) as refused:
+        write(batch)
+    assert refused.value.field == "items[0].annotation.objects[0].geometry.type"
+
+    # a tag it uses removed meanwhile (the meta may drop it: no annotation uses it yet)
+    meta([*classes, {"name": "extra", "shape": "rectangle"}], tags)
+    batch = checked((jpg["id"], box_jpg))
+    meta([*classes, {"name": "extra", "shape": "rectangle"}], ["train", "occluded"])
+    with pytest.raises(BadRequestError) as refused:
+        write(batch)
+    assert refused.value.field == "items[0].annotation.tags[0]"
+    ann = c.ok("GET", f"/images/{jpg['id']}/annotation")["annotation"]
+    assert ann == {"size": {"width": 80, "height": 60}, "tags": [], "objects": []}
+
+    # an image removed meanwhile: a 404 naming its item, nothing written
+    meta([*classes, {"name": "extra", "shape": "rectangle"}], tags)
+    batch = checked((png["id"], _annotation(64, 48)), (jpg["id"], box_jpg))
+    c.ok("DELETE", f"/images/{jpg['id']}")
+    with pytest.raises(NotFoundError) as missing:
+        write(batch)
+    assert missing.value.field == "items[1].image_id"
+
+    # and a batch checked against the meta it is written with goes through as it is
+    fresh = _ok_upload(c, filled["dataset"]["id"], "fresh.png", _image("PNG", 80, 60))
+    write(checked((png["id"], ann_png), (fresh["id"], box_jpg)))
+    got = c.ok("POST", "/annotations/download", json={"image_ids": [fresh["id"]]})
+    assert got[0]["annotation"]["objects"][0]["class"] == "extra"
+
+
+def test_annotation_batch_body_is_capped(world: World, filled: dict[str, Any]) -> None:
+    """A PUT /annotations body over 64 MiB is a 413 on ``body``, refused before it is parsed:
+    declared larger, or counted as it comes; nothing is written."""
+    c = world.admin
+    pid = filled["project"]["id"]
+    before = _state(c, pid)
+    limit = svc.MAX_ANNOTATIONS_BODY
+    assert limit == 64 * 1024 * 1024
+    big = b'{"items": [' + b" " * limit + b"]}"
+    r = c.http.put("/annotations", content=big, headers={"content-type": "application/json"})
+    e = _err(r, 413)
+    assert e["field"] == "body" and e["code"] == "too_large" and "64 MiB" in e["message"], e
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the server counts
+        yield b'{"items": ['
+        for _ in range(65):
+            yield b" " * (1024 * 1024)
+        yield b"]}"
+
+    r = c.http.put("/annotations", content=chunks(), headers={"content-type": "application/json"})
+    e = _err(r, 413)
+    assert e["field"] == "body" and e["code"] == "too_large", e
+    # without a token: a 401, whatever the body
+    anonymous = Client(world.server.url, None)
+    _err(anonymous.http.put("/annotations", content=big), 401)
+    anonymous.http.close()
+    assert _state(c, pid) == before
+
+    # below the cap all is as before: a wire error names the field, a good batch is written
+    as_json = {"content-type": "application/json"}
+    e = _err(c.http.put("/annotations", content=b'{"items": [}', headers=as_json), 422)
+    assert e["field"] == "body" and "not valid JSON" in e["message"], e
+    e = _err(c.http.put("/annotations", json={"items": []}), 422)
+    assert e["field"] == "items"
+    item = {"image_id": filled["png"]["id"], "annotation": _annotation(64, 48)}
+    padded = b'{"items": [' + _json(item) + b"]" + b" " * (limit - 1024 * 1024) + b"}"
+    [info] = c.ok("PUT", "/annotations", content=padded, headers=as_json)
+    assert info["annotation"]["objects"][0]["class"] == "box"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+# -- odd input is a 4xx, never a 500 ------------------------------------------------------------
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width x height`` (1-bit) with one tiny IDAT: a decompression bomb
+    by its header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_odd_input_is_refused_not_a_crash(world: World, filled: dict[str, Any]) -> None:
+    c = world.admin
+    pid, dsid, png = filled["project"]["id"], filled["dataset"]["id"], filled["png"]
+    before = _state(c, pid)
+    # an image whose header claims more pixels than Pillow handles safely
+    e = _err(_upload(c, dsid, "bomb.png", _png_header(60_000, 60_000)), 422)
+    assert e["field"] == "file" and "too many pixels" in e["message"], e
+    # PostgreSQL cannot store a NUL: refused everywhere, never a 500
+    e = _err(
+        c.http.post(
+            "/projects",
+            json={"workspace_id": world.workspace_id, "name": "nul", "description": "a\x00b"},
+        ),
+        422,
+    )
+    assert e["field"] == "description"
+    e = _err(
+        c.http.post("/datasets", json={"project_id": pid, "name": "nul", "description": "\x00"}),
+        422,
+    )
+    assert e["field"] == "description"
+    e = _err(
+        c.http.get(
+            "/projects/lookup", params={"workspace_id": world.workspace_id, "name": "a\x00"}
+        ),
+        404,
+    )
+    assert e["field"] == "name"
+    # a coordinate too large for a float
+    ann = _annotation(64, 48)
+    ann["objects"][0]["geometry"]["right"] = 10**400
+    r = c.http.put(
+        "/annotations",
+        content=b'{"items": [' + _json({"image_id": png["id"], "annotation": ann}) + b"]}",
+        headers={"content-type": "application/json"},
+    )
+    e = _err(r, 422)
+    assert e["field"].startswith("items[0].annotation"), e
+    assert _state(c, pid) == before

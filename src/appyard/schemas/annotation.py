@@ -43,7 +43,9 @@ PALETTE = (
     "#546E7A",
 )
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f/\\]+$")]
-Coord = Annotated[float, Field(allow_inf_nan=False)]
+#: pixel coordinates are bounded: beyond any image, and a huge integer cannot become a float
+Pixel = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
+Coord = Annotated[float, Field(ge=-1_000_000, le=1_000_000, allow_inf_nan=False)]
 Point = tuple[Coord, Coord]
 
 
@@ -120,10 +122,10 @@ class Rectangle(_Model):
     """An axis-aligned box; ``right``/``bottom`` are the last pixels inside it (inclusive)."""
 
     type: Literal["rectangle"] = "rectangle"
-    left: int
-    top: int
-    right: int
-    bottom: int
+    left: Pixel
+    top: Pixel
+    right: Pixel
+    bottom: Pixel
 
     @model_validator(mode="after")
     def _ordered(self) -> Rectangle:
@@ -147,7 +149,7 @@ class Bitmap(_Model):
     top-left pixel at ``origin`` ``[x, y]``."""
 
     type: Literal["bitmap"] = "bitmap"
-    origin: tuple[int, int]
+    origin: tuple[Pixel, Pixel]
     data: str = Field(min_length=1)
 
 

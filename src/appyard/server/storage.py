@@ -73,7 +73,8 @@ class ImageStore:
         aside, then the database is asked again: a record committed meanwhile (an upload of the
         same bytes) gets its file back. An upload committed after that second look finds the
         file missing and writes it again (``put`` after its commit), so no record is left
-        without its file.
+        without its file; and then collects it (its record may be gone already), so no file is
+        left without a record. A second look that fails puts every file back.
         """
         removed = 0
         todo = sorted(set(shas))
@@ -89,7 +90,12 @@ class ImageStore:
                 moved[sha] = aside
             if not moved:
                 continue
-            again = still_used(sorted(moved))
+            try:
+                again = still_used(sorted(moved))
+            except BaseException:  # no answer: keep every file (a record may name it)
+                for sha, aside in moved.items():
+                    os.replace(aside, self.path(sha))
+                raise
             for sha, aside in moved.items():
                 if sha in again:
                     os.replace(aside, self.path(sha))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
 
 from appyard.errors import BadRequestError, NotFoundError
 from appyard.schemas.annotation import ProjectMeta
@@ -20,9 +25,19 @@ from appyard.schemas.projects import (
     ProjectCreate,
     ProjectInfo,
 )
-from appyard.server.routes.deps import PathId, QueryId, authenticated, context, read, run
+from appyard.server.routes.deps import (
+    PathId,
+    QueryId,
+    authenticated,
+    bearer,
+    context,
+    read,
+    run,
+)
 from appyard.server.services import projects as svc
 from appyard.server.storage import ImageStore
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["projects"])
 
@@ -116,7 +131,8 @@ def upload_image(
     change_name_if_conflict: Annotated[bool, Form()] = False,
 ) -> ImageInfo:
     """Store the file (content-addressed), then its record; a file that is not an image is a
-    422 on ``file``, checked after the caller's right to write to the dataset."""
+    422 on ``file``, checked after the caller's right to write to the dataset. A record that
+    fails (a name taken meanwhile, the dataset removed) leaves no file behind."""
     data = file.file.read(svc.MAX_IMAGE_BYTES + 1)
     probed: svc.ImageFile | None = None
     problem: BadRequestError | None = None
@@ -132,12 +148,27 @@ def upload_image(
     image = probed
     store = _store(request)
     store.put(image.sha256, data)
-    info = run(
-        request,
-        lambda s, p: svc.add_image(s, p, dataset_id, name, image, change_name_if_conflict),
-    )
-    # a deletion of the last other image with these bytes may have taken the file meanwhile
+    try:
+        info = run(
+            request,
+            lambda s, p: svc.add_image(s, p, dataset_id, name, image, change_name_if_conflict),
+        )
+    except BaseException:
+        # no record names the file (a name taken meanwhile, the dataset removed, ...): remove
+        # it unless another image uses these bytes; ``collect`` is safe against a concurrent
+        # upload of the same bytes (that upload puts the file again after its commit)
+        try:
+            _collect(request, [image.sha256])
+        except Exception:
+            log.exception("could not collect the file %s of a failed upload", image.sha256)
+        raise
+    # a deletion of the last other image with these bytes may have taken the file meanwhile;
+    # and if this image was removed since its commit, its file goes again
     store.put(image.sha256, data)
+    try:
+        _collect(request, [image.sha256])
+    except Exception:  # the upload is done; a file left over is only disk space
+        log.exception("could not collect the file %s after an upload", image.sha256)
     return info
 
 
@@ -186,9 +217,64 @@ def get_annotation(request: Request, image_id: PathId) -> AnnotationInfo:
 # -- annotations --------------------------------------------------------------------------------
 
 
-@router.put("/annotations", response_model=list[AnnotationInfo])
+class _CappedBody(APIRoute):
+    """A route whose body may be at most ``svc.MAX_ANNOTATIONS_BODY`` bytes: a larger one is
+    a 413 on ``body`` before it is parsed (FastAPI reads and parses a body before the route
+    and its dependencies run). A declared ``Content-Length`` over the cap is refused unread;
+    a body without one is counted as it comes."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        limit = svc.MAX_ANNOTATIONS_BODY
+
+        async def capped(request: Request) -> Response:
+            bearer(request)  # no token: a 401 before the body is read
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit:
+                raise svc.annotations_too_large()
+            chunks: list[bytes] = []
+            size = 0
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise svc.annotations_too_large()
+                    chunks.append(chunk)
+            except ClientDisconnect:
+                raise BadRequestError(
+                    "body: the request ended before its last byte", field="body"
+                ) from None
+            body = b"".join(chunks)
+            sent = False
+
+            async def replay() -> Message:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await request.receive()
+
+            return await handler(Request(request.scope, replay))
+
+        return capped
+
+
 def upload_annotations(request: Request, body: AnnotationUpload) -> list[AnnotationInfo]:
-    return run(request, lambda s, p: svc.write_annotations(s, p, body))
+    """Read the batch's images and metas (a read transaction), check it in no transaction
+    (decoding bitmaps takes time: no lock is held, no connection taken), then write it in a
+    short write transaction that looks again at what the check relied on."""
+    targets = read(request, lambda s, p: svc.annotation_targets(s, p, body))
+    checked = svc.check_annotations(targets)
+    return run(request, lambda s, p: svc.write_annotations(s, p, checked))
+
+
+router.add_api_route(
+    "/annotations",
+    upload_annotations,
+    methods=["PUT"],
+    response_model=list[AnnotationInfo],
+    route_class_override=_CappedBody,
+)
 
 
 @router.post("/annotations/download", response_model=list[AnnotationInfo])

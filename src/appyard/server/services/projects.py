@@ -5,6 +5,12 @@ caller is not in are 404. An annotation batch is checked whole against each imag
 and its project's meta, then written whole. A project's meta cannot drop a class or tag that
 annotations still use.
 
+An annotation upload takes three steps, so that SQLite's one write lock is held briefly:
+``annotation_targets`` reads the images and metas (a read transaction), ``check_annotations``
+checks (no transaction: decoding bitmaps takes seconds on a big batch), ``write_annotations``
+writes in a short write transaction that looks again at the metas and images and checks again
+only the items whose meta changed meanwhile.
+
 Cost: lists are one query each (counts are aggregate subqueries); an image row keeps a small
 summary of its annotation (``tags``, ``objects_count``, ``usage``) so lists and meta checks
 never read the annotations themselves.
@@ -14,17 +20,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, undefer
 
 from appyard.errors import (
+    ApiError,
     BadRequestError,
     ConflictError,
     NotFoundError,
@@ -245,7 +253,8 @@ def _insert_named(
 
 def _datasets_count() -> Any:
     return (
-        select(func.count(Dataset.id))
+        select(func.count())
+        .select_from(Dataset)
         .where(Dataset.project_id == Project.id)
         .correlate(Project)
         .scalar_subquery()
@@ -254,7 +263,8 @@ def _datasets_count() -> Any:
 
 def _images_count_of_project() -> Any:
     return (
-        select(func.count(Image.id))
+        select(func.count())
+        .select_from(Image)
         .where(Image.project_id == Project.id)
         .correlate(Project)
         .scalar_subquery()
@@ -285,8 +295,17 @@ def _project_infos(s: Session, where: ColumnElement[bool]) -> list[ProjectInfo]:
     return [project_info(pr, dc, ic) for pr, dc, ic in rows]
 
 
+def _check_description(description: str) -> None:
+    """A description is free text, but without NUL characters (PostgreSQL cannot store one)."""
+    if "\x00" in description:
+        raise BadRequestError(
+            "description: contains a NUL character (\\x00); remove it.", field="description"
+        )
+
+
 def create_project(s: Session, p: Principal, body: ProjectCreate) -> ProjectInfo:
     ws = get_workspace(s, p, body.workspace_id, "developer")
+    _check_description(body.description)
     project = _insert_named(
         s,
         lambda name: Project(
@@ -327,7 +346,10 @@ def project_by_id(s: Session, p: Principal, project_id: int) -> ProjectInfo:
 
 def lookup_project(s: Session, p: Principal, workspace_id: int, name: str) -> ProjectInfo:
     ws = get_workspace(s, p, workspace_id)
-    found = _project_infos(s, (Project.workspace_id == ws.id) & (Project.name == name))
+    # a name no project can have is not looked for (PostgreSQL refuses a NUL in a query)
+    possible = len(name) <= NAME_MAX and re.fullmatch(NAME_PATTERN, name) is not None
+    where = (Project.workspace_id == ws.id) & (Project.name == name)
+    found = _project_infos(s, where) if possible else []
     if not found:
         raise NotFoundError(
             f"Workspace {ws.id} has no project named {name!r}; "
@@ -420,7 +442,8 @@ def update_meta(s: Session, p: Principal, project_id: int, meta: ProjectMeta) ->
 
 def _images_count_of_dataset() -> Any:
     return (
-        select(func.count(Image.id))
+        select(func.count())
+        .select_from(Image)
         .where(Image.dataset_id == Dataset.id)
         .correlate(Dataset)
         .scalar_subquery()
@@ -451,6 +474,7 @@ def _dataset_infos(s: Session, project: Project, where: ColumnElement[bool]) -> 
 
 def create_dataset(s: Session, p: Principal, body: DatasetCreate) -> DatasetInfo:
     project = get_project(s, p, body.project_id, "developer")
+    _check_description(body.description)
     dataset = _insert_named(
         s,
         lambda name: Dataset(project_id=project.id, name=name, description=body.description),
@@ -710,9 +734,95 @@ def download_annotations(s: Session, p: Principal, body: AnnotationIds) -> list[
     return [_annotation_info(im) for im in images]
 
 
-def write_annotations(s: Session, p: Principal, body: AnnotationUpload) -> list[AnnotationInfo]:
-    """Check every item, then write them all; the first problem is a 422 naming its item and
-    nothing is written."""
+#: the largest JSON body of ``PUT /annotations`` (a batch of up to 500 annotations)
+MAX_ANNOTATIONS_BODY = 64 * 1024 * 1024
+
+
+def annotations_too_large() -> ApiError:
+    return ApiError(
+        f"body: the annotation batch is larger than {MAX_ANNOTATIONS_BODY // (1024 * 1024)} MiB; "
+        "send fewer annotations per request (the SDK's upload_jsons splits a list in batches).",
+        field="body",
+        status_code=413,
+        code="too_large",
+    )
+
+
+class ImageRef(NamedTuple):
+    """What an annotation's check relies on of its image."""
+
+    id: int
+    name: str
+    project_id: int
+    width: int
+    height: int
+
+
+def _ref(im: Image) -> ImageRef:
+    return ImageRef(im.id, im.name, im.project_id, im.width, im.height)
+
+
+@dataclass(frozen=True)
+class BatchTargets:
+    """What ``annotation_targets`` read for a batch: each item's image, each project's meta."""
+
+    body: AnnotationUpload
+    images: list[ImageRef]
+    metas: dict[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """A batch ``check_annotations`` passed, with what the check relied on (``targets``) and
+    what is to be written: each item's annotation JSON and summary."""
+
+    targets: BatchTargets
+    rows: list[dict[str, Any]]
+    summaries: list[dict[str, Any]]
+
+
+def _check_item(i: int, ann: Annotation, im: ImageRef, meta: ProjectMeta) -> None:
+    """``check_annotation`` of item ``i``; a problem is a 422 naming the item's field."""
+    try:
+        check_annotation(ann, meta, im.width, im.height)
+    except AnnotationProblem as problem:
+        field = f"items[{i}].annotation.{problem.field}"
+        raise BadRequestError(
+            f"{field}: {problem.message} (image {im.id} {im.name!r})", field=field
+        ) from None
+    except Exception as exc:  # a value the check could not handle is bad input, not a crash
+        field = f"items[{i}].annotation"
+        raise BadRequestError(
+            f"{field}: the annotation cannot be checked ({type(exc).__name__}: {exc}); "
+            f"check its numbers and bitmaps (image {im.id} {im.name!r})",
+            field=field,
+        ) from None
+
+
+def _fits_meta(ann: Annotation, meta: ProjectMeta) -> bool:
+    """Whether every class (with its shape) and tag ``ann`` uses is in ``meta``: all that
+    ``check_annotation`` asks of the meta (the geometry depends on the image alone)."""
+    tags = meta.tag_names()
+    if not tags.issuperset(ann.tags):
+        return False
+    for obj in ann.objects:
+        cls = meta.get_class(obj.class_)
+        if cls is None or cls.shape != obj.geometry.type or not tags.issuperset(obj.tags):
+            return False
+    return True
+
+
+def _metas(s: Session, project_ids: Iterable[int], lock: bool = False) -> dict[int, Any]:
+    stmt = select(Project.id, Project.meta).where(Project.id.in_(set(project_ids)))
+    if lock:
+        stmt = stmt.order_by(Project.id).with_for_update(read=True)
+    return {pid: meta for pid, meta in s.execute(stmt)}
+
+
+def annotation_targets(s: Session, p: Principal, body: AnnotationUpload) -> BatchTargets:
+    """First step of an annotation upload, in a read transaction: each item's image (the
+    caller may write to it; an image twice is a 422, one missing a 404, naming the item) and
+    their projects' metas."""
     ids = [item.image_id for item in body.items]
     first_at: dict[int, int] = {}
     for i, image_id in enumerate(ids):
@@ -724,37 +834,60 @@ def write_annotations(s: Session, p: Principal, body: AnnotationUpload) -> list[
             )
         first_at[image_id] = i
     images = _images_in_order(s, p, ids, "developer", lambda i: f"items[{i}].image_id")
+    metas = _metas(s, {im.project_id for im in images})
+    return BatchTargets(body=body, images=[_ref(im) for im in images], metas=metas)
+
+
+def check_annotations(targets: BatchTargets) -> CheckedBatch:
+    """Second step, in no transaction (decoding bitmaps takes time, and holds nothing): check
+    every item against its image and its project's meta; the first problem is a 422 naming
+    its item."""
+    body = targets.body
+    metas = {pid: ProjectMeta.model_validate(meta) for pid, meta in targets.metas.items()}
+    for i, (item, im) in enumerate(zip(body.items, targets.images, strict=True)):
+        meta = metas.get(im.project_id)
+        if meta is None:  # removed meanwhile
+            raise _image_missing(im.id, f"items[{i}].image_id")
+        _check_item(i, item.annotation, im, meta)
+    return CheckedBatch(
+        targets=targets,
+        rows=[item.annotation.to_json() for item in body.items],
+        summaries=[_summary(item.annotation) for item in body.items],
+    )
+
+
+def write_annotations(s: Session, p: Principal, batch: CheckedBatch) -> list[AnnotationInfo]:
+    """Last step, in a short write transaction: write a checked batch, all of it or nothing.
+    What the check relied on is looked at again: an image removed meanwhile is a 404 naming
+    its item; an item whose project's meta changed meanwhile is checked again against the new
+    meta (a class or tag it uses gone is a 422 naming the field)."""
+    targets = batch.targets
+    body = targets.body
+    ids = [item.image_id for item in body.items]
+    images = _images_in_order(s, p, ids, "developer", lambda i: f"items[{i}].image_id")
     # On PostgreSQL, hold the metas of their projects (shared: no meta change slips in
     # between), then the images (a deletion meanwhile is a 404, not a lost update); in the
     # order a project's deletion takes them, so the two cannot deadlock. SQLite: one writer.
-    project_ids = {im.project_id for im in images}
-    metas = {
-        pid: ProjectMeta.model_validate(meta)
-        for pid, meta in s.execute(
-            select(Project.id, Project.meta)
-            .where(Project.id.in_(project_ids))
-            .order_by(Project.id)
-            .with_for_update(read=True)
-        )
-    }
+    raw_metas = _metas(s, {im.project_id for im in images}, lock=True)
     held = set(
         s.scalars(select(Image.id).where(Image.id.in_(ids)).order_by(Image.id).with_for_update())
     )
+    changed: dict[int, ProjectMeta] = {}
     for i, (item, im) in enumerate(zip(body.items, images, strict=True)):
-        meta = metas.get(im.project_id)
-        if meta is None or im.id not in held:  # removed meanwhile
+        raw = raw_metas.get(im.project_id)
+        if raw is None or im.id not in held:  # removed meanwhile
             raise _image_missing(im.id, f"items[{i}].image_id")
-        try:
-            check_annotation(item.annotation, meta, im.width, im.height)
-        except AnnotationProblem as problem:
-            field = f"items[{i}].annotation.{problem.field}"
-            raise BadRequestError(
-                f"{field}: {problem.message} (image {im.id} {im.name!r})", field=field
-            ) from None
+        if _ref(im) != targets.images[i]:
+            _check_item(i, item.annotation, _ref(im), ProjectMeta.model_validate(raw))
+        elif raw != targets.metas.get(im.project_id):
+            if im.project_id not in changed:
+                changed[im.project_id] = ProjectMeta.model_validate(raw)
+            meta = changed[im.project_id]
+            if not _fits_meta(item.annotation, meta):
+                _check_item(i, item.annotation, _ref(im), meta)  # names the field
     now = utcnow()
-    for item, im in zip(body.items, images, strict=True):
-        summary = _summary(item.annotation)
-        im.annotation = item.annotation.to_json()
+    for im, row, summary in zip(images, batch.rows, batch.summaries, strict=True):
+        im.annotation = row
         im.tags = summary["tags"]
         im.objects_count = summary["objects_count"]
         im.usage = summary["usage"]
