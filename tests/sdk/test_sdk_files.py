@@ -94,6 +94,24 @@ def test_file_round_trip(tenant: Tenant, tmp_path: Path) -> None:
     assert missing.value.field == "team_id"
 
 
+def test_downloads_are_ordinary_files(tenant: Tenant, tmp_path: Path) -> None:
+    """A downloaded file gets the mode any new file gets here: 0666 less the umask."""
+    api, team = tenant.api, tenant.team_id
+    src = tmp_path / "src.txt"
+    src.write_text("hello")
+    api.file.upload(team, src, "/m/src.txt")
+    for umask, mode in ((0o022, 0o644), (0o002, 0o664), (0o077, 0o600)):
+        dst = tmp_path / f"down-{umask:o}" / "src.txt"
+        old = os.umask(umask)
+        try:
+            api.file.download(team, "/m/src.txt", dst)
+        finally:
+            os.umask(old)
+        assert dst.read_text() == "hello"
+        assert oct(dst.stat().st_mode & 0o777) == oct(mode)
+        assert [p.name for p in dst.parent.iterdir()] == ["src.txt"]
+
+
 def test_directories(tenant: Tenant, tmp_path: Path) -> None:
     api, team = tenant.api, tenant.team_id
     local = tmp_path / "local"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -144,6 +145,30 @@ def test_projects_and_datasets_round_trip(space: Space) -> None:
     assert [p.id for p in api.project.get_list(space.workspace_id)] == [project.id]
 
 
+def test_a_name_lookup_misses_only_on_the_name(server: ServerProc, space: Space) -> None:
+    """None is for "no project of that name"; a workspace that is not there, or not yours, is
+    an error (the server's 404 names ``workspace_id`` then, and ``name`` for a miss)."""
+    api = space.api
+    project = space.project("here")
+    assert api.project.get_info_by_name(space.workspace_id, "here") == api.project.get_info_by_id(
+        project.id
+    )
+    assert api.project.get_info_by_name(space.workspace_id, "elsewhere") is None
+    with pytest.raises(NotFoundError) as unknown:
+        api.project.get_info_by_name(10**9, "here")
+    assert unknown.value.field == "workspace_id"
+
+    login = f"outsider-{next(_counter)}"
+    outsider = api.user.create(login)
+    token = api.user.create_token(login, user_id=outsider.id).token
+    with Api(server.url, token) as theirs:
+        with pytest.raises(NotFoundError) as forbidden:
+            theirs.project.get_info_by_name(space.workspace_id, "here")
+        assert forbidden.value.field == "workspace_id"
+        with pytest.raises(NotFoundError):
+            theirs.project.get_info_by_name(space.workspace_id, "elsewhere")
+
+
 def test_errors_are_typed(space: Space, tmp_path: Path) -> None:
     api = space.api
     project = space.project()
@@ -230,6 +255,18 @@ def test_images_upload_and_download(space: Space, tmp_path: Path) -> None:
     api.image.download_path(a.id, out)
     assert out.read_bytes() == data
     assert [p.name for p in out.parent.iterdir()] == ["a.png"]  # no temp file left
+    # an ordinary new file: 0666 less the umask (as api.file.download makes them)
+    for umask, mode in ((0o022, 0o644), (0o002, 0o664)):
+        old = os.umask(umask)
+        try:
+            api.image.download_path(a.id, out)
+        finally:
+            os.umask(old)
+        assert out.read_bytes() == data
+        assert oct(out.stat().st_mode & 0o777) == oct(mode)
+    with pytest.raises(NotFoundError):
+        api.image.download_path(10**9, tmp_path / "down" / "deeper" / "missing.png")
+    assert [p.name for p in out.parent.iterdir()] == ["a.png"]
     assert api.image.download_bytes(b.id) == jpeg.getvalue()
     # a fresh image has an empty annotation of its real size
     assert api.annotation.download_json(b.id) == {

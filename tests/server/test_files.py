@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +354,153 @@ def test_uploads_over_the_limit_are_refused(tmp_path: Path) -> None:
         assert sorted(p.name for p in root.iterdir()) == ["fits.bin"]
     finally:
         server.stop()
+
+
+def _slow_upload(
+    client: Client, team_id: int, path: str, go: threading.Event
+) -> tuple[threading.Thread, list[httpx.Response]]:
+    """A PUT whose body sends one piece, then waits for ``go`` before sending the rest."""
+    answers: list[httpx.Response] = []
+
+    def body() -> Iterator[bytes]:
+        yield b"first piece "
+        assert go.wait(30), "the test never let the upload finish"
+        yield b"and the rest"
+
+    def run() -> None:
+        answers.append(
+            client.http.put(
+                f"/teams/{team_id}/files/content", params={"path": path}, content=body()
+            )
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, answers
+
+
+@pytest.mark.parametrize("folder_existed", [True, False])
+def test_a_folder_removed_during_an_upload_is_a_conflict(
+    world: World, folder_existed: bool
+) -> None:
+    admin, files, root = world.admin, _files(world), _root(world)
+    admin.ok("PUT", f"{files}/content", params={"path": "/keep.txt"}, content=b"k")
+    if folder_existed:
+        admin.ok("PUT", f"{files}/content", params={"path": "/x/y/old.txt"}, content=b"o")
+    go = threading.Event()
+    thread, answers = _slow_upload(admin, world.team_id, "/x/y/f.bin", go)
+    try:
+        wait_for(lambda: list(root.rglob(".appyard-upload-*")), 20, "the upload to begin")
+        r = admin.http.delete(files, params={"path": "/x", "recursive": "true"})
+        assert r.status_code == 204, r.text
+    finally:
+        go.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    [r] = answers
+    assert r.status_code == 409, r.text
+    assert _error(r)["field"] == "path"
+    assert "removed during the upload; nothing was written" in _error(r)["message"]
+    # nothing was written, and no temporary file is left anywhere
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["keep.txt"]
+    assert [e["path"] for e in admin.ok("GET", files, params={"recursive": "true"})] == [
+        "/keep.txt"
+    ]
+
+
+def test_a_folder_made_again_during_an_upload_is_not_written_into(world: World) -> None:
+    admin, files, root = world.admin, _files(world), _root(world)
+    go = threading.Event()
+    thread, answers = _slow_upload(admin, world.team_id, "/x/y/f.bin", go)
+    try:
+        wait_for(lambda: list(root.rglob(".appyard-upload-*")), 20, "the upload to begin")
+        r = admin.http.delete(files, params={"path": "/x", "recursive": "true"})
+        assert r.status_code == 204, r.text
+        admin.ok("POST", f"{files}/folders", json={"path": "/x/y"})  # someone else's now
+    finally:
+        go.set()
+        thread.join(30)
+    [r] = answers
+    assert r.status_code == 409, r.text
+    assert "removed during the upload" in _error(r)["message"]
+    # the folders made again are left alone, and hold nothing of the failed upload
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["x", "x/y"]
+
+
+def test_making_folders_while_they_are_removed_is_never_a_server_error(world: World) -> None:
+    """mkdir -p and uploads race recursive deletes of their top folder, many times over: each
+    answer is a success, a 404 or a 409, never a 5xx, and nothing half-made stays behind."""
+    admin, files, root = world.admin, _files(world), _root(world)
+    deep = "/m/" + "/".join(f"d{i}" for i in range(30))
+    calls = {
+        "mkdir": ("POST", f"{files}/folders", {"json": {"path": deep}}),
+        "upload": (
+            "PUT",
+            f"{files}/content",
+            {"params": {"path": deep + "/f.bin"}, "content": b"x"},
+        ),
+        "delete": ("DELETE", files, {"params": {"path": "/m", "recursive": "true"}}),
+    }
+    expected = {"mkdir": {201, 409}, "upload": {200, 409}, "delete": {204, 404}}
+    answers: list[tuple[str, int, str]] = []
+
+    def call(kind: str, barrier: threading.Barrier) -> None:
+        method, url, kw = calls[kind]
+        barrier.wait()
+        r = admin.http.request(method, url, **kw)
+        answers.append((kind, r.status_code, r.text))
+
+    kinds = ["mkdir", "upload", "delete", "delete"]
+    with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
+        for _ in range(80):
+            barrier = threading.Barrier(len(kinds))
+            for job in [pool.submit(call, kind, barrier) for kind in kinds]:
+                job.result(timeout=60)
+    unexpected = [a for a in answers if a[1] not in expected[a[0]]]
+    assert not unexpected, unexpected[:5]
+    seen = {(kind, status) for kind, status, _ in answers}
+    assert {("mkdir", 201), ("upload", 200), ("delete", 204)} <= seen, seen
+    # whatever is left is whole: folders, maybe the uploaded file, no temporary files
+    left = [e["path"] for e in admin.ok("GET", files, params={"recursive": "true"})]
+    on_disk = sorted("/" + p.relative_to(root).as_posix() for p in root.rglob("*"))
+    assert left == on_disk
+    assert all(".appyard-" not in p for p in on_disk), on_disk
+
+
+def test_downloads_racing_deletes_are_whole_or_not_found(world: World) -> None:
+    """A download racing a delete of its file answers the whole file or a 404, never a 5xx;
+    one that already began is not cut by the delete."""
+    admin, files = world.admin, _files(world)
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    admin.ok("PUT", f"{files}/content", params={"path": "/r/f.bin"}, content=data)
+    with admin.http.stream("GET", f"{files}/content", params={"path": "/r/f.bin"}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-length"] == str(len(data))
+        pieces = r.iter_bytes()
+        first = next(pieces)
+        assert (
+            admin.http.delete(files, params={"path": "/r", "recursive": "true"}).status_code == 204
+        )
+        assert first + b"".join(pieces) == data
+
+    answers: list[tuple[str, int, bytes]] = []
+
+    def call(kind: str, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        if kind == "get":
+            r = admin.http.get(f"{files}/content", params={"path": "/r/f.bin"})
+        else:
+            r = admin.http.delete(files, params={"path": "/r/f.bin"})
+        answers.append((kind, r.status_code, r.content))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for _ in range(60):
+            admin.ok("PUT", f"{files}/content", params={"path": "/r/f.bin"}, content=data[:5000])
+            barrier = threading.Barrier(3)
+            for job in [pool.submit(call, kind, barrier) for kind in ("get", "get", "delete")]:
+                job.result(timeout=60)
+    unexpected = [
+        (k, s) for k, s, body in answers if s >= 500 or (s == 200 and body != data[:5000])
+    ]
+    assert not unexpected, unexpected[:5]
+    assert {("get", 200), ("delete", 204)} <= {(k, s) for k, s, _ in answers}

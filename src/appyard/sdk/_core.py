@@ -5,20 +5,31 @@ headers and body in two sends, and with Nagle's algorithm on, the second one wai
 server's delayed ACK (~40 ms per POST on loopback).
 
 Retry rules: a request that never reached the server (connect error) is retried whatever its
-method; one that may have reached it is retried only when it is safe to repeat (GET, or a call
-the API object marks idempotent, such as a start with an idempotency key). 502/503/504 on a
-safe request are retried too (a restarting server behind a proxy). Backoff doubles and is capped.
+method; one that may have reached it is retried only when it is safe to repeat (GET, PUT,
+DELETE, or a call the API object marks idempotent, such as a start with an idempotency key).
+502/503/504 on a safe request are retried too (a restarting server behind a proxy). Backoff
+doubles and is capped. A retried DELETE that finds nothing (404) after an attempt that may have
+been done (its answer was lost) has succeeded: that attempt removed it.
+
+A request body (``content=``) is sent again on a retry only if it can be: bytes, a binary file
+(rewound to where it stood), or a callable giving a fresh iterable per attempt; any other
+iterable is sent once. Downloads to a local file (:meth:`SyncCore.download_to`) stream into a
+temporary file next to the target and are renamed over it when complete; a dropped connection
+starts them again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 
@@ -31,9 +42,18 @@ BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 2.0
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _RETRY_STATUSES = frozenset({502, 503, 504})
+#: answers after which the server behind a proxy may have done the request all the same
+_MAYBE_DONE_STATUSES = frozenset({502, 504})
+#: errors raised before a request left: the server cannot have done it
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: pieces a file body is read in, and a download written in
+CHUNK = 1024 * 1024
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 Params = Mapping[str, str | int | float | bool | None]
+#: a request body: bytes, a binary file, a callable giving a fresh iterable of bytes per attempt,
+#: or an iterable of bytes (sent once)
+Content = bytes | IO[bytes] | Callable[[], Iterable[bytes]] | Iterable[bytes]
 
 
 def normalize_address(address: str) -> str:
@@ -61,12 +81,81 @@ class RequestSpec:
     timeout: float | None = None
     auth: bool = True
     idempotent: bool | None = None  # None: decided by the method
+    content: Content | None = None
+    headers: dict[str, str] | None = None
 
     @property
     def retry_after_send(self) -> bool:
         if self.idempotent is not None:
             return self.idempotent
         return self.method.upper() in _SAFE_METHODS
+
+
+class _Body:
+    """A request body, sent anew for each attempt when it can be."""
+
+    def __init__(self, content: Content | None) -> None:
+        self.content = content
+        self.started = False
+        self.length: int | None = None
+        self.resendable = True
+        self._start = 0
+        if content is None or isinstance(content, bytes):
+            return
+        if hasattr(content, "read"):
+            file: Any = content
+            try:
+                self._start = file.tell()
+                try:
+                    size = os.fstat(file.fileno()).st_size
+                except (AttributeError, OSError):
+                    size = file.seek(0, os.SEEK_END)
+                    file.seek(self._start)
+                self.length = max(0, size - self._start)
+            except (AttributeError, OSError):
+                self.resendable = False  # a pipe or the like: it can be read only once
+        elif not callable(content):
+            self.resendable = False
+
+    def can_resend(self) -> bool:
+        return self.resendable or not self.started
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.length is None else {"Content-Length": str(self.length)}
+
+    def for_attempt(self) -> bytes | Iterator[bytes] | None:
+        content: Any = self.content
+        if content is None or isinstance(content, bytes):
+            return content
+        if hasattr(content, "read"):
+            if self.resendable:
+                content.seek(self._start)
+            return self._tracked(_file_chunks(content))
+        if callable(content):
+            return self._tracked(content())
+        return self._tracked(content)
+
+    def _tracked(self, parts: Iterable[bytes]) -> Iterator[bytes]:
+        self.started = True
+        yield from parts
+
+
+def _file_chunks(file: IO[bytes]) -> Iterator[bytes]:
+    while data := file.read(CHUNK):
+        yield data
+
+
+def _create_beside(target: Path) -> tuple[int, Path]:
+    """A new temporary file next to ``target``, made like any new file (mode 0666 less the
+    umask, not mkstemp's 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = target.with_name(f".{target.name[:200]}.{secrets.token_hex(6)}.part")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def clean_params(params: Params | None) -> dict[str, str]:
@@ -134,6 +223,20 @@ class CoreBase:
         )
 
     @staticmethod
+    def _maybe_done(failure: Exception | httpx.Response) -> bool:
+        """Whether an attempt that failed so (an error, or an answer to retry) may have been
+        done by the server all the same."""
+        if isinstance(failure, httpx.Response):
+            return failure.status_code in _MAYBE_DONE_STATUSES
+        return not isinstance(failure, _NOT_SENT)
+
+    @staticmethod
+    def _done_before(spec: RequestSpec, response: httpx.Response, maybe_done: bool) -> bool:
+        """A retried DELETE that finds nothing, after an attempt that may have been done: that
+        attempt removed it (its answer was lost), so the call succeeded."""
+        return maybe_done and spec.method.upper() == "DELETE" and response.status_code == 404
+
+    @staticmethod
     def raise_for_response(response: httpx.Response) -> None:
         """Turn a 4xx/5xx answer into the typed error its JSON body names."""
         if response.is_success:
@@ -183,8 +286,10 @@ class SyncCore(CoreBase):
 
     def send(self, spec: RequestSpec) -> httpx.Response:
         """Send with retries; return a successful response or raise the typed error."""
-        headers = self._headers(spec)
+        body = _Body(spec.content)
+        headers = {**self._headers(spec), **(spec.headers or {}), **body.headers()}
         attempt = 0
+        maybe_done = False  # an earlier attempt may have been done by the server
         while True:
             try:
                 response = self.client.request(
@@ -193,19 +298,24 @@ class SyncCore(CoreBase):
                     params=spec.params,
                     json=spec.json,
                     files=spec.files,
+                    content=body.for_attempt(),
                     headers=headers,
                     timeout=self._timeout(spec),
                 )
             except httpx.TransportError as exc:
-                if not self._should_retry(spec, exc, attempt):
+                if not (self._should_retry(spec, exc, attempt) and body.can_resend()):
                     raise self._unavailable(exc) from exc
+                maybe_done = maybe_done or self._maybe_done(exc)
                 time.sleep(backoff_delay(attempt))
                 attempt += 1
                 continue
-            if self._retry_status(spec, response, attempt):
+            if self._retry_status(spec, response, attempt) and body.can_resend():
+                maybe_done = maybe_done or self._maybe_done(response)
                 time.sleep(backoff_delay(attempt))
                 attempt += 1
                 continue
+            if self._done_before(spec, response, maybe_done):
+                return httpx.Response(204, request=response.request)
             self.raise_for_response(response)
             return response
 
@@ -220,12 +330,78 @@ class SyncCore(CoreBase):
         timeout: float | None = None,
         auth: bool = True,
         idempotent: bool | None = None,
+        content: Content | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        """One JSON call: the decoded body of a 2xx answer."""
+        """One call: the decoded JSON body of a 2xx answer (None if it has none).
+
+        ``content`` is a raw body (see :data:`Content`; a file is streamed from where it stands,
+        with its length); ``headers`` are added to the request's.
+        """
         spec = RequestSpec(
-            method, path, clean_params(params), json, files, timeout, auth, idempotent
+            method,
+            path,
+            clean_params(params),
+            json,
+            files,
+            timeout,
+            auth,
+            idempotent,
+            content=content,
+            headers=headers,
         )
         return self.decode(self.send(spec))
+
+    def download_to(
+        self,
+        path: str | os.PathLike[str],
+        url: str,
+        *,
+        params: Params | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Stream the body of ``GET url`` into local file ``path``, which appears whole or not
+        at all.
+
+        Its folder is made; the body goes into a temporary file next to it, renamed over it when
+        complete. The file is made like any new file (mode 0666 less the umask). A connection
+        dropped midway (or a 502/503/504) starts the download again, by the retry rules of a
+        GET; a 4xx/5xx answer raises its typed error and leaves nothing behind.
+        """
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        spec = RequestSpec("GET", url, clean_params(params), timeout=timeout)
+        headers = {**self._headers(spec), "Accept": "application/octet-stream, application/json"}
+        attempt = 0
+        while True:
+            fd, tmp = _create_beside(target)
+            try:
+                with (
+                    os.fdopen(fd, "wb") as out,
+                    self.client.stream(
+                        "GET", url, params=spec.params, headers=headers, timeout=self._timeout(spec)
+                    ) as response,
+                ):
+                    again = self._retry_status(spec, response, attempt)
+                    if not again:
+                        if not response.is_success:
+                            response.read()
+                            self.raise_for_response(response)
+                        for data in response.iter_bytes(CHUNK):
+                            out.write(data)
+                if not again:
+                    os.replace(tmp, target)
+                    return
+                tmp.unlink(missing_ok=True)
+            except httpx.TransportError as exc:  # the connection broke: start again
+                tmp.unlink(missing_ok=True)
+                if not self._should_retry(spec, exc, attempt):
+                    raise self._unavailable(exc) from exc
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            time.sleep(backoff_delay(attempt))
+            attempt += 1
 
     @contextmanager
     def stream(
@@ -268,8 +444,11 @@ class AsyncCore(CoreBase):
         await self.client.aclose()
 
     async def send(self, spec: RequestSpec) -> httpx.Response:
-        headers = self._headers(spec)
+        if spec.content is not None and not isinstance(spec.content, bytes):
+            raise TypeError("the async core sends a request body given as bytes only")
+        headers = {**self._headers(spec), **(spec.headers or {})}
         attempt = 0
+        maybe_done = False  # an earlier attempt may have been done by the server
         while True:
             try:
                 response = await self.client.request(
@@ -278,19 +457,24 @@ class AsyncCore(CoreBase):
                     params=spec.params,
                     json=spec.json,
                     files=spec.files,
+                    content=spec.content,
                     headers=headers,
                     timeout=self._timeout(spec),
                 )
             except httpx.TransportError as exc:
                 if not self._should_retry(spec, exc, attempt):
                     raise self._unavailable(exc) from exc
+                maybe_done = maybe_done or self._maybe_done(exc)
                 await asyncio.sleep(backoff_delay(attempt))
                 attempt += 1
                 continue
             if self._retry_status(spec, response, attempt):
+                maybe_done = maybe_done or self._maybe_done(response)
                 await asyncio.sleep(backoff_delay(attempt))
                 attempt += 1
                 continue
+            if self._done_before(spec, response, maybe_done):
+                return httpx.Response(204, request=response.request)
             self.raise_for_response(response)
             return response
 

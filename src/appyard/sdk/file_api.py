@@ -3,28 +3,22 @@
 Paths on the server are team-relative (``/exports/result.tar``). Uploads stream from the local
 file (never read whole into memory) and are retried like any PUT: sending the same content
 again is harmless, the server writes a file whole or not at all. Downloads stream into a
-temporary file next to the local target and are renamed over it when complete.
+temporary file next to the local target and are renamed over it when complete
+(``SyncCore.download_to``, as image downloads).
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-import httpx
 from pydantic import TypeAdapter
 
 from appyard.errors import InvalidArgumentsError, NotFoundError
 from appyard.schemas.files import FileInfo, FolderCreate
-from appyard.sdk._core import RequestSpec, SyncCore, backoff_delay
+from appyard.sdk._core import SyncCore
 
-#: pieces an upload is read and sent in, and a download written in
-CHUNK = 1024 * 1024
 #: the server's answer to an upload comes after it made the file durable: allow it time
 UPLOAD_READ_TIMEOUT_S = 600.0
 
@@ -37,12 +31,6 @@ def join(folder: str, *names: str) -> str:
     parts = [p for p in (folder, *names) if p]
     joined = "/".join(p.strip("/") for p in parts)
     return "/" + "/".join(x for x in joined.split("/") if x)
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while data := f.read(CHUNK):
-            yield data
 
 
 class FileApi:
@@ -106,13 +94,16 @@ class FileApi:
         local = Path(src)
         if not local.is_file():
             raise InvalidArgumentsError(f"{local} is not a file; upload_directory takes folders")
-        size = local.stat().st_size
-        response = self._send(
-            RequestSpec("PUT", f"/teams/{int(team_id)}/files/content", {"path": dst}),
-            lambda: _chunks(local),
-            {"Content-Length": str(size), "Content-Type": "application/octet-stream"},
-        )
-        return FileInfo.model_validate(response.json())
+        with open(local, "rb") as f:  # sent in pieces, from the start again on a retry
+            data = self._core.request(
+                "PUT",
+                f"/teams/{int(team_id)}/files/content",
+                params={"path": dst},
+                content=f,
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=max(self._core.timeout, UPLOAD_READ_TIMEOUT_S),
+            )
+        return FileInfo.model_validate(data)
 
     def upload_directory(
         self, team_id: int, local_dir: LocalPath, remote_dir: str
@@ -139,28 +130,9 @@ class FileApi:
     def download(self, team_id: int, remote_path: str, local_path: LocalPath) -> None:
         """Download team file ``remote_path`` to ``local_path`` (its folder is made); the local
         file appears complete or not at all."""
-        target = Path(local_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        spec = RequestSpec("GET", f"/teams/{int(team_id)}/files/content", {"path": remote_path})
-        attempt = 0
-        while True:
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as f, self._stream(spec) as response:
-                    for data in response.iter_bytes(CHUNK):
-                        f.write(data)
-                os.chmod(tmp, 0o644)  # mkstemp makes it private; the file is an ordinary one
-                os.replace(tmp, target)
-                return
-            except httpx.TransportError as exc:  # the connection broke mid-way: start again
-                Path(tmp).unlink(missing_ok=True)
-                if not self._core._should_retry(spec, exc, attempt):
-                    raise self._core._unavailable(exc) from exc
-                time.sleep(backoff_delay(attempt))
-                attempt += 1
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        self._core.download_to(
+            local_path, f"/teams/{int(team_id)}/files/content", params={"path": remote_path}
+        )
 
     def download_directory(self, team_id: int, remote_dir: str, local_dir: LocalPath) -> None:
         """Download everything below folder ``remote_dir`` into ``local_dir``, keeping the tree."""
@@ -179,54 +151,3 @@ class FileApi:
                 local.mkdir(parents=True, exist_ok=True)
             else:
                 self.download(team_id, entry.path, local)
-
-    # -- streaming transport ---------------------------------------------------------------------
-
-    def _send(
-        self, spec: RequestSpec, content: Callable[[], Iterator[bytes]], headers: dict[str, str]
-    ) -> httpx.Response:
-        """Send a streamed body (``content()`` makes a fresh iterator per attempt), with the
-        core's retry rules and typed errors."""
-        core = self._core
-        all_headers = {**core._headers(spec), **headers}
-        timeout = httpx.Timeout(
-            core.timeout,
-            connect=min(core.timeout, 10.0),
-            read=max(core.timeout, UPLOAD_READ_TIMEOUT_S),
-        )
-        attempt = 0
-        while True:
-            try:
-                response = core.client.request(
-                    spec.method,
-                    spec.path,
-                    params=spec.params,
-                    content=content(),
-                    headers=all_headers,
-                    timeout=timeout,
-                )
-            except httpx.TransportError as exc:
-                if not core._should_retry(spec, exc, attempt):
-                    raise core._unavailable(exc) from exc
-                time.sleep(backoff_delay(attempt))
-                attempt += 1
-                continue
-            if core._retry_status(spec, response, attempt):
-                time.sleep(backoff_delay(attempt))
-                attempt += 1
-                continue
-            core.raise_for_response(response)
-            return response
-
-    @contextmanager
-    def _stream(self, spec: RequestSpec) -> Iterator[httpx.Response]:
-        """A streamed GET of file bytes; a 4xx/5xx answer raises its typed error."""
-        core = self._core
-        headers = {**core._headers(spec), "Accept": "application/octet-stream, application/json"}
-        with core.client.stream(
-            "GET", spec.path, params=spec.params, headers=headers, timeout=core._timeout(spec)
-        ) as response:
-            if not response.is_success:
-                response.read()
-                core.raise_for_response(response)
-            yield response

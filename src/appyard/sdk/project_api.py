@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import httpx
 from pydantic import TypeAdapter
 
 from appyard.errors import InvalidArgumentsError, NotFoundError
@@ -34,7 +30,7 @@ from appyard.schemas.projects import (
     ImageInfo,
     ProjectInfo,
 )
-from appyard.sdk._core import RequestSpec, SyncCore, backoff_delay
+from appyard.sdk._core import RequestSpec, SyncCore
 
 T = TypeVar("T")
 ProgressCallback = Callable[[int], Any]
@@ -69,23 +65,6 @@ def _annotation_json(ann: AnnotationJson) -> dict[str, Any]:
     return dict(ann)
 
 
-def _stream_to(core: SyncCore, spec: RequestSpec, out: IO[bytes]) -> None:
-    """Write the body of a GET to ``out`` chunk by chunk (typed errors as usual); a transport
-    error is raised as is, for the caller to start again."""
-    with core.client.stream(
-        spec.method,
-        spec.path,
-        params=spec.params,
-        headers=core._headers(spec),
-        timeout=core._timeout(spec),
-    ) as response:
-        if not response.is_success:
-            response.read()
-            core.raise_for_response(response)
-        for chunk in response.iter_bytes():
-            out.write(chunk)
-
-
 class ProjectApi:
     """Images projects of a workspace, and their meta (classes and tags)."""
 
@@ -115,13 +94,16 @@ class ProjectApi:
         return ProjectInfo.model_validate(self._core.request("GET", f"/projects/{int(id)}"))
 
     def get_info_by_name(self, workspace_id: int, name: str) -> ProjectInfo | None:
-        """The project of that name in the workspace, or ``None``."""
+        """The project of that name in the workspace, or ``None`` if it has none; a workspace
+        that is not there (or not yours) is a ``NotFoundError``."""
         try:
             data = self._core.request(
                 "GET", "/projects/lookup", params={"workspace_id": int(workspace_id), "name": name}
             )
-        except NotFoundError:
-            return None
+        except NotFoundError as exc:
+            if exc.field == "name":
+                return None
+            raise  # the workspace itself is not found: not a question of the name
         return ProjectInfo.model_validate(data)
 
     def get_list(self, workspace_id: int) -> list[ProjectInfo]:
@@ -247,27 +229,10 @@ class ImageApi:
         return self._core.send(spec).content
 
     def download_path(self, id: int, path: str | os.PathLike[str]) -> None:
-        """Stream the image file to ``path`` (parent folders are made; written atomically)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        spec = RequestSpec("GET", f"/images/{int(id)}/file", timeout=FILE_TIMEOUT_S)
-        attempt = 0
-        while True:
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    _stream_to(self._core, spec, out)
-                os.replace(tmp, target)
-                return
-            except httpx.TransportError as exc:  # a read is safe to start again
-                Path(tmp).unlink(missing_ok=True)
-                if not self._core._should_retry(spec, exc, attempt):
-                    raise self._core._unavailable(exc) from exc
-                time.sleep(backoff_delay(attempt))
-                attempt += 1
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        """Stream the image file to ``path`` (parent folders are made; it appears whole or not
+        at all, as an ordinary new file)."""
+        timeout = max(FILE_TIMEOUT_S, self._core.timeout)
+        self._core.download_to(path, f"/images/{int(id)}/file", timeout=timeout)
 
 
 class AnnotationApi:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, BinaryIO
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from appyard.errors import BadRequestError
@@ -38,14 +40,34 @@ def file_info(request: Request, team_id: PathId, path: PathQuery) -> FileInfo:
     return _files(request, team_id, "viewer").info(svc.normalize(path))
 
 
+def _read(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while data := handle.read(svc.WRITE_CHUNK):
+            yield data
+
+
+def _attachment(name: str) -> str:
+    quoted = quote(name)
+    return (
+        f'attachment; filename="{name}"'
+        if quoted == name
+        else f"attachment; filename*=utf-8''{quoted}"
+    )
+
+
 @router.get("/teams/{team_id}/files/content")
-def download(request: Request, team_id: PathId, path: PathQuery) -> FileResponse:
+def download(request: Request, team_id: PathId, path: PathQuery) -> StreamingResponse:
+    """The file's bytes, from the file opened before answering: a delete racing with the
+    download is a 404 if it came first, and does not cut the download if it came after."""
     rel = svc.normalize(path)
-    disk = _files(request, team_id, "viewer").file_for_download(rel)
-    return FileResponse(
-        disk,
+    handle, st = _files(request, team_id, "viewer").open_for_download(rel)
+    return StreamingResponse(
+        _read(handle),
         media_type="application/octet-stream",
-        filename=rel.rsplit("/", 1)[-1],
+        headers={
+            "Content-Length": str(st.st_size),
+            "Content-Disposition": _attachment(rel.rsplit("/", 1)[-1]),
+        },
     )
 
 

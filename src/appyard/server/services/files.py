@@ -11,6 +11,10 @@ Writes are atomic: an upload streams into a temporary file next to its target an
 over it (``os.replace``) only when complete; a failed upload removes the temporary file and
 the folders it made. A recursive delete first renames the folder out of sight, so the path is
 gone at once even if removing the tree takes long.
+
+Requests race with such deletes: making folders starts again when one on the way is taken
+away (a 409 if that keeps happening), an upload whose folder was removed meanwhile writes
+nothing (a 409), and a download reads the file it opened before answering. None is a 500.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ _UPLOAD_PREFIX = RESERVED_PREFIX + "upload-"
 _TRASH_PREFIX = RESERVED_PREFIX + "trash-"
 #: an upload is written to disk in pieces of about this size
 WRITE_CHUNK = 1024 * 1024
+#: how often making folders starts again when a racing delete takes them away meanwhile
+_RACE_ATTEMPTS = 5
 
 
 def _invalid(field: str, raw: str, problem: str) -> BadRequestError:
@@ -201,8 +207,8 @@ class TeamFiles:
             folder, team_path = stack.pop()
             try:
                 entries = list(os.scandir(folder))
-            except FileNotFoundError:
-                continue  # removed meanwhile
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed (or replaced by a file) meanwhile
             for entry in entries:
                 if entry.name.startswith(RESERVED_PREFIX) or entry.is_symlink():
                     continue
@@ -219,17 +225,45 @@ class TeamFiles:
         out.sort(key=lambda f: f.path)
         return out
 
-    def file_for_download(self, path: str) -> Path:
+    def open_for_download(self, path: str) -> tuple[BinaryIO, os.stat_result]:
+        """The file at ``path``, open for reading, and its stat.
+
+        Opened here, so that a delete racing with the download either comes first (a 404) or
+        after (the open file is read whole all the same); the last step is not followed if it
+        became a symbolic link meanwhile.
+        """
         disk, st = self._existing(path)
         if stat.S_ISDIR(st.st_mode):
-            raise ConflictError(
-                f"{path!r} is a folder; download its files one by one "
-                "(api.file.download_directory does).",
-                field="path",
-            )
+            raise self._folder_download(path)
         if not stat.S_ISREG(st.st_mode):
             raise self._missing(path)
-        return disk
+        try:
+            fd = os.open(disk, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(path) from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise self._missing(path) from None  # replaced by a link meanwhile: not a file
+        handle = os.fdopen(fd, "rb")
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            handle.close()
+            raise
+        if stat.S_ISREG(st.st_mode):
+            return handle, st
+        handle.close()
+        if stat.S_ISDIR(st.st_mode):  # a folder took its place meanwhile
+            raise self._folder_download(path)
+        raise self._missing(path)
+
+    def _folder_download(self, path: str) -> ConflictError:
+        return ConflictError(
+            f"{path!r} is a folder; download its files one by one "
+            "(api.file.download_directory does).",
+            field="path",
+        )
 
     def is_file(self, path: str) -> bool:
         """True when ``path`` is a regular file; a symbolic link on the way is a 422."""
@@ -238,36 +272,58 @@ class TeamFiles:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _make_folders(self, path: str) -> tuple[list[Path], Path]:
-        """``mkdir -p`` of ``path``; returns the folders it created (outermost first)."""
-        disk, st = self._resolve(path, write=True)
-        if st is not None:
-            if not stat.S_ISDIR(st.st_mode):
-                raise ConflictError(
-                    f"{path!r} is a file; a folder cannot be made there.", field="path"
-                )
-            return [], disk
-        made: list[Path] = []
-        current = self._root()
-        parts = _parts(path)
-        try:
-            for i, part in enumerate(parts):
-                current = current / part
-                try:
-                    os.mkdir(current)
-                    made.append(current)
-                except FileExistsError:
-                    part_st = os.lstat(current)  # made by a racing request: fine if a folder
-                    if stat.S_ISLNK(part_st.st_mode) or not stat.S_ISDIR(part_st.st_mode):
-                        raise self._under_file(path, parts[: i + 1]) from None
-        except BaseException:
-            _remove_folders(made)
-            raise
-        return made, current
+    def _make_folders(self, path: str) -> tuple[list[Path], Path, os.stat_result]:
+        """``mkdir -p`` of ``path``: the folders it created (outermost first), the folder's disk
+        path and its stat.
+
+        A recursive delete racing with it may take away a folder on the way (or the whole tree)
+        between two steps: then what this call made is undone and it starts again, from the
+        checks; if that keeps happening, a 409.
+        """
+        for _ in range(_RACE_ATTEMPTS):
+            disk, st = self._resolve(path, write=True)
+            if st is not None:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise ConflictError(
+                        f"{path!r} is a file; a folder cannot be made there.", field="path"
+                    )
+                return [], disk, st
+            made: list[Path] = []
+            current = self._root()
+            parts = _parts(path)
+            try:
+                for i, part in enumerate(parts):
+                    current = current / part
+                    try:
+                        os.mkdir(current)
+                        made.append(current)
+                    except FileExistsError:
+                        part_st = os.lstat(current)  # made by a racing request: fine if a folder
+                        if stat.S_ISLNK(part_st.st_mode) or not stat.S_ISDIR(part_st.st_mode):
+                            raise self._under_file(path, parts[: i + 1]) from None
+                st = os.lstat(current)
+            except (FileNotFoundError, NotADirectoryError):
+                # a folder on the way was removed (or replaced) meanwhile: again, from the checks
+                _remove_folders(made)
+                continue
+            except BaseException:
+                _remove_folders(made)
+                raise
+            if stat.S_ISDIR(st.st_mode):
+                return made, current, st
+            _remove_folders(made)  # a file took its place meanwhile: the checks will say so
+        raise self._removed_meanwhile(path)
+
+    def _removed_meanwhile(self, path: str) -> ConflictError:
+        return ConflictError(
+            f"The folders of {path!r} kept being removed while they were being made; "
+            "nothing was made. Try again once they are no longer being removed.",
+            field="path",
+        )
 
     def mkdir(self, path: str) -> FileInfo:
-        _, disk = self._make_folders(path)
-        return _info(path, os.lstat(disk))
+        _, _, st = self._make_folders(path)
+        return _info(path, st)
 
     def begin_upload(self, path: str) -> Upload:
         """A temporary file next to ``path``, to be filled and then committed or aborted."""
@@ -280,19 +336,20 @@ class TeamFiles:
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise self._folder_there(path)
         parent = path.rsplit("/", 1)[0] or "/"
-        for attempt in range(3):
-            made, folder = self._make_folders(parent)
+        for _ in range(_RACE_ATTEMPTS):
+            made, folder, _ = self._make_folders(parent)
             try:
                 fd, tmp = tempfile.mkstemp(dir=folder, prefix=_UPLOAD_PREFIX, suffix=".part")
                 break
-            except FileNotFoundError:
-                # a failed upload next to this one removed the folder it had made: again
+            except (FileNotFoundError, NotADirectoryError):
+                # the folder was removed meanwhile (a recursive delete, or a failed upload next
+                # to this one removing the folder it had made): again
                 _remove_folders(made)
-                if attempt == 2:
-                    raise
             except BaseException:
                 _remove_folders(made)
                 raise
+        else:
+            raise self._removed_meanwhile(path)
         upload = Upload(self, path, disk, Path(tmp), os.fdopen(fd, "wb"), made)
         try:
             os.fchmod(fd, 0o644)  # mkstemp makes it 0600; a team file is an ordinary file
@@ -300,6 +357,13 @@ class TeamFiles:
             upload.abort()
             raise
         return upload
+
+    def _changed_meanwhile(self, path: str) -> ConflictError:
+        return ConflictError(
+            f"{path!r} was replaced (a file by a folder, or the reverse) while it was being "
+            "removed; nothing was removed. Look again and remove what is there now.",
+            field="path",
+        )
 
     def _folder_there(self, path: str) -> ConflictError:
         return ConflictError(
@@ -318,14 +382,18 @@ class TeamFiles:
         if not stat.S_ISDIR(st.st_mode):
             try:
                 os.unlink(disk)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 raise self._missing(path) from None
+            except IsADirectoryError:
+                raise self._changed_meanwhile(path) from None
             return
         try:
             os.rmdir(disk)
             return
         except FileNotFoundError:
             raise self._missing(path) from None
+        except NotADirectoryError:
+            raise self._changed_meanwhile(path) from None
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
@@ -348,6 +416,8 @@ def _remove_folders(made: list[Path]) -> None:
     for folder in reversed(made):
         try:
             os.rmdir(folder)
+        except FileNotFoundError:
+            continue  # taken away meanwhile (a recursive delete): its parent may still be ours
         except OSError:
             return
 
@@ -377,14 +447,20 @@ class Upload:
         self.size += len(data)
 
     def commit(self) -> FileInfo:
-        """Make the file whole on disk, then put it in place in one rename."""
+        """Make the file whole on disk, then put it in place in one rename.
+
+        If a recursive delete took the folder away while the body streamed in (the temporary
+        file went with it), nothing is written: a 409, and the folders are left to whoever acts
+        on them now.
+        """
         try:
             self.handle.flush()
             os.fsync(self.handle.fileno())
+            st = os.fstat(self.handle.fileno())  # the file's stat, whatever happens to it next
             self.handle.close()
             # checked again: the tree may have changed while the body streamed in
-            target, st = self.files._resolve(self.path, write=True)
-            if st is not None and stat.S_ISDIR(st.st_mode):
+            target, target_st = self.files._resolve(self.path, write=True)
+            if target_st is not None and stat.S_ISDIR(target_st.st_mode):
                 raise self.files._folder_there(self.path)
             if target.parent != self.tmp.parent:
                 raise ConflictError(
@@ -392,10 +468,22 @@ class Upload:
                     field="path",
                 )
             os.replace(self.tmp, target)
+        except (FileNotFoundError, NotADirectoryError):
+            # the temporary file is gone with its folder (or the folder is no longer one): a
+            # recursive delete happened meanwhile; what it moved away it removes itself
+            with contextlib.suppress(OSError):
+                self.handle.close()
+            with contextlib.suppress(OSError):
+                self.tmp.unlink(missing_ok=True)
+            raise ConflictError(
+                f"The folder of {self.path!r} was removed during the upload; nothing was "
+                "written. Upload again if the file is still wanted there.",
+                field="path",
+            ) from None
         except BaseException:
             self.abort()
             raise
-        return _info(self.path, os.lstat(target))
+        return _info(self.path, st)
 
     def abort(self) -> None:
         """Leave nothing behind: the temporary file and any folder this upload made."""
