@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -405,10 +404,8 @@ def _finished(stand: Stand, task_id: int) -> dict[str, Any]:
 
 
 def test_export_with_the_defaults(stand: Stand) -> None:
-    t0 = time.monotonic()
     tid = stand.export()
     task = _finished(stand, tid)
-    elapsed = time.monotonic() - t0
     n = len(stand.images)
     assert task["exit_code"] == 0
     assert task["progress"]["current"] == n and task["progress"]["total"] == n
@@ -421,7 +418,6 @@ def test_export_with_the_defaults(stand: Stand) -> None:
     _check_export(stand, tid, t=3, coef=0.8, prefix=True)
     logs = [line.text for line in stand.api.task.follow_logs(tid)]
     assert logs[-1].startswith(f"exported {n} images (6 objects; train ")
-    print(f"exported {n} images in {elapsed:.2f} s (start to finished)")
 
 
 @pytest.mark.parametrize(
@@ -518,10 +514,8 @@ def test_a_stop_ends_the_export_at_once(stand: Stand) -> None:
         60,
         "the export to get going",
     )
-    t0 = time.monotonic()
     assert api.app.stop(tid) == S.TERMINATING
     assert api.task.wait(tid) == S.STOPPED
-    stopped_in = time.monotonic() - t0
     task = api.task.get_info_by_id(tid)
     assert task["progress"]["current"] < len(ids), "the export finished before the stop"
     assert task["exit_code"] == 0
@@ -529,7 +523,4 @@ def test_a_stop_ends_the_export_at_once(stand: Stand) -> None:
     assert "stopped: the export was asked to stop" in logs
     assert task["outputs"] == {}
     assert not api.file.dir_exists(stand.world.team_id, f"/tmp/export-to-pascal-voc/export/{tid}")
-    assert stopped_in < 5, f"the stop took {stopped_in:.2f} s (grace 5 s: it was killed)"
-    print(
-        f"stopped after {task['progress']['current']:g} of {len(ids)} images in {stopped_in:.2f} s"
-    )
+    # exit code 0 and its own "stopped" line: it left on SIGTERM, not killed after the grace

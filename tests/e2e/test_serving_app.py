@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -119,17 +118,26 @@ def test_the_viewer_serves_until_stopped(env: Env) -> None:
         plain = Image.open(io.BytesIO(http.get(f"/images/{second.id}.png").content))
         assert set(plain.convert("RGB").tobytes()) == set(GREY)  # no objects: nothing drawn
 
+        thumb = Image.open(io.BytesIO(http.get(f"/images/{first.id}.png?width=20").content))
+        assert thumb.size == (20, 15)  # scaled down, the aspect kept
+        assert f"src='/images/{first.id}.png?width=160'" in page.text
+
+        # a dataset's pages: a page of images, the next one linked
+        dataset_page = http.get(f"/datasets/{ds.id}")
+        assert dataset_page.status_code == 200
+        assert f"href='/images/{second.id}.png'" in dataset_page.text
+        assert "more images" not in dataset_page.text  # 2 images: one page
+        assert http.get(f"/datasets/{other_ds.id}").status_code == 404
+
         assert http.get(f"/images/{foreign.id}.png").status_code == 404
         assert http.get("/images/987654.png").status_code == 404
         assert http.get("/nothing").status_code == 404
 
     assert api.app.get_status(tid) == S.DEPLOYED
-    t0 = time.monotonic()
     assert api.app.stop(tid) == S.TERMINATING
     assert api.task.wait(tid) == S.STOPPED
-    stopped_in = time.monotonic() - t0
-    assert stopped_in < 5, f"the stop took {stopped_in:.2f} s (grace 5 s: it was killed)"
     task = api.task.get_info_by_id(tid)
+    # exit code 0 and its own last line: it left on SIGTERM, it was not killed after the grace
     assert task["status"] == "stopped" and task["exit_code"] == 0
     logs = [line.text for line in api.task.follow_logs(tid)]
     assert logs[-1] == "stopped: the viewer was asked to stop"

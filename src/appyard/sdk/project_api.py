@@ -201,16 +201,22 @@ class ImageApi:
         """Upload an image held in memory."""
         return self._upload(dataset_id, name, bytes(data))
 
+    def get_page(
+        self, dataset_id: int, limit: int = IMAGE_PAGE_SIZE, cursor: str | None = None
+    ) -> Page[ImageInfo]:
+        """One page of a dataset's images by id; pass ``next_cursor`` back for the next."""
+        data = self._core.request(
+            "GET",
+            "/images",
+            params={"dataset_id": int(dataset_id), "limit": int(limit), "cursor": cursor},
+        )
+        return Page[ImageInfo].model_validate(data)
+
     def _iter_list(self, dataset_id: int, page_size: int = IMAGE_PAGE_SIZE) -> Iterator[ImageInfo]:
         """The images of a dataset by id, page after page."""
         cursor: str | None = None
         while True:
-            data = self._core.request(
-                "GET",
-                "/images",
-                params={"dataset_id": int(dataset_id), "limit": page_size, "cursor": cursor},
-            )
-            page = Page[ImageInfo].model_validate(data)
+            page = self.get_page(dataset_id, page_size, cursor)
             yield from page.items
             if not page.next_cursor or not page.items:
                 return

@@ -4,8 +4,10 @@ A long-lived ("serving") app: it listens on the port the agent gives it (``APP_P
 ``session.ready(url)`` (the task becomes ``deployed``) and answers until SIGTERM, when it closes
 the server and exits 0. Every page reads the project afresh, with the task's token.
 
-- ``/``: the project's datasets and images, with links;
-- ``/images/<id>.png``: the image with its annotation drawn in the class colours;
+- ``/``: the project's datasets, each with its first page of images (thumbnails, links);
+- ``/datasets/<id>?cursor=``: a further page of a dataset's images;
+- ``/images/<id>.png``: the image with its annotation drawn in the class colours
+  (``?width=`` scales it down: the thumbnails);
 - ``/health``: ``{"status": "ok"}``.
 """
 
@@ -24,7 +26,7 @@ import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from PIL import Image, ImageChops, ImageColor, ImageFilter
 
@@ -34,6 +36,8 @@ from appyard.schemas.annotation import Annotation, ProjectMeta
 from appyard.sdk.geometry import object_mask
 
 IMAGE_PATH = re.compile(r"^/images/(\d+)\.png$")
+DATASET_PATH = re.compile(r"^/datasets/(\d+)$")
+PAGE_SIZE = 100  # images per page
 FILL_ALPHA = 90  # of 255: the fill lets the image show through; the outline is opaque
 THUMB_WIDTH = 160
 
@@ -61,8 +65,11 @@ def _outline(mask: Image.Image) -> Image.Image:
     return out
 
 
-def render(image: bytes, ann_json: dict[str, Any], meta: ProjectMeta) -> bytes:
-    """The image as PNG with each object filled (translucent) and outlined in its class colour."""
+def render(
+    image: bytes, ann_json: dict[str, Any], meta: ProjectMeta, width: int | None = None
+) -> bytes:
+    """The image as PNG with each object filled (translucent) and outlined in its class colour;
+    scaled down to ``width`` (a thumbnail) when given."""
     ann = Annotation.model_validate(ann_json)
     with Image.open(io.BytesIO(image)) as img:
         base = img.convert("RGBA")
@@ -73,38 +80,72 @@ def render(image: bytes, ann_json: dict[str, Any], meta: ProjectMeta) -> bytes:
         mask = object_mask(obj, base.width, base.height).point(lambda v: 255 if v else 0)
         overlay.paste((*rgb, FILL_ALPHA), (0, 0), mask)
         overlay.paste((*rgb, 255), (0, 0), _outline(mask))
+    drawn = Image.alpha_composite(base, overlay).convert("RGB")
+    if width is not None and 0 < width < drawn.width:
+        drawn.thumbnail((width, drawn.height))
     out = io.BytesIO()
-    Image.alpha_composite(base, overlay).convert("RGB").save(out, format="PNG")
+    drawn.save(out, format="PNG")
     return out.getvalue()
 
 
+def _page(title: str, body: list[str]) -> str:
+    e = html.escape
+    return "\n".join(
+        [
+            "<!doctype html>",
+            f"<html><head><meta charset='utf-8'><title>{e(title)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em}li{margin:.4em 0}"
+            "img{vertical-align:middle;margin-right:.6em;border:1px solid #ccc}</style>"
+            "</head><body>",
+            *body,
+            "</body></html>",
+        ]
+    )
+
+
 def index_page(api: ay.Api, project_id: int) -> str:
-    """The HTML page: the project, its datasets, their images with links and thumbnails."""
+    """The project and its datasets; each dataset's first page of images with thumbnails."""
     project = api.project.get_info_by_id(project_id)
     e = html.escape
-    parts = [
-        "<!doctype html>",
-        f"<html><head><meta charset='utf-8'><title>{e(project.name)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}li{margin:.4em 0}"
-        "img{vertical-align:middle;margin-right:.6em;border:1px solid #ccc}</style></head><body>",
+    body = [
         f"<h1>{e(project.name)}</h1>",
         f"<p>Project {project.id}: {project.datasets_count} datasets, "
         f"{project.images_count} images.</p>",
     ]
     for ds in api.dataset.get_list(project_id):
-        images = api.image.get_list(ds.id)
-        parts.append(f"<h2 id='dataset-{ds.id}'>{e(ds.name)} ({len(images)} images)</h2><ul>")
-        for im in images:
-            href = f"/images/{im.id}.png"
-            tags = f" [{e(', '.join(im.tags))}]" if im.tags else ""
-            parts.append(
-                f"<li><a href='{href}'><img src='{href}' width='{THUMB_WIDTH}' loading='lazy' "
-                f"alt=''>{e(im.name)}</a> {im.width}x{im.height}, "
-                f"{im.objects_count} objects{tags}</li>"
-            )
-        parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        body += [f"<h2 id='dataset-{ds.id}'>{e(ds.name)} ({ds.images_count} images)</h2>"]
+        body += _image_list(api, ds.id, None)
+    return _page(project.name, body)
+
+
+def dataset_page(api: ay.Api, project_id: int, dataset_id: int, cursor: str | None) -> str:
+    """One page of a dataset's images (``?cursor=`` from the previous page's link)."""
+    ds = api.dataset.get_info_by_id(dataset_id)
+    if ds.project_id != project_id:
+        raise NotFoundError(f"no dataset {dataset_id} in this project")
+    e = html.escape
+    body = ["<p><a href='/'>back to the project</a></p>", f"<h1>{e(ds.name)}</h1>"]
+    return _page(ds.name, body + _image_list(api, dataset_id, cursor))
+
+
+def _image_list(api: ay.Api, dataset_id: int, cursor: str | None) -> list[str]:
+    """A page of images (``PAGE_SIZE``) with thumbnails, and a link to the next page."""
+    e = html.escape
+    page = api.image.get_page(dataset_id, PAGE_SIZE, cursor)
+    out = ["<ul>"]
+    for im in page.items:
+        href = f"/images/{im.id}.png"
+        tags = f" [{e(', '.join(im.tags))}]" if im.tags else ""
+        out.append(
+            f"<li><a href='{href}'><img src='{href}?width={THUMB_WIDTH}' width='{THUMB_WIDTH}' "
+            f"loading='lazy' alt=''>{e(im.name)}</a> {im.width}x{im.height}, "
+            f"{im.objects_count} objects{tags}</li>"
+        )
+    out.append("</ul>")
+    if page.next_cursor:
+        nxt = f"/datasets/{dataset_id}?{urlencode({'cursor': page.next_cursor})}"
+        out.append(f"<p><a href='{e(nxt)}'>more images</a></p>")
+    return out
 
 
 class ViewerServer(ThreadingHTTPServer):
@@ -132,7 +173,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(data).encode(), "application/json")
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path, query = url.path, parse_qs(url.query)
         try:
             if path == "/health":
                 self._json(HTTPStatus.OK, {"status": "ok"})
@@ -140,7 +182,17 @@ class Handler(BaseHTTPRequestHandler):
                 page = index_page(self.server.api, self.server.project_id)
                 self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
             elif m := IMAGE_PATH.match(path):
-                self._image(int(m.group(1)))
+                width = query.get("width", [""])[0]
+                self._image(int(m.group(1)), int(width) if width.isdigit() else None)
+            elif m := DATASET_PATH.match(path):
+                cursor = query.get("cursor", [None])[0]
+                api, project_id = self.server.api, self.server.project_id
+                try:
+                    page = dataset_page(api, project_id, int(m.group(1)), cursor)
+                except NotFoundError:
+                    self._json(HTTPStatus.NOT_FOUND, {"detail": f"no dataset page {path}"})
+                    return
+                self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"detail": f"no page {path}"})
         except (BrokenPipeError, ConnectionResetError):
@@ -149,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"detail": f"{type(exc).__name__}: {exc}"})
 
-    def _image(self, image_id: int) -> None:
+    def _image(self, image_id: int, width: int | None) -> None:
         api = self.server.api
         try:
             info = api.image.get_info_by_id(image_id)
@@ -160,7 +212,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         meta = ProjectMeta.model_validate(api.project.get_meta(info.project_id))
         body = render(
-            api.image.download_bytes(image_id), api.annotation.download_json(image_id), meta
+            api.image.download_bytes(image_id),
+            api.annotation.download_json(image_id),
+            meta,
+            width,
         )
         self._send(HTTPStatus.OK, body, "image/png")
 
