@@ -11,7 +11,8 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appyard.errors import ApiError
@@ -24,6 +25,7 @@ from appyard.server.services.accounts import bootstrap_admin
 from appyard.server.services.agents import sweep_lost
 from appyard.server.settings import Settings
 from appyard.server.storage import ReleaseStore
+from appyard.web import STATIC_DIR
 
 log = logging.getLogger("appyard.server")
 API = "/api/v1"
@@ -159,9 +161,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body, status_code=500)
 
     @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        # the web UI comes here; until then the front door is the API's own documentation
-        return RedirectResponse("/docs")
+    def root() -> FileResponse:
+        # the web UI: one page of static modules; routes live in the URL's fragment
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/health", include_in_schema=False)
     @app.get(f"{API}/health", tags=["meta"])
