@@ -25,20 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.stats import fmt, pct  # noqa: E402
 from tests.support import APPS, AgentProc, Client, ServerProc, wait_for  # noqa: E402
 
 import appyard as ay  # noqa: E402
 
 NOOP = Path(__file__).parent / "apps" / "noop"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def fmt(values: list[float]) -> str:
-    return f"p50 {pct(values, 0.5) * 1000:7.1f} ms   p95 {pct(values, 0.95) * 1000:7.1f} ms"
 
 
 def bare_startup(tmp: Path, runs: int) -> list[float]:
@@ -141,14 +133,16 @@ def main() -> None:
         tp4 = throughput(api, module_id, a4, ws, args.sessions)
 
         print(f"appyard {ay.__version__}, {os.cpu_count()} cores, SQLite, {args.runs} runs")
-        print(f"app's own start-up (bare python app.py): {fmt(bare)}")
-        print(f"start -> app running:                    {fmt(starts)}")
+        print(f"app's own start-up (bare python app.py): {fmt(bare, 1)}")
+        print(f"start -> app running:                    {fmt(starts, 1)}")
         print(
             "start -> app running, beyond start-up:   "
             f"p50 {(pct(starts, 0.5) - bare_p50) * 1000:7.1f} ms   p95 {(pct(starts, 0.95) - bare_p50) * 1000:7.1f} ms"
         )
-        print(f"app exit -> wait() returns (pushed):     {fmt(exits)}")
-        print(f"app exit -> status seen, polling 1/s:    {fmt(polled)}  ({args.polled_runs} runs)")
+        print(f"app exit -> wait() returns (pushed):     {fmt(exits, 1)}")
+        print(
+            f"app exit -> status seen, polling 1/s:    {fmt(polled, 1)}  ({args.polled_runs} runs)"
+        )
         print(f"sessions/s, 1 slot:  {tp1:6.1f}   ({args.sessions} sessions)")
         print(f"sessions/s, 4 slots: {tp4:6.1f}   ({args.sessions} sessions)")
         api.close()

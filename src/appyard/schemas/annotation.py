@@ -19,7 +19,7 @@ import re
 import warnings
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -42,6 +42,16 @@ PALETTE = (
     "#7CB342",
     "#546E7A",
 )
+
+
+def _color(v: str) -> str:
+    if not _COLOR.match(v):
+        raise ValueError("must be a colour like '#FF8800'")
+    return v.upper()
+
+
+#: ``#RRGGBB``, stored upper-case
+Color = Annotated[str, AfterValidator(_color)]
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f/\\]+$")]
 #: pixel coordinates are bounded: beyond any image, and a huge integer cannot become a float
 Pixel = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
@@ -61,28 +71,14 @@ class ObjClass(_Model):
 
     name: Name
     shape: Shape
-    color: str | None = None
-
-    @field_validator("color")
-    @classmethod
-    def _color(cls, v: str | None) -> str | None:
-        if v is not None and not _COLOR.match(v):
-            raise ValueError("must be a colour like '#FF8800'")
-        return v.upper() if v else v
+    color: Color | None = None
 
 
 class TagMeta(_Model):
     """A tag name images and objects may carry (``train``/``val`` drive the export's split)."""
 
     name: Name
-    color: str | None = None
-
-    @field_validator("color")
-    @classmethod
-    def _color(cls, v: str | None) -> str | None:
-        if v is not None and not _COLOR.match(v):
-            raise ValueError("must be a colour like '#FF8800'")
-        return v.upper() if v else v
+    color: Color | None = None
 
 
 class ProjectMeta(_Model):

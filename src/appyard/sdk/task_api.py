@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from appyard.domain.status import Status as TaskStatus
 from appyard.errors import ServerError, ServerUnavailableError
@@ -32,6 +32,7 @@ from appyard.sdk._wait import (
 )
 
 PAGE_SIZE = 100
+E = TypeVar("E")
 LOG_PAGE_SIZE = 1000
 RECONNECT_CAP_S = 2.0
 #: the stream is re-opened after this long without a byte (a half-dead connection)
@@ -72,14 +73,12 @@ def _wait_params(until: str, timeout: float) -> dict[str, str]:
     return {"until": until, "timeout": format_seconds(timeout)}
 
 
-class _LogCursor:
-    """Reads a log stream's SSE lines for both twins; remembers the last line across reconnects.
+class _StreamCursor(Generic[E]):
+    """Reads an SSE stream's lines for both twins, across reconnects: ``feed`` returns a new
+    item or None; ``ended`` turns True at the stream's ``end`` event; ``failures`` counts
+    reconnects in a row (reset by any event)."""
 
-    ``feed`` returns a new line, or None; ``ended`` turns True at the stream's ``end`` event.
-    """
-
-    def __init__(self, after: int) -> None:
-        self.last = after
+    def __init__(self) -> None:
         self.ended = False
         self.parser = SSEParser()
         self.failures = 0
@@ -87,7 +86,7 @@ class _LogCursor:
     def reconnect(self) -> None:
         self.parser = SSEParser()
 
-    def feed(self, raw: str) -> LogLine | None:
+    def feed(self, raw: str) -> E | None:
         event = self.parser.feed(raw)
         if event is None:
             return None
@@ -95,40 +94,42 @@ class _LogCursor:
         if event.event == "end":
             self.ended = True
             return None
-        if event.event != "log":
+        return self.item(event.event, event.data)
+
+    def item(self, event: str, data: str) -> E | None:
+        raise NotImplementedError
+
+
+class _LogCursor(_StreamCursor[LogLine]):
+    """A log stream: remembers the last line, so none is handed out twice after a reconnect."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.last = after
+
+    def item(self, event: str, data: str) -> LogLine | None:
+        if event != "log":
             return None
-        line = LogLine.model_validate_json(event.data)
+        line = LogLine.model_validate_json(data)
         if line.seq <= self.last:
             return None  # already handed out before a reconnect
         self.last = line.seq
         return line
 
 
-class _WatchCursor:
-    """Reads a task watch's SSE lines for both twins; drops a state already handed out (the
-    first answer after a reconnect repeats the current state)."""
+class _WatchCursor(_StreamCursor[TaskInfo]):
+    """A task watch: drops a state already handed out (the first answer after a reconnect
+    repeats the current state)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.last = ""
-        self.ended = False
-        self.parser = SSEParser()
-        self.failures = 0
 
-    def reconnect(self) -> None:
-        self.parser = SSEParser()
-
-    def feed(self, raw: str) -> TaskInfo | None:
-        event = self.parser.feed(raw)
-        if event is None:
+    def item(self, event: str, data: str) -> TaskInfo | None:
+        if event != "task" or data == self.last:
             return None
-        self.failures = 0
-        if event.event == "end":
-            self.ended = True
-            return None
-        if event.event != "task" or event.data == self.last:
-            return None
-        self.last = event.data
-        return TaskInfo.model_validate_json(event.data)
+        self.last = data
+        return TaskInfo.model_validate_json(data)
 
 
 class TaskApi:

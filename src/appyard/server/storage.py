@@ -9,6 +9,22 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
+def write_atomically(target: Path, data: bytes, prefix: str = ".") -> Path:
+    """Write ``data`` to ``target`` through a temporary file in the same folder and a rename:
+    a reader never sees half a file, and a crash leaves no partial ``target``."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
 class ReleaseStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -22,17 +38,7 @@ class ReleaseStore:
         target = self.path(sha256)
         if target.exists():
             return target
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomically(target, data)
 
 
 class ImageStore:
@@ -54,17 +60,7 @@ class ImageStore:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{sha256}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomically(target, data, prefix=f".{sha256}.")
 
     def collect(self, shas: Iterable[str], still_used: Callable[[list[str]], set[str]]) -> int:
         """Remove the files of ``shas`` that no record names; returns how many went.

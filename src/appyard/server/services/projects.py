@@ -53,6 +53,7 @@ from appyard.schemas.projects import (
 from appyard.server.db.models import Dataset, Image, Project, Workspace, utcnow
 from appyard.server.security import Principal
 from appyard.server.services.accounts import get_workspace, team_role
+from appyard.server.services.paging import keyset_page
 
 #: the largest image file an upload may carry
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
@@ -685,13 +686,7 @@ def list_images(
     stmt = select(Image).where(Image.dataset_id == dataset.id)
     if cursor is not None:
         stmt = stmt.where(Image.id > cursor)
-    rows = list(s.scalars(stmt.order_by(Image.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[ImageInfo](
-        items=[image_info(im) for im in rows],
-        next_cursor=str(rows[-1].id) if more and rows else None,
-    )
+    return keyset_page(list(s.scalars(stmt.order_by(Image.id).limit(limit + 1))), limit, image_info)
 
 
 def image_by_id(s: Session, p: Principal, image_id: int) -> ImageInfo:

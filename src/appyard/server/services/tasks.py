@@ -41,6 +41,7 @@ from appyard.server.services.accounts import get_workspace, require_user, team_r
 from appyard.server.services.ecosystem import get_module_row, pick_release
 from appyard.server.services.files import TeamFiles, normalize
 from appyard.server.services.manifest import validate_state
+from appyard.server.services.paging import keyset_page
 
 LOG_TAIL_LINES = 10
 TIMESTAMP_OF: dict[Status, str] = {
@@ -165,12 +166,7 @@ def list_tasks(
     if cursor is not None:
         stmt = stmt.where(Task.id < cursor)
     rows = list(s.scalars(stmt.order_by(Task.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[TaskInfo](
-        items=[task_info(t) for t in rows],
-        next_cursor=str(rows[-1].id) if more and rows else None,
-    )
+    return keyset_page(rows, limit, task_info)
 
 
 # -- starting and stopping ----------------------------------------------------------------------
