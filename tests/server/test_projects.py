@@ -535,7 +535,7 @@ def test_every_bad_write_is_refused_and_changes_nothing(
     refused(put((png["id"], good_png), (10**9, good_png)), 404, "items[1].image_id")
     # wrong structure is refused by the wire model, naming the place
     e = _err(put((png["id"], changed(["objects", 0, "geometry", "right"], 0))), 422)
-    assert e["field"].startswith("items.0.annotation.objects.0.geometry")
+    assert e["field"].startswith("items[0].annotation.objects[0].geometry")
     e = _err(c.http.put("/annotations", json={"items": []}), 422)
     assert e["field"] == "items"
     assert _state(c, pid) == before

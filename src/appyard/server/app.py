@@ -32,8 +32,13 @@ API = "/api/v1"
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
-    parts = [str(x) for x in loc if x not in ("body", "query", "path")]
-    return ".".join(parts) or ".".join(str(x) for x in loc)
+    """``("body", "items", 3, "annotation")`` -> ``items[3].annotation``: where the request
+    part is said once (first), and list positions read as in Python."""
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    out = ""
+    for x in parts:
+        out += f"[{x}]" if isinstance(x, int) else f"{'.' if out else ''}{x}"
+    return out or ".".join(str(x) for x in loc)
 
 
 async def _sweeper(ctx: ServerContext) -> None:
