@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 
 import anyio.to_thread
 from fastapi import Path, Query, Request
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from appyard.errors import AuthenticationError
@@ -71,10 +72,30 @@ def _principal(request: Request, s: Session) -> Principal:
     return principal
 
 
+#: PostgreSQL's "deadlock detected" and "could not serialize": the transaction was rolled back
+#: whole and may simply run again
+_RETRYABLE = {"40P01", "40001"}
+TRANSACTION_ATTEMPTS = 3
+
+
+def _retryable(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE
+
+
 def run(request: Request, fn: Callable[[Session, Principal], T]) -> T:
-    """Authenticate and run ``fn`` in one transaction (committed if it returns)."""
-    with context(request).db.session() as s:
-        return fn(s, _principal(request, s))
+    """Authenticate and run ``fn`` in one transaction (committed if it returns).
+
+    A transaction PostgreSQL chose as a deadlock's victim was rolled back whole: it runs again
+    (``fn`` does nothing outside the database before it commits), up to 3 times.
+    """
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            with context(request).db.session() as s:
+                return fn(s, _principal(request, s))
+        except OperationalError as exc:
+            if attempt == TRANSACTION_ATTEMPTS or not _retryable(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def read(request: Request, fn: Callable[[Session, Principal], T]) -> T:
