@@ -11,6 +11,9 @@ state = session.state
 name = str(state.get("name", "world"))
 count = int(state.get("count", 5))
 delay = float(state.get("delay_s", 0.2))
+style = str(state.get("style", "plain"))
+STYLES = {"plain": str, "shout": str.upper, "whisper": str.lower}
+greeting = STYLES.get(style, str)(f"Hello, {name}!")
 
 
 def _stop(signum, frame):
@@ -19,12 +22,12 @@ def _stop(signum, frame):
 
 
 signal.signal(signal.SIGTERM, _stop)
-print(f"Hello, {name}!")
+print(greeting)
 with session.progress_bar(total=count, message="counting") as bar:
     for i in range(1, count + 1):
         time.sleep(delay)
         print(f"{i} of {count}")
         bar.update(1)
         done = i
-session.set_output("greeting", f"Hello, {name}!")
+session.set_output("greeting", greeting)
 print("done")

@@ -159,6 +159,8 @@ class Task(Base):
         Index("ix_tasks_team_module_id", "team_id", "module_id", "id"),
         Index("ix_tasks_status_team", "status", "team_id"),
         Index("ix_tasks_agent_status", "agent_id", "status"),
+        # a team's live stream reads what changed since its cursor (GET /tasks/stream)
+        Index("ix_tasks_team_updated", "team_id", "updated_at", "id"),
         UniqueConstraint("user_id", "idempotency_key"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import TERMINAL, Status
-from appyard.errors import BadRequestError
+from appyard.errors import BadRequestError, NotFoundError
 from appyard.schemas.agents import LogBatch, TaskEvent
 from appyard.schemas.common import MAX_ID, Page
 from appyard.schemas.tasks import (
@@ -34,6 +34,8 @@ from appyard.server.services import tasks as svc
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["tasks"])
 T = TypeVar("T")
 KEEPALIVE_S = 15.0
+#: a team stream waits this long after a wake before it looks: a burst of changes is one look
+STREAM_COALESCE_S = 0.1
 
 
 def parse_statuses(raw: str | None, field: str) -> list[Status]:
@@ -74,6 +76,52 @@ def list_tasks(
         request,
         lambda s, p: svc.list_tasks(s, p, team_id, module_id, statuses, name, limit, cursor),
     )
+
+
+@router.get("/tasks/stream")
+async def stream_team(
+    request: Request, team_id: QueryId, after: str | None = Query(default=None, max_length=64)
+) -> StreamingResponse:
+    """Server-sent events: ``task`` (a TaskInfo; ``id:`` its ``updated_at``) for every task of
+    the team created or changed after the stream opened, or after ``after`` (or the
+    ``Last-Event-ID`` header). Coalesced: a burst of changes sends each task once, in its newest
+    state. A comment every 15 s keeps the connection alive; it ends when the server shuts down.
+
+    Each look reads only the rows changed since the last one (plus a short overlap window, for
+    writes committed out of order; what was already sent from it is not sent again).
+    """
+    raw = after if after is not None else request.headers.get("last-event-id")
+    feed = svc.TeamFeed(team_id, svc.parse_after(raw))
+
+    def look(s: Session, p: Principal) -> svc.TeamChanges:
+        return svc.team_changes(s, p, feed)
+
+    sub, first = await _subscribe_then_read(request, (f"team:{team_id}",), look)
+
+    async def events() -> AsyncIterator[str]:
+        batch = first
+        with sub:
+            while True:
+                for info in batch.items:
+                    yield (
+                        f"id: {svc.stream_id(info.updated_at)}\nevent: task\n"
+                        f"data: {info.model_dump_json()}\n\n"
+                    )
+                if sub.closing:
+                    return  # server shutting down: the client resumes from its last id
+                if not batch.more:
+                    while not await sub.wait(KEEPALIVE_S):
+                        yield ": keepalive\n\n"
+                    if sub.closing:
+                        return
+                    await asyncio.sleep(STREAM_COALESCE_S)  # let a burst of changes gather
+                sub.clear()
+                try:
+                    batch = await aread(request, look)
+                except NotFoundError:
+                    return  # no longer a member: reopening answers 404
+
+    return _event_stream(events())
 
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)

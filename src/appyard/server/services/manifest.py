@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -11,6 +12,7 @@ from appyard.errors import BadRequestError
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_GRACE_S = 3600.0
 DEFAULT_GRACE_S = 10.0
+OPTION_KEYS = frozenset({"title", "help", "choices"})
 
 
 def _bad(field: str, problem: str) -> BadRequestError:
@@ -41,6 +43,8 @@ def validate_config(config: Any) -> dict[str, Any]:
         raise _bad("main_script", "must be a path inside the app folder")
     if "modal_template_state" in config and not isinstance(config["modal_template_state"], dict):
         raise _bad("modal_template_state", "must be a JSON object of option defaults")
+    if "modal_template_options" in config:
+        _check_options(config["modal_template_options"], config.get("modal_template_state") or {})
     if "categories" in config and not (
         isinstance(config["categories"], list)
         and all(isinstance(c, str) for c in config["categories"])
@@ -69,6 +73,70 @@ def validate_config(config: Any) -> dict[str, Any]:
     return config
 
 
+def _check_options(options: Any, defaults: dict[str, Any]) -> None:
+    """``modal_template_options``: for options of ``modal_template_state``, a title, a help
+    text and a list of choices (the run dialog offers a pick list; a start must pick one)."""
+    if not isinstance(options, dict):
+        raise _bad(
+            "modal_template_options",
+            'must be a JSON object: option key → {"title": ..., "help": ..., "choices": [...]}',
+        )
+    for key, spec in options.items():
+        at = f"modal_template_options.{key}"
+        if key not in defaults:
+            raise _bad(
+                at,
+                f"describes no option: modal_template_state has no key {key!r} "
+                f"(its keys: {sorted(defaults)})",
+            )
+        if not isinstance(spec, dict):
+            raise _bad(at, 'must be a JSON object with "title", "help" and/or "choices"')
+        unknown = sorted(set(spec) - OPTION_KEYS)
+        if unknown:
+            raise _bad(f"{at}.{unknown[0]}", f"is not known; use {sorted(OPTION_KEYS)}")
+        for text in ("title", "help"):
+            if text in spec and not isinstance(spec[text], str):
+                raise _bad(f"{at}.{text}", "must be a string")
+        if "choices" in spec:
+            _check_choices(f"{at}.choices", spec["choices"], key, defaults[key])
+
+
+def _check_choices(at: str, choices: Any, key: str, default: Any) -> None:
+    want = _json_kind(default)
+    if want not in ("string", "number", "boolean"):
+        raise _bad(
+            at,
+            f"need an option whose default is a string, number or boolean; "
+            f"modal_template_state.{key} is {want} {default!r}",
+        )
+    if not isinstance(choices, list) or not choices:
+        raise _bad(at, f"must be a non-empty list of {want}s (the values to pick from)")
+    for i, choice in enumerate(choices):
+        got = _json_kind(choice)
+        if got != want:
+            raise _bad(
+                at,
+                f"must all be {want}s like the default {default!r}; item {i} is {got} {choice!r}",
+            )
+        if isinstance(choice, float) and not math.isfinite(choice):
+            raise _bad(at, f"must be finite numbers; item {i} is {choice!r}")
+        if choice in choices[:i]:
+            raise _bad(at, f"lists {choice!r} twice")
+    if default not in choices:
+        raise _bad(
+            at,
+            f"must include the default {default!r} of modal_template_state.{key}; got {choices!r}",
+        )
+
+
+def option_choices(config: dict[str, Any], key: str) -> list[Any] | None:
+    """The choices the manifest lists for option ``key``, if any."""
+    options = config.get("modal_template_options")
+    spec = options.get(key) if isinstance(options, dict) else None
+    choices = spec.get("choices") if isinstance(spec, dict) else None
+    return choices if isinstance(choices, list) else None
+
+
 def grace_of(config: dict[str, Any]) -> float:
     grace = config.get("stop_grace_s", DEFAULT_GRACE_S)
     return float(grace) if isinstance(grace, int | float) else DEFAULT_GRACE_S
@@ -92,6 +160,7 @@ def validate_state(config: dict[str, Any], state: dict[str, Any]) -> str | None:
     """Check a session's state against the manifest; return the target used (or None).
 
     - an option the manifest defines must keep its default's JSON type;
+    - an option with choices (``modal_template_options.<key>.choices``) must be one of them;
     - an app with targets (other than ``ecosystem``) needs exactly one target value, of its type.
     """
     defaults = config.get("modal_template_state") or {}
@@ -104,6 +173,14 @@ def validate_state(config: dict[str, Any], state: dict[str, Any]) -> str | None:
                     f"{default!r}); got {got} {state[key]!r}",
                     field=f"params.state.{key}",
                 )
+        choices = option_choices(config, key)
+        if key in state and choices is not None and state[key] not in choices:
+            raise BadRequestError(
+                f"params.state.{key} must be one of {choices!r} (the manifest's choices); "
+                f"got {state[key]!r}",
+                field=f"params.state.{key}",
+                details={"choices": choices},
+            )
     declared = app_targets(config)
     targets = [t for t in declared if t != "ecosystem"]
     if not targets:

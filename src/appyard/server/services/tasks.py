@@ -6,6 +6,9 @@ checked against the one transition table, so two racing writers cannot both win.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +170,93 @@ def list_tasks(
         stmt = stmt.where(Task.id < cursor)
     rows = list(s.scalars(stmt.order_by(Task.id.desc()).limit(limit + 1)))
     return keyset_page(rows, limit, task_info)
+
+
+# -- a team's changes, live (GET /tasks/stream) --------------------------------------------------
+
+#: each look re-reads this far behind the newest change it saw: a write stamped earlier may
+#: commit later (PostgreSQL writers run in parallel; replicas' clocks differ a little)
+STREAM_OVERLAP = timedelta(seconds=2)
+#: rows handed out per look; a longer backlog (a resume from long ago) comes in several
+STREAM_BATCH = 500
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: how often a stream checks again that its caller is still a member of the team
+STREAM_RECHECK_S = 15.0
+
+
+class TeamFeed:
+    """Where one team stream stands: ``cursor`` is the newest ``updated_at`` it has seen;
+    ``sent`` the (task id, updated_at) states it handed out within the overlap window."""
+
+    def __init__(self, team_id: int, cursor: datetime) -> None:
+        self.team_id = team_id
+        self.cursor = cursor
+        self.sent: set[tuple[int, datetime]] = set()
+        self.checked_at: float | None = None  # when membership was last checked (monotonic)
+
+
+@dataclass
+class TeamChanges:
+    items: list[TaskInfo]
+    more: bool  # the batch was full: look again at once
+
+
+def parse_after(raw: str | None, field_name: str = "after") -> datetime:
+    """A stream's starting point: an ISO time (a stream event's ``id`` is one), no later
+    than now; none: now. A time without a zone is UTC."""
+    now = utcnow()
+    if raw is None or not raw.strip():
+        return now
+    try:
+        at = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise BadRequestError(
+            f"{field_name}: {raw!r} is not an ISO time such as 2030-01-31T12:00:00.000000Z "
+            "(the id of the stream's last event)",
+            field=field_name,
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return min(max(at, EPOCH), now)
+
+
+def stream_id(at: datetime) -> str:
+    """A stream event's id: its task's ``updated_at``, URL-safe (``Z``, not ``+00:00``)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def team_changes(s: Session, p: Principal, feed: TeamFeed) -> TeamChanges:
+    """The team's tasks changed since the feed's cursor, each once in its newest state, oldest
+    change first; advances the feed. 404 unless the caller is a member (checked on the first
+    look, then every ``STREAM_RECHECK_S``: with many streams it is a large part of a look).
+
+    Two reads, both narrow: the (id, updated_at) pairs of the overlap window and after, from
+    the index (team_id, updated_at, id); then the whole rows of the pairs not sent yet.
+    """
+    now = time.monotonic()
+    if feed.checked_at is None or now - feed.checked_at >= STREAM_RECHECK_S:
+        team_role(s, p, feed.team_id)
+        feed.checked_at = now
+    horizon = feed.cursor - STREAM_OVERLAP
+    limit = STREAM_BATCH + len(feed.sent)
+    stamps = s.execute(
+        select(Task.id, Task.updated_at)
+        .where(Task.team_id == feed.team_id, Task.updated_at > horizon)
+        .order_by(Task.updated_at, Task.id)
+        .limit(limit)
+    ).all()
+    fresh = [task_id for task_id, at in stamps if (task_id, at) not in feed.sent]
+    rows: list[Task] = []
+    if fresh:
+        rows = list(s.scalars(select(Task).where(Task.id.in_(fresh))))
+        rows.sort(key=lambda t: (t.updated_at, t.id))
+    # a row may have changed again between the two reads: what is sent is what counts
+    feed.sent.update((t.id, t.updated_at) for t in rows)
+    if stamps:
+        feed.cursor = max(feed.cursor, stamps[-1][1])
+    horizon = feed.cursor - STREAM_OVERLAP
+    feed.sent = {pair for pair in feed.sent if pair[1] > horizon}
+    return TeamChanges(items=[task_info(t) for t in rows], more=len(stamps) >= limit)
 
 
 # -- starting and stopping ----------------------------------------------------------------------
