@@ -445,7 +445,7 @@ def up(
             project = f", demo project {state.project_id}" if state.project_id else ""
             console.print(
                 f"\n[bold green]appyard is up[/bold green]\n"
-                f"  server    {local.address}/\n"
+                f"  web UI    {local.address}/  (sign in with API_TOKEN)\n"
                 f"  API docs  {local.address}/docs\n"
                 f"  team {state.team_id}, workspace {state.workspace_id}, "
                 f"agent {state.agent_id}{project}\n"

@@ -29,6 +29,15 @@ from appyard.web import STATIC_DIR
 
 log = logging.getLogger("appyard.server")
 API = "/api/v1"
+#: the UI page: its own scripts and styles only (no inline code: an injected text cannot run),
+#: talking to this server only, never framed
+UI_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
@@ -168,7 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def root() -> FileResponse:
         # the web UI: one page of static modules; routes live in the URL's fragment
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC_DIR / "index.html", headers=UI_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
