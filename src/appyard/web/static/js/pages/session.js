@@ -33,7 +33,7 @@ export async function render(root, params, ctx) {
   if (signal.aborted) return;
 
   // -- header and details --------------------------------------------------------------------
-  const statusSlot = h("span", { class: "status-slot", "aria-live": "polite" });
+  const statusSlot = h("span", { class: "status-slot", role: "status", "aria-label": "Status", "aria-live": "polite" });
   const stopBtn = h("button", { type: "button", class: "danger", hidden: true }, "Stop");
   const title = h("span");
   root.append(
