@@ -11,6 +11,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ except ImportError:
         raise
     pytest.skip("Playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
-from tests.support import Client, alive, wait_for
+from tests.support import APPS, Client, alive, wait_for
 from tests.web.conftest import (
     HELLO_RELEASES,
     PASSWORD,
@@ -505,3 +506,17 @@ def test_a_session_with_100000_log_lines(stand: Stand, page: Page) -> None:
     page.keyboard.press("End")
     expect(last).to_be_in_viewport()
     expect(first).to_have_count(0)
+
+
+def test_a_team_file_output_downloads_from_the_session_page(stand: Stand, page: Page) -> None:
+    module_id = stand.api.module.publish(APPS / "file-output").module_id
+    tid = stand.start(module_id, path="/results/from-the-browser.txt", text="made by the app")
+    stand.sign_in(page, "dev")
+    page.goto(f"{stand.url}/#/sessions/{tid}")
+    expect(_badge(page)).to_have_text("finished")
+    button = page.get_by_role("button", name="Download from-the-browser.txt")
+    with page.expect_download() as caught:
+        button.click()
+    download = caught.value
+    assert download.suggested_filename == "from-the-browser.txt"
+    assert Path(download.path()).read_text() == "made by the app"
