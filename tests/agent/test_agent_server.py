@@ -72,7 +72,10 @@ def _logs(world: World, task_id: int) -> list[dict[str, Any]]:
 def test_app_env_and_a_burst_of_lines(world: World) -> None:
     agent_id, _, agent = _agent(world)
     module_id = world.admin.publish(ENVDUMP)["module_id"]
-    tid = _start(world, module_id, agent_id, lines=3000, projectId=42)
+    project_id = world.admin.ok(
+        "POST", "/projects", json={"workspace_id": world.workspace_id, "name": "env"}
+    )["id"]
+    tid = _start(world, module_id, agent_id, lines=3000, projectId=project_id)
     task = _wait(world, tid)
     assert task["status"] == "finished", task
     lines = _logs(world, tid)
@@ -81,7 +84,8 @@ def test_app_env_and_a_burst_of_lines(world: World) -> None:
     assert info["TEAM_ID"] == str(world.team_id)
     assert info["WORKSPACE_ID"] == str(world.workspace_id)
     assert info["SERVER_ADDRESS"] == world.server.url and info["has_token"]
-    assert info["PROJECT_ID"] == "42" and info["modal.state.projectId"] == "42"
+    assert info["PROJECT_ID"] == str(project_id)
+    assert info["modal.state.projectId"] == str(project_id)
     assert info["context.teamId"] == str(world.team_id)
     assert info["APP_NAME"] == "Env dump" and info["PYTHONUNBUFFERED"] == "1"
     assert int(info["APP_PORT"]) > 0

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import appyard as ay
-from appyard.errors import TaskFinishedWithError
+from appyard.errors import BadRequestError, TaskFinishedWithError
 from appyard.schemas.annotation import encode_bitmap
 from tests.e2e.conftest import online_agent
 from tests.support import Client, ServerProc, World, wait_for
@@ -464,10 +464,20 @@ def test_long_names_of_wide_characters_fit_in_file_names(stand: Stand) -> None:
     assert all(len(Path(n).name.encode()) <= 255 for n in files)
 
 
+def test_a_start_on_a_missing_project_is_refused(stand: Stand) -> None:
+    """The server refuses the start itself (a 422 on the target): nothing is queued."""
+    before = len(stand.api.task.get_list(stand.world.team_id))
+    with pytest.raises(BadRequestError) as refused:
+        stand.export({"projectId": 987654})
+    assert refused.value.status_code == 422
+    assert refused.value.field == "params.state.projectId"
+    assert f"there is no images project 987654 in team {stand.world.team_id}" in str(refused.value)
+    assert len(stand.api.task.get_list(stand.world.team_id)) == before
+
+
 @pytest.mark.parametrize(
     ("state", "message"),
     [
-        ({"projectId": 987654}, "error: images_project 987654: "),
         ({"trainSplitCoef": 1.5}, "error: trainSplitCoef must be a number from 0 to 1; got 1.5"),
         (
             {"pascalContourThickness": 1.5},

@@ -16,7 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_tutorial_prints_what_the_seed_prints(env: Env, tmp_path: Path) -> None:
     module_id = env.world.admin.publish(APPS / "export-like")["module_id"]
-    run_env = env.world.env(AGENT_ID=str(env.agent_id), PROJECT_ID="42", HOME=str(tmp_path))
+    project_id = env.api.project.create(env.world.workspace_id, "tutorial").id
+    run_env = env.world.env(
+        AGENT_ID=str(env.agent_id), PROJECT_ID=str(project_id), HOME=str(tmp_path)
+    )
     out = subprocess.run(
         [sys.executable, "examples/start_stop_app.py"],
         cwd=REPO,
@@ -32,7 +35,7 @@ def test_the_tutorial_prints_what_the_seed_prints(env: Env, tmp_path: Path) -> N
         "pascalContourThickness": 3,
         "trainSplitCoef": 0.8,
         "addPrefixToImages": True,
-        "projectId": 42,
+        "projectId": project_id,
     }
     expected = [
         "Start app:  Export to Pascal VOC",
@@ -67,7 +70,7 @@ def test_the_tutorial_prints_what_the_seed_prints(env: Env, tmp_path: Path) -> N
     assert "'status': 'finished'" in session_line
     # the app really ran, with the options changed as the tutorial changes them
     logs = [line.text for line in env.api.task.logs(task_id)]
-    assert logs[0] == "project 42"
+    assert logs[0] == f"project {project_id}"
     state = json.loads(logs[1].removeprefix("state "))
     assert state == {**params, "trainSplitCoef": 0.7, "pascalContourThickness": 2}
     assert info["name"] == "custom session name"

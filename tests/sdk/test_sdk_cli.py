@@ -116,13 +116,18 @@ def test_accounts_commands(server: ServerProc) -> None:
 
 def test_start_wait_sessions_logs(server: ServerProc, tenant: Tenant, agent: FakeAgent) -> None:
     env = creds(server, tenant)
+    project_id = tenant.api.project.create(tenant.workspace_id, "cli").id
     out = appyard("app", "start", PASCAL_CONFIG["slug"], env=env)  # type: ignore[arg-type]
     assert out.returncode == 2
     assert "target argument has to be defined" in out.stderr
 
     def play() -> None:
         task = agent.take(30)
-        assert task.state == {"pascalContourThickness": 3, "trainSplitCoef": 0.5, "projectId": 3}
+        assert task.state == {
+            "pascalContourThickness": 3,
+            "trainSplitCoef": 0.5,
+            "projectId": project_id,
+        }
         agent.started(task.task_id)
         agent.log(task.task_id, "[bold]not markup[/bold]", "exported 3 images")
         agent.exited(task.task_id, 0)
@@ -130,7 +135,7 @@ def test_start_wait_sessions_logs(server: ServerProc, tenant: Tenant, agent: Fak
     player = threading.Thread(target=play, daemon=True)
     player.start()
     out = appyard(
-        "app", "start", str(tenant.module_id), "--target", "images_project=3",
+        "app", "start", str(tenant.module_id), "--target", f"images_project={project_id}",
         "--param", "trainSplitCoef=0.5", "--agent", str(tenant.agent_id), "--wait", env=env,
     )  # fmt: skip
     player.join(10)
@@ -154,10 +159,11 @@ def test_wait_exit_codes(server: ServerProc, tenant: Tenant, agent: FakeAgent) -
     env = creds(server, tenant)
     api = tenant.api
     module = api.app.get_ecosystem_module_info(tenant.module_id)
+    project_id = api.project.create(tenant.workspace_id, "cli").id
     failing = api.app.start(
         module_id=tenant.module_id,
         workspace_id=tenant.workspace_id,
-        params=module.get_arguments(images_project=1),
+        params=module.get_arguments(images_project=project_id),
     ).task_id
     agent.take()
     agent.started(failing)
@@ -170,7 +176,7 @@ def test_wait_exit_codes(server: ServerProc, tenant: Tenant, agent: FakeAgent) -
     queued = api.app.start(
         module_id=tenant.module_id,
         workspace_id=tenant.workspace_id,
-        params=module.get_arguments(images_project=1),
+        params=module.get_arguments(images_project=project_id),
     ).task_id
     out = appyard("app", "wait", str(queued), "--timeout", "0.5", env=env)
     assert out.returncode == 124

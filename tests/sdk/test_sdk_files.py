@@ -147,11 +147,12 @@ def _task_session(
     server: ServerProc, tenant: Tenant, agent: FakeAgent, monkeypatch: pytest.MonkeyPatch
 ) -> AppSession:
     """An AppSession of a running task (its task token), as an app would have it."""
+    project_id = tenant.api.project.create(tenant.workspace_id, "outputs").id
     started = tenant.api.app.start(
         agent_id=tenant.agent_id,
         module_id=tenant.module_id,
         workspace_id=tenant.workspace_id,
-        params={"pascalContourThickness": 3, "trainSplitCoef": 0.8, "projectId": 5},
+        params={"pascalContourThickness": 3, "trainSplitCoef": 0.8, "projectId": project_id},
     )
     assignment = agent.take()
     agent.started(started.task_id)

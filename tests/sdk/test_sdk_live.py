@@ -24,12 +24,24 @@ from tests.support import ServerProc, wait_for
 REPO = Path(__file__).resolve().parents[2]
 
 
+def target_project(tenant: Tenant) -> int:
+    """The tenant's images project the sessions start on (a start needs a real one)."""
+    found = tenant.api.project.get_info_by_name(tenant.workspace_id, "target")
+    return (found or tenant.api.project.create(tenant.workspace_id, "target")).id
+
+
 def start(tenant: Tenant, **kwargs: Any) -> int:
+    project_id = target_project(tenant)
     session = tenant.api.app.start(
         agent_id=tenant.agent_id,
         module_id=tenant.module_id,
         workspace_id=tenant.workspace_id,
-        params={"pascalContourThickness": 3, "trainSplitCoef": 0.8, "projectId": 5, **kwargs},
+        params={
+            "pascalContourThickness": 3,
+            "trainSplitCoef": 0.8,
+            "projectId": project_id,
+            **kwargs,
+        },
     )
     return session.task_id
 
@@ -54,10 +66,12 @@ class Waiter(threading.Thread):
 
 
 def test_the_tutorial_runs(server: ServerProc, tenant: Tenant, tmp_path: Path) -> None:
+    project_id = target_project(tenant)
+
     def play_agent() -> None:
         fake = FakeAgent(server.url, tenant.agent_token)
         task = fake.take(30)
-        assert task.state["trainSplitCoef"] == 0.7 and task.state["projectId"] == 42
+        assert task.state["trainSplitCoef"] == 0.7 and task.state["projectId"] == project_id
         fake.started(task.task_id)
         fake.log(task.task_id, "exporting", "done")
         fake.exited(task.task_id, 0)
@@ -73,7 +87,7 @@ def test_the_tutorial_runs(server: ServerProc, tenant: Tenant, tmp_path: Path) -
         "TEAM_ID": str(tenant.team_id),
         "WORKSPACE_ID": str(tenant.workspace_id),
         "AGENT_ID": str(tenant.agent_id),
-        "PROJECT_ID": "42",
+        "PROJECT_ID": str(project_id),
     }
     out = subprocess.run(
         [sys.executable, str(REPO / "examples" / "start_stop_app.py")],
@@ -202,6 +216,7 @@ def test_follow_logs_streams_until_the_end(tenant: Tenant, agent: FakeAgent) -> 
 def test_app_session_inside_an_app(
     server: ServerProc, tenant: Tenant, agent: FakeAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    project_id = target_project(tenant)
     task_id = start(tenant)
     assignment = agent.take()
     agent.started(task_id)
@@ -212,7 +227,7 @@ def test_app_session_inside_an_app(
     monkeypatch.setenv("MODAL_STATE", json.dumps(assignment.state))
     session = AppSession.from_env()
     assert session.task_id == task_id and session.port == 8123
-    assert session.target == ("images_project", 5)
+    assert session.target == ("images_project", project_id)
     assert session.state["pascalContourThickness"] == 3
 
     from pydantic import BaseModel
@@ -245,6 +260,8 @@ def test_app_session_inside_an_app(
 
 
 def test_async_api(tenant: Tenant, agent: FakeAgent, server: ServerProc) -> None:
+    dataset_id = tenant.api.dataset.create(target_project(tenant), "ds").id
+
     async def main() -> None:
         async with AsyncApi(server.url, server.admin_token) as api:
             module_id = await api.app.get_ecosystem_module_id("appyard/export-to-pascal-voc")
@@ -253,7 +270,7 @@ def test_async_api(tenant: Tenant, agent: FakeAgent, server: ServerProc) -> None
                 agent_id=tenant.agent_id,
                 module_id=module_id,
                 workspace_id=tenant.workspace_id,
-                params=info.get_arguments(images_dataset=3),
+                params=info.get_arguments(images_dataset=dataset_id),
             )
             waiting = asyncio.create_task(api.app.wait(session.task_id, Status.STARTED))
             await asyncio.to_thread(agent.take)

@@ -79,12 +79,15 @@ def test_start_refuses_bad_params_and_writes_nothing(world: World) -> None:
     foreign_agent = world.admin.ok(
         "POST", f"/teams/{other_team['id']}/agents", json={"name": "foreign"}
     )
+    # a real project of the team: each case below is refused for what it is about, not the target
+    pid = world.admin.ok("POST", "/projects", json={"workspace_id": ws, "name": "bad-input"})["id"]
+    did = world.admin.ok("POST", "/datasets", json={"project_id": pid, "name": "ds"})["id"]
     before = _task_count(world)
     cases = [
         ({"workspace_id": ws, "module_id": 999999}, 404, "module_id"),
         ({"workspace_id": 999999, "module_id": mid}, 404, "workspace_id"),
         (
-            {"workspace_id": ws, "module_id": mid, "version": "nope", "params": {"projectId": 1}},
+            {"workspace_id": ws, "module_id": mid, "version": "nope", "params": {"projectId": pid}},
             404,
             "version",
         ),
@@ -95,7 +98,12 @@ def test_start_refuses_bad_params_and_writes_nothing(world: World) -> None:
             "params.state.projectId",
         ),
         (
-            {"workspace_id": ws, "module_id": mid, "params": {"projectId": 1, "datasetId": 2}},
+            {"workspace_id": ws, "module_id": mid, "params": {"projectId": 999999}},
+            422,
+            "params.state.projectId",
+        ),
+        (
+            {"workspace_id": ws, "module_id": mid, "params": {"projectId": pid, "datasetId": did}},
             422,
             "params.state",
         ),
@@ -103,7 +111,7 @@ def test_start_refuses_bad_params_and_writes_nothing(world: World) -> None:
             {
                 "workspace_id": ws,
                 "module_id": mid,
-                "params": {"projectId": 1, "trainSplitCoef": "0.7"},
+                "params": {"projectId": pid, "trainSplitCoef": "0.7"},
             },
             422,
             "params.state.trainSplitCoef",
@@ -112,7 +120,7 @@ def test_start_refuses_bad_params_and_writes_nothing(world: World) -> None:
             {
                 "workspace_id": ws,
                 "module_id": mid,
-                "params": {"projectId": 1, "addPrefixToImages": 1},
+                "params": {"projectId": pid, "addPrefixToImages": 1},
             },
             422,
             "params.state.addPrefixToImages",
@@ -122,7 +130,7 @@ def test_start_refuses_bad_params_and_writes_nothing(world: World) -> None:
                 "workspace_id": ws,
                 "module_id": mid,
                 "agent_id": foreign_agent["id"],
-                "params": {"projectId": 1},
+                "params": {"projectId": pid},
             },
             422,
             "agent_id",

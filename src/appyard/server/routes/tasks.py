@@ -58,7 +58,8 @@ def parse_statuses(raw: str | None, field: str) -> list[Status]:
 
 @router.post("/tasks", response_model=SessionStarted, status_code=201)
 def start(request: Request, body: TaskStart) -> SessionStarted:
-    return run(request, lambda s, p: svc.start(s, p, body))
+    files_dir = context(request).settings.files_dir
+    return run(request, lambda s, p: svc.start(s, p, body, files_dir))
 
 
 @router.get("/tasks", response_model=Page[TaskInfo])
