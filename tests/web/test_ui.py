@@ -520,3 +520,35 @@ def test_a_team_file_output_downloads_from_the_session_page(stand: Stand, page: 
     download = caught.value
     assert download.suggested_filename == "from-the-browser.txt"
     assert Path(download.path()).read_text() == "made by the app"
+
+
+def _tab_to(page: Page, text: str, limit: int = 60) -> None:
+    """Press Tab until the focused element's text is ``text`` (fails after ``limit`` presses)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "() => (document.activeElement?.innerText || document.activeElement?.value || '').trim()"
+        )
+        if focused == text:
+            return
+    raise AssertionError(f"{text!r} was not reached with Tab in {limit} presses")
+
+
+def test_the_keyboard_alone_signs_in_and_runs_an_app(stand: Stand, page: Page) -> None:
+    page.goto(f"{stand.url}/#/login")
+    page.keyboard.type("dev")  # the login field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(_hash("/ecosystem"))
+    _tab_to(page, "Hello")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Hello", level=1)).to_be_visible()
+    _tab_to(page, "Run")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Run Hello", level=1)).to_be_visible()
+    _tab_to(page, "Start")
+    page.keyboard.press("Enter")
+    tid = _session_id(page)
+    expect(_badge(page)).to_have_text(re.compile("queued|consumed|started|finished"))
+    assert stand.api.task.get_info_by_id(tid)["params"]["state"]["name"] == "world"
