@@ -359,3 +359,19 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline:
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+def processes_of(task_id: int, server_url: str) -> list[int]:
+    """Live pids whose environment says they belong to this task of this server."""
+    marks = (f"TASK_ID={task_id}".encode(), f"SERVER_ADDRESS={server_url}".encode())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if all(m in env for m in marks) and alive(int(entry)):
+            found.append(int(entry))
+    return found

@@ -4,7 +4,6 @@ agent, becomes ``deployed``, answers HTTP, and leaves nothing behind when stoppe
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from PIL import Image
 
 import appyard as ay
 from tests.e2e.conftest import Env
-from tests.support import alive, wait_for
+from tests.support import alive, processes_of, wait_for
 
 S = ay.Status
 APP = Path(ay.__file__).parent / "ecosystem" / "project-viewer"
@@ -26,22 +25,6 @@ def _png(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, format="PNG")
     return out.getvalue()
-
-
-def _processes_of(task_id: int, server_url: str) -> list[int]:
-    """Pids whose environment says they belong to this task of this server."""
-    marks = (f"TASK_ID={task_id}".encode(), f"SERVER_ADDRESS={server_url}".encode())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if all(m in env for m in marks) and alive(int(entry)):
-            found.append(int(entry))
-    return found
 
 
 def test_the_viewer_serves_until_stopped(env: Env) -> None:
@@ -85,7 +68,7 @@ def test_the_viewer_serves_until_stopped(env: Env) -> None:
     assert found, serving
     pid = int(found.group(1))
     assert alive(pid)
-    assert pid in _processes_of(tid, world.server.url)
+    assert pid in processes_of(tid, world.server.url)
 
     with httpx.Client(base_url=url, timeout=30) as http:
         health = http.get("/health")
@@ -142,6 +125,6 @@ def test_the_viewer_serves_until_stopped(env: Env) -> None:
     logs = [line.text for line in api.task.follow_logs(tid)]
     assert logs[-1] == "stopped: the viewer was asked to stop"
     assert not alive(pid)
-    assert _processes_of(tid, world.server.url) == []
+    assert processes_of(tid, world.server.url) == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}health", timeout=5)

@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 
 import appyard as ay
-from tests.support import APPS, Client, ServerProc, World, alive, wait_for
+from tests.support import APPS, Client, ServerProc, World, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
@@ -304,22 +304,6 @@ class Stand:
         return any(
             a.id == agent_id and a.status == "online" for a in self.api.agent.get_list(self.team_id)
         )
-
-
-def processes_of(task_id: int, server_url: str) -> list[int]:
-    """Live pids whose environment says they belong to this task of this server."""
-    marks = (f"TASK_ID={task_id}".encode(), f"SERVER_ADDRESS={server_url}".encode())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if all(m in env for m in marks) and alive(int(entry)):
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,13 @@ except ImportError:
         raise
     pytest.skip("Playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
-from tests.support import APPS, Client, alive, wait_for
+from tests.support import APPS, Client, alive, processes_of, wait_for
 from tests.web.conftest import (
     HELLO_RELEASES,
     PASSWORD,
     Stand,
     mark,
     not_reloaded,
-    processes_of,
     shot,
 )
 
