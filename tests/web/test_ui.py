@@ -535,17 +535,22 @@ def _tab_to(page: Page, text: str, limit: int = 60) -> None:
 
 def test_the_keyboard_alone_signs_in_and_runs_an_app(stand: Stand, page: Page) -> None:
     page.goto(f"{stand.url}/#/login")
-    page.keyboard.type("dev")  # the login field has the focus
+    # the page puts the focus in the login field once it is drawn
+    expect(page.get_by_role("textbox", name="Login", exact=True)).to_be_focused()
+    page.keyboard.type("dev")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     expect(page).to_have_url(_hash("/ecosystem"))
+    expect(page.get_by_role("link", name="Hello", exact=True)).to_be_visible()
     _tab_to(page, "Hello")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Hello", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="Run", exact=True)).to_be_visible()
     _tab_to(page, "Run")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Run Hello", level=1)).to_be_visible()
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
     _tab_to(page, "Start")
     page.keyboard.press("Enter")
     tid = _session_id(page)
