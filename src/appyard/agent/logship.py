@@ -28,7 +28,7 @@ from appyard.schemas.agents import LogBatch, LogRecord
 
 log = logging.getLogger("appyard.agent")
 
-MAX_BATCH_LINES = 200
+MAX_BATCH_LINES = 2000  # a burst of output ships in few requests (the server takes 5000)
 MAX_BATCH_BYTES = 1 << 20
 MAX_TEXT = 65536
 _LEVELS = frozenset({"debug", "info", "warning", "error"})

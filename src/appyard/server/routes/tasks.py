@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -198,8 +198,10 @@ def read_logs(
     task_id: PathId,
     after: int = Query(default=0, ge=0, le=MAX_ID),
     limit: int = Query(default=1000, ge=1, le=10000),
-) -> LogPage:
-    return read(request, lambda s, p: svc.read_logs(s, p, task_id, after, limit))
+) -> Response:
+    page = read(request, lambda s, p: svc.read_logs(s, p, task_id, after, limit))
+    # serialized once, here: the page is already a LogPage, no second validation pass
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.get("/tasks/{task_id}/logs/stream")
