@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import appyard as ay
+from appyard.schemas.tasks import TaskInfo
 from tests.e2e.conftest import Env
 
 S = ay.Status
@@ -50,3 +53,23 @@ def test_watch_sees_a_stop_through(env: Env) -> None:
             env.api.app.stop(tid)
     assert statuses[-1] is S.STOPPED
     assert S.DEPLOYED in statuses
+
+
+def test_wait_watching_sees_each_progress_and_raises_on_error(env: Env) -> None:
+    module_id = env.api.module.publish(HELLO).module_id
+    session = env.api.app.start(
+        agent_id=env.agent_id,
+        module_id=module_id,
+        workspace_id=env.world.workspace_id,
+        params={"count": 5, "delay_s": 0.1},
+    )
+    seen: list[TaskInfo] = []
+    status = env.api.task.wait_watching(session.task_id, S.FINISHED, on_update=seen.append)
+    assert status is S.FINISHED
+    done = [t.progress.current for t in seen if t.progress is not None]
+    assert done == sorted(done) and done[-1] == 5
+
+    failing = env.start_worker(exit_code=3)
+    with pytest.raises(ay.TaskFinishedWithError) as caught:
+        env.api.task.wait_watching(failing, S.FINISHED)
+    assert "bye" in str(caught.value)  # the log's tail comes with the error

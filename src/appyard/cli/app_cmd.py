@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,7 +37,6 @@ from appyard.domain.targets import TARGETS
 from appyard.errors import InvalidArgumentsError, TaskFinishedWithError, WaitingTimeExceeded
 from appyard.schemas.tasks import LogLine, TaskInfo
 from appyard.sdk import Api
-from appyard.sdk._wait import WaitPlan
 from appyard.sdk.archive import build_archive, read_manifest, sha256_hex
 from appyard.sdk.module_info import ModuleInfo
 
@@ -172,22 +170,6 @@ def _progress() -> Progress:
     )
 
 
-def _watch_until(
-    api: Api, task_id: int, target: Status | None, show: Callable[[TaskInfo], None]
-) -> Status:
-    """Follow the task's pushed changes until it reaches ``target`` (or finished/deployed/
-    an end); an error raises ``TaskFinishedWithError`` with the log's tail, as ``wait`` does."""
-    plan = WaitPlan.make(target, None, None)
-    for task in api.task.watch(task_id):
-        show(task)
-        outcome = plan.outcome(task)
-        if outcome == "error":
-            return api.task.wait(task_id, target)  # raises, with the log's tail
-        if outcome == "done":
-            return task.status
-    return api.task.get_status(task_id)
-
-
 def wait_and_report(
     api: Api, task_id: int, target: Status | None = None, timeout: float | None = None
 ) -> None:
@@ -208,7 +190,7 @@ def wait_and_report(
 
         try:
             if timeout is None:  # progress pushed by the server as it changes
-                status = _watch_until(api, task_id, target, show)
+                status = api.task.wait_watching(task_id, target, on_update=show)
             else:  # a budget: the long-poll wait keeps it
                 status = api.task.wait(
                     task_id, target, attempts, timeout, on_update=show, max_poll_sec=1.0

@@ -249,6 +249,26 @@ class TaskApi:
             if remaining is not None and remaining <= 0:
                 raise plan.exceeded()
 
+    def wait_watching(
+        self,
+        task_id: int,
+        target_status: TaskStatus | str | None = None,
+        on_update: Callable[[TaskInfo], None] | None = None,
+    ) -> TaskStatus:
+        """Like :meth:`wait` without a time limit, fed by :meth:`watch`: ``on_update`` sees
+        every change of the task (progress too) the moment it happens, not only its statuses.
+        """
+        plan = WaitPlan.make(target_status, None, None)
+        for task in self.watch(task_id):
+            if on_update is not None:
+                on_update(task)
+            outcome = plan.outcome(task)
+            if outcome == "done":
+                return task.status
+            if outcome == "error":
+                raise finished_with_error(task, self._tail(task))
+        return self.get_status(task_id)
+
     def _tail(self, task: TaskInfo) -> list[LogLine]:
         if not needs_log_tail(task):
             return []
