@@ -388,7 +388,7 @@ def test_import_of_a_bad_annotation_fails_naming_the_file(env: Env, tmp_path: Pa
         "/late/b/3.png.json: size: says 40x30 but the image /late/b/3.png is 41x30" in line
         for line in logs
     ), logs
-    assert any("removing the partly imported project" in line for line in logs), logs
+    assert any("removing the unfinished project" in line for line in logs), logs
     assert any("dataset 'a'" in line for line in logs), logs  # it had got that far
     assert api.project.get_list(env.world.workspace_id) == []
 

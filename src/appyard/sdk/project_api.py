@@ -13,14 +13,16 @@ increment), so ``session.progress_bar(n).update`` fits it as is.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import IO, Any, TypeVar
 
 from pydantic import TypeAdapter
 
-from appyard.errors import InvalidArgumentsError, NotFoundError
+from appyard.errors import AppyardError, InvalidArgumentsError, NotFoundError
 from appyard.schemas.annotation import Annotation, ProjectMeta
 from appyard.schemas.common import Page
 from appyard.schemas.projects import (
@@ -31,6 +33,8 @@ from appyard.schemas.projects import (
     ProjectInfo,
 )
 from appyard.sdk._core import RequestSpec, SyncCore
+
+log = logging.getLogger("appyard")
 
 T = TypeVar("T")
 ProgressCallback = Callable[[int], Any]
@@ -127,6 +131,21 @@ class ProjectApi:
     def remove(self, id: int) -> None:
         """Delete the project with its datasets, images and annotations."""
         self._core.request("DELETE", f"/projects/{int(id)}")
+
+    @contextmanager
+    def removed_on_failure(self, id: int) -> Iterator[None]:
+        """Remove project ``id`` if the block raises (a stop's ``SystemExit`` too): an app that
+        builds a project leaves a whole one or none. A failed removal is logged, and the
+        block's own error is raised either way."""
+        try:
+            yield
+        except BaseException:
+            log.warning("removing the unfinished project %s", id)
+            try:
+                self.remove(id)
+            except AppyardError as exc:
+                log.warning("could not remove project %s: %s", id, exc)
+            raise
 
 
 class DatasetApi:

@@ -207,7 +207,7 @@ def main() -> int:
         change_name_if_conflict=True,
     )
     print(f"project {project.name!r} (id {project.id}) in workspace {workspace_id}")
-    try:
+    with api.project.removed_on_failure(project.id):
         api.project.update_meta(project.id, META)
         rng = random.Random(seed)
         total = count * len(DATASETS)
@@ -231,13 +231,6 @@ def main() -> int:
                 for path in paths:
                     path.unlink()
                 print(f"dataset {ds_name!r} (id {dataset.id}): {len(infos)} images")
-    except BaseException:
-        print(f"removing the unfinished project {project.id}", file=sys.stderr)
-        try:
-            api.project.remove(project.id)
-        except ay.AppyardError as exc:
-            print(f"could not remove project {project.id}: {exc}", file=sys.stderr)
-        raise
     session.set_outputs({"project_id": project.id})
     print(
         f"done: project {project.name!r} (id {project.id}), {len(DATASETS)} datasets, "

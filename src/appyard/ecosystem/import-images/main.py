@@ -279,7 +279,7 @@ def run(session: ay.AppSession) -> None:
 
         project = api.project.create(workspace_id, project_name, change_name_if_conflict=True)
         print(f"project {project.name!r} (id {project.id}) in workspace {workspace_id}")
-        try:
+        with api.project.removed_on_failure(project.id):
             api.project.update_meta(project.id, meta)
             annotated = 0
             with session.progress_bar(total=len(items), message="importing images") as bar:
@@ -290,13 +290,6 @@ def run(session: ay.AppSession) -> None:
                         chunk = mine[start : start + CHUNK]
                         annotated += upload_chunk(api, team_id, dataset.id, chunk, tmp, bar)
                     print(f"dataset {dataset.name!r} (id {dataset.id}): {len(mine)} images")
-        except BaseException:
-            print(f"removing the partly imported project {project.id}", file=sys.stderr)
-            try:
-                api.project.remove(project.id)
-            except AppyardError as exc:
-                print(f"could not remove project {project.id}: {exc}", file=sys.stderr)
-            raise
     session.set_outputs({"project_id": project.id})
     print(
         f"done: project {project.name!r} (id {project.id}): {len(datasets)} datasets, "
