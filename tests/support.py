@@ -307,7 +307,15 @@ class World:
 class Up:
     """``appyard up`` as a child process with its output collected line by line."""
 
-    def __init__(self, home: Path, env_file: Path, port: int, **extra_env: str) -> None:
+    def __init__(
+        self,
+        home: Path,
+        env_file: Path,
+        port: int,
+        args: list[str] | None = None,
+        slots: int = 2,
+        **extra_env: str,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("SERVER_ADDRESS", "API_TOKEN")}
         env.update(extra_env)
         env.update(
@@ -317,7 +325,17 @@ class Up:
             COLUMNS="200",
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appyard.cli", "up", "--port", str(port), "--slots", "2"],
+            [
+                sys.executable,
+                "-m",
+                "appyard.cli",
+                "up",
+                "--port",
+                str(port),
+                "--slots",
+                str(slots),
+                *(args or []),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -63,12 +63,18 @@ def server(
         Path | None, typer.Option(help="Data folder (default: APPYARD_HOME or ~/.appyard).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    fd: Annotated[
+        int | None,
+        typer.Option(help="Serve on this already bound socket (a service manager's), not a port."),
+    ] = None,
 ) -> None:
     """Run the appyard server in the foreground (settings from APPYARD_* variables)."""
     if home is not None:
         os.environ["APPYARD_HOME"] = str(home.expanduser())
     # the server is its own program (the CLI never imports it): become that process
     argv = [sys.executable, "-m", SERVER_MODULE, "--host", host, "--port", str(port)]
+    if fd is not None:
+        argv += ["--fd", str(fd)]
     os.execv(sys.executable, [*argv, "--log-level", log_level])
 
 

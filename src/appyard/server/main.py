@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import socket
 from types import FrameType
 
 from fastapi import FastAPI
@@ -32,7 +33,6 @@ def serve(
         app,
         host=host,
         port=port,
-        fd=fd,
         log_level=log_level,
         timeout_keep_alive=75,  # agents and SDK clients keep their connection between calls
         timeout_graceful_shutdown=10,
@@ -48,7 +48,20 @@ def serve(
 
     # uvicorn re-raises the Ctrl-C it handled once it has shut down: end quietly
     with contextlib.suppress(KeyboardInterrupt):
-        Server(config).run()
+        Server(config).run(sockets=None if fd is None else [inherited_socket(fd)])
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The bound socket handed over as a descriptor (by ``appyard up``, a service manager).
+
+    Its family is read from the descriptor: uvicorn's own ``fd=`` takes every descriptor for a
+    Unix socket, so asyncio never sets TCP_NODELAY on the connections it accepts, and each
+    response written in two pieces waits ~40 ms for the client's delayed ACK.
+    """
+    sock = socket.socket(fileno=fd)
+    if sock.type != socket.SOCK_STREAM:
+        raise SystemExit(f"appyard server: descriptor {fd} is not a stream socket")
+    return sock
 
 
 def main(argv: list[str] | None = None) -> None:
