@@ -340,6 +340,7 @@ class Up:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group, as in a terminal
         )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()

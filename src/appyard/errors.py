@@ -16,6 +16,7 @@
     │   ├── ConflictError                     409: illegal status transition, duplicate
     │   └── ServerError                       5xx: a bug or an outage on the server
     ├── ServerUnavailableError                the server could not be reached (after retries)
+    ├── ServerStartError                      the server cannot start: database driver, connection, schema
     ├── WaitingTimeExceeded                   wait() ran out of its time budget
     └── TaskFinishedWithError                 the task waited for ended in ``error``
 
@@ -126,6 +127,11 @@ class ServerError(ApiError):
 
 class ServerUnavailableError(AppyardError, ConnectionError):
     """The server could not be reached; check SERVER_ADDRESS and that the server runs."""
+
+
+class ServerStartError(AppyardError):
+    """The server cannot start: its database driver is missing, the database cannot be reached,
+    or its schema cannot be brought to this version. The message says which and what to do."""
 
 
 class WaitingTimeExceeded(AppyardError):

@@ -3,7 +3,9 @@
 SIGTERM or SIGINT ends the agent *without* stopping its apps: they run on under their
 supervisors, and the next agent started with the same token re-adopts them. With
 ``--stop-apps-on-exit`` (what ``appyard up`` uses on Ctrl-C) every app is stopped with the stop
-protocol and reported before the agent exits.
+protocol and reported before the agent exits. SIGHUP always leaves the apps running, flag or
+not: it is what the agent of ``appyard up`` gets when ``up`` itself dies (killed, out of
+memory), and what ``up --keep-apps`` sends, so that only a deliberate stop stops apps.
 """
 
 from __future__ import annotations
@@ -87,8 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: the agent stops", signal.Signals(signum).name)
         stop.set()
 
+    def on_detach(signum: int, frame: FrameType | None) -> None:
+        log.info("SIGHUP: the agent exits and leaves its apps running (to be re-adopted)")
+        config.stop_apps_on_exit = False
+        stop.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_detach)
     try:
         return run_agent(config, stop)
     except ConfigurationError as e:

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,13 @@ from rich.console import Console
 
 from appyard.cli._common import console, err_console, exit_with, home_dir
 from appyard.cli.accounts_cmd import AGENT_TOKEN_ENV
+from appyard.cli.children import (
+    MAX_RESTARTS,
+    RESTART_WINDOW_S,
+    Child,
+    wait_any,
+    wait_for_server,
+)
 from appyard.cli.demo_project import ensure_demo_project
 from appyard.domain.status import Status
 from appyard.errors import AppyardError, AuthenticationError, TaskFinishedWithError
@@ -118,15 +124,6 @@ class _Shutdown(Exception):
     """Raised from the signal handler to leave the wait for the children."""
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if ``up`` itself is killed, so nothing is orphaned (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def _listen(host: str, port: int) -> socket.socket:
     """Bind the port here, then hand it to uvicorn: a request waits in the backlog until the
     server is ready (no polling for it), and a busy port is a clear error up front."""
@@ -144,20 +141,6 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, name: str, timeout: float) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    err_console.print(f"stopping the {name}...")
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        err_console.print(f"the {name} did not stop in {timeout:g} s; killing it")
-        proc.kill()
-        proc.wait()
 
 
 def _bundled_apps() -> list[Path]:
@@ -208,11 +191,19 @@ def _bootstrap(api: Api, state: UpState, state_path: Path) -> None:
         space = spaces[0] if spaces else api.workspace.create(state.team_id, "default")
         state.workspace_id = space.id
         state.save(state_path)
-    agents = {a.id for a in api.agent.get_list(state.team_id)}
+    agents = {a.id: a.name for a in api.agent.get_list(state.team_id)}
     if state.agent_id not in agents or not _agent_token_works(api, state.agent_token):
-        created = api.agent.create(state.team_id, f"local-{socket.gethostname()}"[:100])
+        # a name of its own in the team (the server refuses a taken one): local-HOST, -2, ...
+        base = f"local-{socket.gethostname()}"[:90]
+        taken = set(agents.values())
+        name = next(n for i in range(1, len(taken) + 2) if (n := _nth(base, i)) not in taken)
+        created = api.agent.create(state.team_id, name)
         state.agent_id, state.agent_token = created.id, created.token
         state.save(state_path)
+
+
+def _nth(base: str, i: int) -> str:
+    return base if i == 1 else f"{base}-{i}"
 
 
 def _agent_token_works(api: Api, token: str | None) -> bool:
@@ -313,16 +304,6 @@ def _signals_raise() -> Iterator[Callable[[], None]]:
             signal.signal(s, h)
 
 
-def _wait_children(procs: dict[int, tuple[str, subprocess.Popen[bytes]]]) -> str:
-    """Block until one child ends (pushed by the kernel, no polling); say which and how."""
-    while True:
-        pid, status = os.waitpid(-1, 0)
-        if pid in procs:
-            name, proc = procs[pid]
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return f"the {name} exited with code {proc.returncode}"
-
-
 @dataclass
 class Local:
     """A running local appyard: its admin client, what ``up`` keeps, and its processes."""
@@ -332,52 +313,85 @@ class Local:
     state_path: Path
     address: str
     home: Path
-    procs: dict[int, tuple[str, subprocess.Popen[bytes]]]
+    server: Child
+    agent: Child
     reason: str = "done"  # said when it shuts down
+    #: on the way out, leave the apps running for the next ``up`` to re-adopt
+    keep_apps: bool = False
+
+    def supervise(self) -> str:
+        """Run until the server or the agent keeps failing; a crashed one is started again.
+
+        A dead agent's apps run on under their supervisors and the new agent re-adopts them;
+        a dead server loses nothing (its state is in the database). Returns why it gave up.
+        """
+        while True:
+            child, code = wait_any([self.server, self.agent])
+            if not child.may_restart():
+                self.keep_apps = True  # not a deliberate stop: the apps are not ours to end
+                return (
+                    f"the {child.name} exited with code {code}, {MAX_RESTARTS + 1} times within "
+                    f"{RESTART_WINDOW_S:g} s; giving up. Running apps keep running; the next "
+                    "appyard up re-adopts them"
+                )
+            err_console.print(
+                f"[yellow]the {child.name} exited with code {code}; starting it again[/yellow]"
+                + (" (running apps keep running)" if child is self.agent else "")
+            )
+            child.start()
 
 
 @contextlib.contextmanager
 def running_appyard(
-    home: Path, host: str, port: int, slots: int, *, quiet: bool = False
+    home: Path,
+    host: str,
+    port: int,
+    slots: int,
+    *,
+    quiet: bool = False,
+    keep_apps: bool = False,
 ) -> Iterator[Local]:
     """Server, bundled apps and one agent, running for the ``with`` block; stopped after it.
 
     The first start creates an admin, a team, a workspace, an agent and the demo project, and
     keeps them in ``home/up.json`` for the next start. SIGINT/SIGTERM/SIGHUP leave the block
-    (as :class:`_Shutdown`) and everything is stopped, apps first.
+    (as :class:`_Shutdown`) and everything is stopped, apps first (with ``keep_apps``, or once
+    :meth:`Local.supervise` gave up, the apps are left running for the next start to re-adopt).
+    If this process dies instead (SIGKILL, out of memory), the server gets SIGTERM and the agent
+    SIGHUP: both exit and the apps run on.
     """
     home = home.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     state_path, token_file = home / STATE_FILE, home / ADMIN_TOKEN_FILE
     state = UpState.load(state_path)
-    server_proc: subprocess.Popen[bytes] | None = None
+    server: Child | None = None
+    agent: Child | None = None
     api: Api | None = None
-    agent_proc: subprocess.Popen[bytes] | None = None
     out = err_console if quiet else console
     local: Local | None = None
     reason = "stopped"
-    with _signals_raise() as calm:
+    with _signals_raise() as calm, contextlib.ExitStack() as held:
         try:
-            sock = _listen(host, port)
+            # kept open while up runs: a restarted server listens on the same socket
+            sock = held.enter_context(_listen(host, port))
             port = sock.getsockname()[1]  # port 0: the kernel picked a free one
             address = f"http://{_client_host(host)}:{port}"
-            server_env = {
-                **os.environ,
-                "APPYARD_HOME": str(home),
-                "APPYARD_ADMIN_TOKEN_FILE": str(token_file),
-            }
-            with sock:
-                server_proc = subprocess.Popen(
-                    [sys.executable, "-m", SERVER_MODULE, "--fd", str(sock.fileno())],
-                    env=server_env,
-                    pass_fds=[sock.fileno()],
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent,
-                    stderr=subprocess.DEVNULL if quiet else None,
-                )
+            server = Child(
+                "server",
+                [sys.executable, "-m", SERVER_MODULE, "--fd", str(sock.fileno())],
+                {
+                    **os.environ,
+                    "APPYARD_HOME": str(home),
+                    "APPYARD_ADMIN_TOKEN_FILE": str(token_file),
+                },
+                death_signal=signal.SIGTERM,
+                pass_fds=[sock.fileno()],
+                quiet=quiet,
+                capture_stderr=True,
+            )
+            server.start()
             out.print(f"appyard server starting at {address} (data in {home})")
-            with Api(address, timeout=HEALTH_TIMEOUT_S) as probe:
-                probe.health()
+            wait_for_server(address, server, HEALTH_TIMEOUT_S)
             api = _admin_api(address, state, token_file)
             state.save(state_path)
             _bootstrap(api, state, state_path)
@@ -386,7 +400,8 @@ def running_appyard(
             assert state.agent_token is not None
             agent_env = {k: v for k, v in os.environ.items() if k not in _CLIENT_VARS}
             agent_env.update({"APPYARD_HOME": str(home), AGENT_TOKEN_ENV: state.agent_token})
-            agent_proc = subprocess.Popen(
+            agent = Child(
+                "agent",
                 [
                     sys.executable,
                     "-m",
@@ -397,58 +412,74 @@ def running_appyard(
                     address,
                     "--slots",
                     str(slots),
-                    "--stop-apps-on-exit",
+                    "--stop-apps-on-exit",  # on SIGTERM; SIGHUP leaves them (see agent/command)
                 ],
-                env=agent_env,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-                stdout=subprocess.DEVNULL if quiet else None,
-                stderr=subprocess.DEVNULL if quiet else None,
+                agent_env,
+                death_signal=signal.SIGHUP,
+                quiet=quiet,
             )
+            agent.start()
             ensure_demo_project(api, state, lambda: state.save(state_path), out)
-            procs = {
-                server_proc.pid: ("server", server_proc),
-                agent_proc.pid: ("agent", agent_proc),
-            }
-            local = Local(api, state, state_path, address, home, procs)
+            local = Local(api, state, state_path, address, home, server, agent)
+            local.keep_apps = keep_apps
             yield local
             reason = local.reason
         except _Shutdown as exc:
             reason = f"got {exc}"
             raise
         except AppyardError as exc:
-            reason = f"error: {exc}"
+            reason = f"error: {str(exc).splitlines()[0].removesuffix('; its last lines:')}"
             raise
         finally:
             calm()
+            leave = local.keep_apps if local is not None else keep_apps
             err_console.print(f"shutting down ({reason})")
+            if leave and agent is not None and agent.alive():
+                err_console.print("leaving the running apps for the next appyard up to re-adopt")
+                agent.stop(AGENT_STOP_TIMEOUT_S, signal.SIGHUP)
             if api is not None:
-                alive = server_proc is not None and server_proc.poll() is None
-                if alive and agent_proc is not None and agent_proc.poll() is None:
+                both = server is not None and server.alive() and agent is not None
+                if both and agent is not None and agent.alive():
                     _stop_apps(api, state, AGENT_STOP_TIMEOUT_S)
                 api.close()
-            _stop(agent_proc, "agent (and its apps)", AGENT_STOP_TIMEOUT_S)
-            _stop(server_proc, "server", SERVER_STOP_TIMEOUT_S)
+            if agent is not None:
+                agent.stop(AGENT_STOP_TIMEOUT_S)  # --stop-apps-on-exit: any app left is stopped
+            if server is not None:
+                server.stop(SERVER_STOP_TIMEOUT_S)
 
 
 def up(
     port: Annotated[int, typer.Option(help="Port of the server.")] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Interface the server listens on.")] = "127.0.0.1",
     slots: Annotated[int, typer.Option(min=1, help="Sessions the local agent runs at once.")] = 4,
+    keep_apps: Annotated[
+        bool,
+        typer.Option(
+            "--keep-apps",
+            help="On Ctrl-C stop the server and the agent but leave the running apps; the next "
+            "appyard up re-adopts them (for an upgrade).",
+        ),
+    ] = False,
 ) -> None:
     """Run a whole appyard here: server, bundled apps, one agent; Ctrl-C stops it all.
 
     The first start creates an admin, a team, a workspace, an agent and a demo images project,
     and keeps them in APPYARD_HOME (default ~/.appyard) for the next start. It writes
     SERVER_ADDRESS, API_TOKEN, TEAM_ID, WORKSPACE_ID, AGENT_ID and PROJECT_ID to ~/appyard.env
-    (or $APPYARD_ENV_FILE) for the SDK.
+    (or $APPYARD_ENV_FILE) for the SDK. A server or agent that crashes is started again; apps
+    survive a crash of the agent or of up itself and are re-adopted.
     """
     code = 0
     try:
-        with running_appyard(Path(home_dir()), host, port, slots) as local:
+        with running_appyard(Path(home_dir()), host, port, slots, keep_apps=keep_apps) as local:
             state = local.state
             env_file = _write_env_file(local.address, state)
             project = f", demo project {state.project_id}" if state.project_id else ""
+            on_stop = (
+                "running apps are left for the next appyard up"
+                if keep_apps
+                else "running apps are stopped first"
+            )
             console.print(
                 f"\n[bold green]appyard is up[/bold green]\n"
                 f"  web UI    {local.address}/  (sign in with API_TOKEN)\n"
@@ -457,12 +488,13 @@ def up(
                 f"agent {state.agent_id}{project}\n"
                 f"  credentials in {env_file} (SERVER_ADDRESS, API_TOKEN, TEAM_ID, "
                 "WORKSPACE_ID, AGENT_ID, PROJECT_ID)\n"
-                "Press Ctrl-C to stop (running apps are stopped first)."
+                f"Press Ctrl-C to stop ({on_stop})."
             )
-            local.reason = _wait_children(local.procs)
+            local.reason = local.supervise()
             code = 1
     except _Shutdown:
         pass
-    except AppyardError:
+    except AppyardError as exc:
+        err_console.print(f"[red]appyard up failed:[/red] {exc}")
         code = 1
     raise typer.Exit(code)

@@ -51,7 +51,13 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 
 
 async def _sweeper(ctx: ServerContext) -> None:
-    """Marks silent agents lost; a timer inside the server, not a client polling it."""
+    """Marks silent agents lost; a timer inside the server, not a client polling it.
+
+    It first lets one TTL pass: no agent could reach a server that was down, so after a
+    restart (an upgrade, a crash) each gets a full TTL to come back before its sessions are
+    called lost.
+    """
+    await asyncio.sleep(ctx.settings.agent_ttl_s)
 
     def once() -> None:
         with ctx.db.session() as s:

@@ -6,12 +6,18 @@ import argparse
 import contextlib
 import logging
 import socket
+import sys
 from types import FrameType
 
 from fastapi import FastAPI
 
+from appyard.errors import ServerStartError
 from appyard.server.app import create_app
 from appyard.server.settings import Settings
+from appyard.server.startup import preflight
+
+#: exit code of a server that could not start (database driver, connection, schema)
+EXIT_CANNOT_START = 3
 
 
 def app_from_env() -> FastAPI:
@@ -28,7 +34,13 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = app_from_env()
+    settings = Settings.from_env()
+    try:
+        preflight(settings.db_url)
+    except ServerStartError as exc:
+        print(f"appyard server: cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CANNOT_START) from None
+    app = create_app(settings)
     config = uvicorn.Config(
         app,
         host=host,

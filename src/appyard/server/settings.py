@@ -6,6 +6,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: URL schemes that name PostgreSQL without a driver; SQLAlchemy 2.0 maps them to psycopg2
+#: and 2.1 to psycopg (3), so they are pinned to the driver the ``postgres`` extra installs
+_BARE_POSTGRES = ("postgresql://", "postgres://")
+
+
+def normalize_database_url(url: str) -> str:
+    """``postgresql://`` (and Heroku-style ``postgres://``) -> ``postgresql+psycopg://``."""
+    for scheme in _BARE_POSTGRES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
 
 def default_home() -> Path:
     return Path(os.environ.get("APPYARD_HOME", "~/.appyard")).expanduser()
@@ -27,7 +39,7 @@ class Settings:
     @property
     def db_url(self) -> str:
         if self.database_url:
-            return self.database_url
+            return normalize_database_url(self.database_url)
         return f"sqlite:///{self.home / 'appyard.db'}"
 
     @property
