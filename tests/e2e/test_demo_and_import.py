@@ -21,6 +21,7 @@ from appyard.schemas.annotation import ProjectMeta, encode_bitmap
 from appyard.sdk.geometry import bounding_box, object_mask
 from tests.e2e.conftest import Env
 from tests.support import wait_for
+from tests.voc_reader import VocFolder, check_against_project
 
 S = ay.Status
 ECOSYSTEM = Path(__file__).resolve().parents[2] / "src" / "appyard" / "ecosystem"
@@ -277,8 +278,9 @@ def test_import_round_trip(env: Env, tmp_path: Path) -> None:
         addPrefixToImages=True,
     )
     assert env.api.task.wait(export, S.FINISHED, 1, RUN_TIMEOUT_S) == S.FINISHED
-    archive = tmp_path / "export.tar"
-    api.file.download(team_id, api.task.get(export).outputs["archive"]["path"], archive)
+    remote = api.task.get(export).outputs["archive"]["path"]
+    archive = tmp_path / Path(remote).name  # its name is its top folder's, with ".tar"
+    api.file.download(team_id, remote, archive)
     classes = [c.name for c in meta.classes]
     exported = {
         f"{ds}_{Path(name).stem}": ann
@@ -319,9 +321,15 @@ def _check_export_round_trip(
     archive: Path, annotations: dict[str, dict[str, Any]], classes: list[str]
 ) -> None:
     """Each exported image's XML boxes are its objects' boxes (1-based), and with no contour
-    its masks are its objects drawn in order (class index, instance index) pixel for pixel."""
+    its masks are its objects drawn in order (class index, instance index) pixel for pixel;
+    and a VOC reader reads the same objects (its boxes, lists and masks by colour)."""
+    voc = f"{archive.name.removesuffix('.tar')}/VOCdevkit/VOC/"  # the VOC folders' place
     with tarfile.open(archive) as tar:
-        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+        members = {
+            m.name.removeprefix(voc): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile() and m.name.startswith(voc)
+        }
     for name, ann in annotations.items():
         width, height = ann["size"]["width"], ann["size"]["height"]
         xml = ET.fromstring(members[f"Annotations/{name}.xml"])
@@ -345,6 +353,8 @@ def _check_export_round_trip(
             with Image.open(io.BytesIO(members[f"{folder}/{name}.png"])) as got:
                 assert got.mode == "P", (folder, name)
                 assert got.tobytes() == want.tobytes(), (folder, name)
+    _, read = VocFolder.from_archive(archive, archive.parent / "unpacked")
+    check_against_project(read, annotations, classes, contour=False)
 
 
 def test_import_of_a_bad_annotation_fails_naming_the_file(env: Env, tmp_path: Path) -> None:

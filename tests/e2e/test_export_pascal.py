@@ -1,5 +1,6 @@
 """The bundled "Export to Pascal VOC" app end to end: a project built through the SDK, the app
-run by a real agent, its tar downloaded from team files and read back."""
+run by a real agent, its tar downloaded from team files and read back, file by file and as a VOC
+reader reads it (``tests/voc_reader.py``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from PIL import Image
 
 import appyard as ay
 from appyard.errors import BadRequestError, TaskFinishedWithError
-from appyard.schemas.annotation import encode_bitmap
+from appyard.schemas.annotation import PALETTE, encode_bitmap
 from tests.e2e.conftest import online_agent
 from tests.support import Client, ServerProc, World, wait_for
+from tests.voc_reader import VocFolder, check_against_project
 
 S = ay.Status
 APP = Path(ay.__file__).parent / "ecosystem" / "export-to-pascal-voc"
@@ -26,6 +28,9 @@ DEFAULTS = {"pascalContourThickness": 3, "trainSplitCoef": 0.8, "addPrefixToImag
 COLORS = {"box": "#E53935", "road": "#1E88E5", "blob": "#43A047"}
 CLASS_INDEX = {"box": 1, "road": 2, "blob": 3}  # the meta's order, from 1
 NEUTRAL = (224, 224, 192)
+#: the folders the archive's one top folder holds the VOC folders in
+VOC_DIR = "VOCdevkit/VOC"
+SPLITS = ("train", "val", "trainval")
 
 # a.png's rectangle: the contour is measured across its straight edges
 LEFT, TOP, RIGHT, BOTTOM = 16, 12, 47, 35
@@ -158,18 +163,45 @@ class Stand:
         )
         return session.task_id
 
-    def archive(self, task_id: int) -> dict[str, bytes | None]:
-        """The task's tar from team files: member name -> bytes (``None`` for a folder)."""
+    def download(self, task_id: int) -> Path:
+        """The task's tar from team files, downloaded."""
         path = self.api.task.get_info_by_id(task_id)["outputs"]["archive"]["path"]
         local = self.tmp / f"{task_id}.tar"
-        self.api.file.download(self.world.team_id, path, local)
+        if not local.exists():
+            self.api.file.download(self.world.team_id, path, local)
+        return local
+
+    def members(self, task_id: int) -> dict[str, bytes | None]:
+        """The task's tar: member name -> bytes (``None`` for a folder)."""
         out: dict[str, bytes | None] = {}
-        with tarfile.open(local, "r:") as tar:  # a plain tar, not compressed
+        with tarfile.open(self.download(task_id), "r:") as tar:  # a plain tar, not compressed
             for m in tar.getmembers():
                 assert m.isdir() or m.isfile(), f"{m.name} is neither a file nor a folder"
                 f = tar.extractfile(m) if m.isfile() else None
                 out[m.name] = f.read() if f else None
         return out
+
+    def archive(self, task_id: int) -> dict[str, bytes | None]:
+        """The task's tar as ``members``, names under its ``VOCdevkit/VOC/``: the archive has
+        one top folder, named as the archive, and ``VOCdevkit/VOC/`` in it, nothing else."""
+        path = self.api.task.get_info_by_id(task_id)["outputs"]["archive"]["path"]
+        top = Path(path).name.removesuffix(".tar")
+        members = self.members(task_id)
+        voc = f"{top}/{VOC_DIR}/"
+        assert {n for n in members if not n.startswith(voc)} == {
+            top,
+            f"{top}/VOCdevkit",
+            f"{top}/{VOC_DIR}",
+        }
+        assert members[top] is members[f"{top}/VOCdevkit"] is members[f"{top}/{VOC_DIR}"] is None
+        return {n.removeprefix(voc): data for n, data in members.items() if n.startswith(voc)}
+
+    def read_voc(self, task_id: int) -> VocFolder:
+        """The task's tar unpacked and read as a VOC folder."""
+        top, voc = VocFolder.from_archive(self.download(task_id), self.tmp / f"voc-{task_id}")
+        path = self.api.task.get_info_by_id(task_id)["outputs"]["archive"]["path"]
+        assert f"{top}.tar" == Path(path).name
+        return voc
 
 
 def _build_project(api: ay.Api, workspace_id: int, images: list[Img]) -> tuple[Any, dict[str, Any]]:
@@ -256,14 +288,15 @@ def _layout(names: list[str]) -> set[str]:
     folders = {
         "Annotations",
         "ImageSets",
+        "ImageSets/Main",
         "ImageSets/Segmentation",
         "JPEGImages",
         "SegmentationClass",
         "SegmentationObject",
     }
-    files = {"colors.txt"} | {
-        f"ImageSets/Segmentation/{s}.txt" for s in ("train", "val", "trainval")
-    }
+    files = {"colors.txt", "labelmap.txt"}
+    files |= {f"ImageSets/{task}/{s}.txt" for task in ("Main", "Segmentation") for s in SPLITS}
+    files |= {f"ImageSets/Main/{c}_{s}.txt" for c in COLORS for s in SPLITS}
     for n in names:
         files |= {
             f"JPEGImages/{n}.jpg",
@@ -313,6 +346,17 @@ def _check_export(stand: Stand, task_id: int, t: int, coef: float, prefix: bool)
         want = "".join(f"{n}\n" for n, s in zip(names, splits, strict=True) if s == key)
         assert files[f"ImageSets/Segmentation/{key}.txt"] == want.encode(), key
     assert files["ImageSets/Segmentation/trainval.txt"] == "".join(f"{n}\n" for n in names).encode()
+    # detection's lists are the same, and each class has its classification lists
+    for key in SPLITS:
+        assert files[f"ImageSets/Main/{key}.txt"] == files[f"ImageSets/Segmentation/{key}.txt"]
+        for class_name in COLORS:
+            want = "".join(
+                f"{n} {1 if any(c == class_name for c, _ in im.boxes) else -1}\n"
+                for im, n, s in zip(images, names, splits, strict=True)
+                if key in (s, "trainval")
+            )
+            list_file = f"ImageSets/Main/{class_name}_{key}.txt"
+            assert files[list_file] == want.encode(), list_file
 
     assert (
         files["colors.txt"]
@@ -321,6 +365,21 @@ def _check_export(stand: Stand, task_id: int, t: int, coef: float, prefix: bool)
             + "".join(f"{' '.join(map(str, _rgb(c)))} {name}\n" for name, c in COLORS.items())
             + "224 224 192 neutral\n"
         ).encode()
+    )
+    assert (
+        files["labelmap.txt"]
+        == (
+            "# label:color_rgb:parts:actions\n"
+            "background:0,0,0::\n"
+            "neutral:224,224,192::\n"
+            + "".join(f"{name}:{','.join(map(str, _rgb(c)))}::\n" for name, c in COLORS.items())
+        ).encode()
+    )
+
+    # read as a VOC reader reads it, object by object against the project's annotations
+    anns = stand.api.annotation.download_jsons([im.id for im in images])
+    check_against_project(
+        stand.read_voc(task_id), dict(zip(names, anns, strict=True)), list(COLORS), contour=t > 0
     )
 
     for im, name in zip(images, names, strict=True):
@@ -442,6 +501,11 @@ def test_export_of_one_dataset(stand: Stand) -> None:
     # a dataset named "val" puts all its images in val, whatever their tags
     assert files["ImageSets/Segmentation/val.txt"] == b"val_v1\nval_v2\n"
     assert files["ImageSets/Segmentation/train.txt"] == b""
+    images = [im for im in stand.images if im.dataset == "val"]
+    anns = stand.api.annotation.download_jsons([im.id for im in images])
+    check_against_project(
+        stand.read_voc(tid), {"val_v1": anns[0], "val_v2": anns[1]}, list(COLORS), contour=True
+    )
 
 
 def test_long_names_of_wide_characters_fit_in_file_names(stand: Stand) -> None:
@@ -461,7 +525,50 @@ def test_long_names_of_wide_characters_fit_in_file_names(stand: Stand) -> None:
     files = stand.archive(tid)
     jpegs = [n for n in files if n.startswith("JPEGImages/")]
     assert len(jpegs) == 2
-    assert all(len(Path(n).name.encode()) <= 255 for n in files)
+    # the top folder's name too: every part of every name in the archive
+    assert all(len(part.encode()) <= 255 for n in stand.members(tid) for part in n.split("/"))
+
+
+def test_classes_of_one_colour_are_read_apart_by_colour(stand: Stand) -> None:
+    """14 classes without a colour take the palette's 12 in turn, and one is black like the
+    background: each class still gets a colour of its own in the masks, ``colors.txt`` and
+    ``labelmap.txt`` (the nearest free one), so a reader that names mask colours through
+    ``labelmap.txt`` reads every object's class; the log says which classes moved."""
+    api = stand.api
+    project = api.project.create(stand.world.workspace_id, "many classes")
+    classes = [f"c{i}" for i in range(14)] + ["dark"]
+    meta = [{"name": c, "shape": "rectangle"} for c in classes[:-1]]
+    meta.append({"name": "dark", "shape": "rectangle", "color": "#000000"})
+    api.project.update_meta(project.id, {"classes": meta})
+    ds = api.dataset.create(project.id, "ds")
+    image = api.image.upload_bytes(ds.id, "x.png", _image((60, 20), "RGB", "PNG", (1, 1, 1))).id
+    objects = [
+        _obj(c, {"type": "rectangle", "left": 12 * k, "top": 2, "right": 12 * k + 9, "bottom": 17})
+        for k, c in enumerate(("c0", "c12", "dark", "c1", "c13"))
+    ]
+    api.annotation.upload_jsons(
+        [image], [{"size": {"width": 60, "height": 20}, "objects": objects}]
+    )
+    tid = stand.export({"projectId": project.id}, pascalContourThickness=0)
+    _finished(stand, tid)
+
+    voc = stand.read_voc(tid)
+    labelmap = voc.labelmap()
+    assert len(set(labelmap.values())) == len(labelmap) == 2 + len(classes)
+    c0, c1 = _rgb(PALETTE[0]), _rgb(PALETTE[1])
+    assert (labelmap["c0"], labelmap["c1"]) == (c0, c1)
+    # the nearest free colour: blue one up
+    assert labelmap["c12"] == (c0[0], c0[1], c0[2] + 1)
+    assert labelmap["c13"] == (c1[0], c1[1], c1[2] + 1)
+    assert labelmap["dark"] == (0, 0, 1)
+    colors = (voc.root / "colors.txt").read_text().splitlines()
+    assert colors[1:-1] == [f"{r} {g} {b} {name}" for name, (r, g, b) in labelmap.items()][2:]
+    (ann,) = api.annotation.download_jsons([image])
+    check_against_project(voc, {"ds_x": ann}, classes, contour=False)
+    logs = [line.text for line in api.task.follow_logs(tid)]
+    for name in ("c12", "c13", "dark"):
+        assert any(line.startswith(f"warning: class {name!r} is drawn in ") for line in logs)
+    assert not any(line.startswith("warning: class 'c1' ") for line in logs), logs
 
 
 def test_a_start_on_a_missing_project_is_refused(stand: Stand) -> None:

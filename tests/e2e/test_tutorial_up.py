@@ -20,6 +20,7 @@ from PIL import Image
 
 import appyard as ay
 from tests.support import Up, free_port, processes_mentioning
+from tests.voc_reader import VocFolder, check_against_project
 
 REPO = Path(__file__).resolve().parents[2]
 #: the tutorial's changes to the app's defaults
@@ -68,11 +69,14 @@ def _tar_members(data: bytes) -> dict[str, bytes]:
         }
 
 
-def _export_plan(api: ay.Api, project_id: int) -> tuple[list[str], set[str], list[Any]]:
+def _export_plan(
+    api: ay.Api, project_id: int
+) -> tuple[list[str], set[str], list[Any], dict[str, Any]]:
     """From the project itself: the exported names (dataset prefix), the train set (pre-assigned
-    by dataset name or tag, the rest in order with the first int(n * coef) to train), and the
-    rectangles (name, object) to measure contours on."""
+    by dataset name or tag, the rest in order with the first int(n * coef) to train), the
+    rectangles (name, object) to measure contours on, and each name's annotation."""
     names: list[str] = []
+    annotations: dict[str, Any] = {}
     train: set[str] = set()
     rest: list[str] = []
     rectangles: list[Any] = []
@@ -82,6 +86,7 @@ def _export_plan(api: ay.Api, project_id: int) -> tuple[list[str], set[str], lis
         for image, ann in zip(images, anns, strict=True):
             name = f"{dataset.name}_{Path(image.name).stem}"
             names.append(name)
+            annotations[name] = ann
             fixed = dataset.name if dataset.name in ("train", "val") else None
             fixed = fixed or next((t for t in ("train", "val") if t in ann["tags"]), None)
             if fixed == "train":
@@ -92,12 +97,14 @@ def _export_plan(api: ay.Api, project_id: int) -> tuple[list[str], set[str], lis
                 (name, o) for o in ann["objects"] if o["geometry"]["type"] == "rectangle"
             ]
     train.update(rest[: int(len(rest) * COEF)])
-    return names, train, rectangles
+    return names, train, rectangles, annotations
 
 
-def _check_archive(api: ay.Api, project_id: int, members: dict[str, bytes]) -> None:
-    names, train, rectangles = _export_plan(api, project_id)
-    expected = {"colors.txt"}
+def _check_archive(api: ay.Api, project_id: int, archive: Path) -> None:
+    names, train, rectangles, annotations = _export_plan(api, project_id)
+    classes = [c["name"] for c in api.project.get_meta(project_id)["classes"]]
+    splits = ("train", "val", "trainval")
+    expected = {"colors.txt", "labelmap.txt"}
     for folder, ext in (
         ("JPEGImages", "jpg"),
         ("Annotations", "xml"),
@@ -105,8 +112,16 @@ def _check_archive(api: ay.Api, project_id: int, members: dict[str, bytes]) -> N
         ("SegmentationObject", "png"),
     ):
         expected |= {f"{folder}/{n}.{ext}" for n in names}
-    expected |= {f"ImageSets/Segmentation/{s}.txt" for s in ("train", "val", "trainval")}
-    assert set(members) == expected  # the reference's layout; every name has its dataset prefix
+    expected |= {f"ImageSets/{task}/{s}.txt" for task in ("Main", "Segmentation") for s in splits}
+    expected |= {f"ImageSets/Main/{c}_{s}.txt" for c in classes for s in splits}
+    # the reference's layout: one top folder, the VOC folders in its VOCdevkit/VOC/; every
+    # name has its dataset prefix
+    project = api.project.get_info_by_id(project_id)
+    voc = f"{project_id}_{project.name}_pascal_voc/VOCdevkit/VOC/"
+    files = _tar_members(archive.read_bytes())
+    members = {name.removeprefix(voc): data for name, data in files.items() if name.startswith(voc)}
+    assert set(members) == expected
+    assert len(files) == len(expected)  # and no file elsewhere
 
     def listed(split: str) -> list[str]:
         return members[f"ImageSets/Segmentation/{split}.txt"].decode().split()
@@ -132,6 +147,11 @@ def _check_archive(api: ay.Api, project_id: int, members: dict[str, bytes]) -> N
         top = g["top"]
         run = [y for y in range(top - 3 * THICKNESS, top + 3 * THICKNESS + 1) if column[y] == 255]
         assert run == list(range(top - THICKNESS, top + THICKNESS + 1)), (name, run)
+
+    # and as a VOC reader reads it: detection and segmentation, object by object
+    top_folder, read = VocFolder.from_archive(archive, archive.parent / f"{archive.stem}-unpacked")
+    assert f"{top_folder}/VOCdevkit/VOC/" == voc
+    check_against_project(read, annotations, classes, contour=True)
 
 
 def test_the_tutorial_exports_the_demo_project(running: Running) -> None:
@@ -166,7 +186,7 @@ def test_the_tutorial_exports_the_demo_project(running: Running) -> None:
     )
     local = running.home / "export.tar"
     running.api.file.download(int(running.values["TEAM_ID"] or 0), archive["path"], local)
-    _check_archive(running.api, project_id, _tar_members(local.read_bytes()))
+    _check_archive(running.api, project_id, local)
 
 
 def test_demo_uses_the_appyard_that_is_up(running: Running, tmp_path: Path) -> None:
@@ -180,9 +200,16 @@ def test_demo_uses_the_appyard_that_is_up(running: Running, tmp_path: Path) -> N
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"Using the appyard at {running.values['SERVER_ADDRESS']}" in out.stdout
     (tar,) = (tmp_path / "out").glob("*_pascal_voc.tar")
-    assert f"Downloaded to {tar}" in out.stdout
     project_id = int(running.values["PROJECT_ID"] or 0)
-    _check_archive(running.api, project_id, _tar_members(tar.read_bytes()))
+    n = running.api.project.get_info_by_id(project_id).images_count
+    lists = 6 + 3 * len(running.api.project.get_meta(project_id)["classes"])
+    downloaded = (
+        f"Downloaded to {tar} (VOCdevkit/VOC: Annotations/ {n}, ImageSets/ {lists}, "
+        f"JPEGImages/ {n}, SegmentationClass/ {n}, SegmentationObject/ {n}, colors.txt 1, "
+        "labelmap.txt 1)"
+    )
+    assert downloaded in " ".join(out.stdout.split()), out.stdout  # as wrapped to the terminal
+    _check_archive(running.api, project_id, tar)
     assert "Finished sessions of appyard/export-to-pascal-voc" in out.stdout
 
 
@@ -205,7 +232,10 @@ def test_demo_runs_its_own_appyard_when_none_is_up(tmp_path: Path) -> None:
     assert "Task " in out.stdout and "finished" in out.stdout
     (tar,) = (tmp_path / "out").glob("*_pascal_voc.tar")
     members = _tar_members(tar.read_bytes())
-    assert "colors.txt" in members and any(n.startswith("JPEGImages/") for n in members)
+    voc = f"{tar.name.removesuffix('.tar')}/VOCdevkit/VOC/"
+    assert f"{voc}labelmap.txt" in members
+    assert any(n.startswith(f"{voc}ImageSets/Main/") for n in members)
+    assert any(n.startswith(f"{voc}JPEGImages/") for n in members)
     # nothing is left: no process, no temporary appyard, no env file written for it
     assert processes_mentioning(str(tmp)) == []
     assert list(tmp.iterdir()) == []

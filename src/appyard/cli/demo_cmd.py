@@ -94,11 +94,14 @@ def _appyard() -> Iterator[tuple[Api, _Ids]]:
 
 
 def _summary(archive: Path) -> str:
-    """What is in the archive: files per top-level folder."""
+    """What is in the archive: files per folder of its ``<top folder>/VOCdevkit/VOC/``."""
     with tarfile.open(archive) as tar:
         names = [m.name for m in tar.getmembers() if m.isfile()]
-    per_folder = Counter(n.split("/")[0] + "/" if "/" in n else n for n in names)
-    return ", ".join(f"{folder} {count}" for folder, count in sorted(per_folder.items()))
+    voc = f"{archive.name.removesuffix('.tar')}/VOCdevkit/VOC/"
+    inside = [n.removeprefix(voc) for n in names]
+    per_folder = Counter(n.split("/")[0] + "/" if "/" in n else n for n in inside)
+    counts = ", ".join(f"{folder} {count}" for folder, count in sorted(per_folder.items()))
+    return f"VOCdevkit/VOC: {counts}"
 
 
 def demo(

@@ -3,7 +3,8 @@
 Started on a project (``projectId``) or a dataset (``datasetId``); options in the state:
 ``pascalContourThickness``, ``trainSplitCoef``, ``addPrefixToImages`` (README.md). The archive
 goes to ``/tmp/export-to-pascal-voc/export/<task_id>/<project_id>_<project_name>_pascal_voc.tar``
-and becomes the task's ``archive`` output. SIGTERM stops it at once (exit 0, "stopped").
+and becomes the task's ``archive`` output; in it, one top folder named as the archive holds
+the VOC folders in its ``VOCdevkit/VOC/``. SIGTERM stops it at once (exit 0, "stopped").
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ APP_NAME = json.loads((APP_DIR / "config.json").read_text())["slug"].rsplit("/",
 #: annotations fetched per request (the server takes up to 500)
 BATCH = 100
 JPEG_QUALITY = 95
+#: where the VOC folders are, inside the archive's top folder
+VOC_DIR = "VOCdevkit/VOC"
+#: a file name's most bytes
+NAME_MAX = 255
 LAYOUT = (
     "Annotations",
+    "ImageSets/Main",
     "ImageSets/Segmentation",
     "JPEGImages",
     "SegmentationClass",
@@ -79,10 +85,11 @@ class Options:
 
 @dataclass
 class Exported:
-    """What was written, in export order: names, pre-assigned splits."""
+    """What was written, in export order: names, pre-assigned splits, classes present."""
 
     names: list[str] = field(default_factory=list)
     preassigned: list[str | None] = field(default_factory=list)
+    classes: list[set[str]] = field(default_factory=list)
     objects: int = 0
 
 
@@ -121,7 +128,7 @@ def to_jpeg(data: bytes) -> bytes:
 
 
 class Exporter:
-    """Writes the VOC folders of one project into ``root``."""
+    """Writes the VOC folders of one project into ``root`` (the archive's ``VOCdevkit/VOC``)."""
 
     def __init__(
         self, api: ay.Api, project: ProjectInfo, meta: ProjectMeta, options: Options, root: Path
@@ -132,7 +139,17 @@ class Exporter:
         self.options = options
         self.root = root
         self.class_index = {c.name: i for i, c in enumerate(meta.classes, start=1)}
-        self.class_colors = [pascal.hex_to_rgb(c.color or "#000000") for c in meta.classes]
+        wanted = [pascal.hex_to_rgb(c.color or "#000000") for c in meta.classes]
+        self.class_colors = pascal.distinct_colors(wanted)
+        for c, want, got in zip(meta.classes, wanted, self.class_colors, strict=True):
+            if got != want:
+                print(
+                    f"warning: class {c.name!r} is drawn in {','.join(map(str, got))} in the "
+                    f"masks: its colour {c.color} is the background's, the contour's or an "
+                    "earlier class's"
+                )
+        for problem in pascal.labelmap_problems(c.name for c in meta.classes):
+            print(f"warning: {problem}; tools that read it will refuse the folder")
         self.out = Exported()
         for folder in LAYOUT:
             (root / folder).mkdir(parents=True, exist_ok=True)
@@ -175,18 +192,28 @@ class Exporter:
         object_img.save(self.root / "SegmentationObject" / f"{name}.png", optimize=True)
         self.out.names.append(name)
         self.out.preassigned.append(pascal.preassigned_split(dataset.name, ann.tags))
+        self.out.classes.append({cls for cls, _ in boxes})
         self.out.objects += len(boxes)
 
     def finish(self) -> dict[str, int]:
-        """The split lists and ``colors.txt``; returns the split's counts."""
+        """The split lists (``Segmentation`` and ``Main``), the per-class lists,
+        ``colors.txt`` and ``labelmap.txt``; returns the split's counts."""
         splits = pascal.assign_splits(self.out.preassigned, self.options.coef)
         sets = pascal.image_sets(self.out.names, splits)
         for key, text in sets.items():
-            (self.root / "ImageSets" / "Segmentation" / f"{key}.txt").write_text(text)
-        classes = [
-            (c.name, rgb) for c, rgb in zip(self.meta.classes, self.class_colors, strict=True)
-        ]
-        (self.root / "colors.txt").write_text(pascal.colors_txt(classes))
+            for task in ("Segmentation", "Main"):
+                (self.root / "ImageSets" / task / f"{key}.txt").write_text(text, encoding="utf-8")
+        class_names = [c.name for c in self.meta.classes]
+        lists = pascal.class_lists(self.out.names, splits, self.out.classes, class_names)
+        for (cls, key), text in lists.items():
+            file = f"{cls}_{key}.txt"
+            if len(file.encode()) > NAME_MAX:
+                print(f"warning: class {cls!r}: {file!r} is too long a file name; not written")
+                continue
+            (self.root / "ImageSets" / "Main" / file).write_text(text, encoding="utf-8")
+        classes = list(zip(class_names, self.class_colors, strict=True))
+        (self.root / "colors.txt").write_text(pascal.colors_txt(classes), encoding="utf-8")
+        (self.root / "labelmap.txt").write_text(pascal.labelmap_txt(classes), encoding="utf-8")
         return {"train": splits.count("train"), "val": splits.count("val")}
 
 
@@ -200,8 +227,8 @@ def output_names(images: list[tuple[DatasetInfo, ImageInfo]], prefix: bool) -> l
     return names
 
 
-def pack(root: Path, tar_path: Path) -> None:
-    """A plain tar of ``root``'s content (the VOC folders at the top), sorted, owner-less."""
+def pack(top: Path, tar_path: Path) -> None:
+    """A plain tar of the folder ``top``, its one top folder, sorted, owner-less."""
 
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
@@ -209,8 +236,7 @@ def pack(root: Path, tar_path: Path) -> None:
         return info
 
     with tarfile.open(tar_path, "w") as tar:
-        for entry in sorted(root.iterdir()):
-            tar.add(entry, arcname=entry.name, filter=clean)
+        tar.add(top, arcname=top.name, filter=clean)  # a folder's entries are added sorted
 
 
 def run(session: ay.AppSession) -> None:
@@ -230,9 +256,10 @@ def run(session: ay.AppSession) -> None:
     what = f"dataset {only.name!r} of project" if only is not None else "project"
     print(f"exporting {what} {project.name!r} (id {project.id}): {total} images, {options}")
     team_id = project.team_id
+    base = f"{project.id}_{pascal.fit_bytes(project.name)}_pascal_voc"
     with tempfile.TemporaryDirectory(prefix="pascal-voc-") as tmp:
-        root = Path(tmp) / "voc"
-        exporter = Exporter(api, project, meta, options, root)
+        top = Path(tmp) / base
+        exporter = Exporter(api, project, meta, options, top / VOC_DIR)
         with session.progress_bar(total=total, message="exporting images") as bar:
             for start in range(0, total, BATCH):
                 chunk = images[start : start + BATCH]
@@ -242,9 +269,9 @@ def run(session: ay.AppSession) -> None:
                     exporter.image(name, ds, info, ann)
                     bar.update(1)
         counts = exporter.finish()
-        tar_name = f"{project.id}_{pascal.fit_bytes(project.name)}_pascal_voc.tar"
+        tar_name = f"{base}.tar"
         tar_path = Path(tmp) / tar_name
-        pack(root, tar_path)
+        pack(top, tar_path)
         remote = f"/tmp/{APP_NAME}/export/{session.task_id}/{tar_name}"
         api.file.upload(team_id, str(tar_path), remote)
         size = tar_path.stat().st_size

@@ -4,7 +4,8 @@
   dataset's name) and how clashes are resolved;
 - the train/val split;
 - palettes, the class and object masks with their "neutral" contours;
-- the VOC XML of one image, ``colors.txt`` and the ``ImageSets`` lists.
+- the VOC XML of one image, ``colors.txt``, ``labelmap.txt`` and the ``ImageSets`` lists
+  (the split lists and the devkit's per-class lists).
 
 Conventions (README.md): boxes are 1-based and inclusive, as in the VOC devkit; mask index 0 is
 background, 255 the neutral boundary; class ``i`` of the meta (0-based) has index ``i + 1``.
@@ -14,13 +15,18 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 
 from PIL import Image, ImageChops, ImageColor
 
 BACKGROUND = 0
 NEUTRAL = 255
+BACKGROUND_RGB = (0, 0, 0)
 NEUTRAL_RGB = (224, 224, 192)
+#: the names of the background and of the contour colour in ``colors.txt`` and ``labelmap.txt``
+BACKGROUND_NAME = "background"
+NEUTRAL_NAME = "neutral"
 #: the highest class or instance index a mask can hold (255 is the boundary)
 MAX_INDEX = 254
 SPLITS = ("train", "val")
@@ -100,6 +106,28 @@ def image_sets(names: Sequence[str], splits: Sequence[str]) -> dict[str, str]:
     return {key: "".join(f"{n}\n" for n in items) for key, items in lists.items()}
 
 
+def class_lists(
+    names: Sequence[str],
+    splits: Sequence[str],
+    present: Sequence[AbstractSet[str]],
+    classes: Sequence[str],
+) -> dict[tuple[str, str], str]:
+    """The devkit's classification lists, ``(class, split)`` -> the text of
+    ``ImageSets/Main/<class>_<split>.txt``, for every class and ``train``, ``val``,
+    ``trainval``: the split's images in its list's order, each ``<image> 1`` when it has an
+    object of the class (``present``: the classes of each image), else ``<image> -1``."""
+    rows = list(zip(names, splits, present, strict=True))
+    out: dict[tuple[str, str], str] = {}
+    for cls in classes:
+        for key in ("train", "val", "trainval"):
+            out[cls, key] = "".join(
+                f"{name} {1 if cls in has else -1}\n"
+                for name, split, has in rows
+                if key in (split, "trainval")
+            )
+    return out
+
+
 # -- colours ---------------------------------------------------------------------------------
 
 
@@ -146,12 +174,61 @@ def object_palette() -> list[int]:
     return _flat(voc_colormap())
 
 
+def _near(rgb: RGB) -> Iterator[RGB]:
+    """The colours next to ``rgb``, nearest first: one channel moved by 1, 2, ... (blue first)."""
+    for k in range(1, 256):
+        for channel in (2, 1, 0):
+            for step in (k, -k):
+                moved = list(rgb)
+                moved[channel] += step
+                if 0 <= moved[channel] <= 255:
+                    yield moved[0], moved[1], moved[2]
+
+
+def distinct_colors(colors: Sequence[RGB]) -> list[RGB]:
+    """``colors`` with each one already taken (by the background's black, the neutral colour or
+    an earlier class) moved to the nearest free colour, so a mask's colour names one class.
+
+    Colours are taken in order: the first class keeps its colour, a later one moves.
+    """
+    taken = {BACKGROUND_RGB, NEUTRAL_RGB}
+    out: list[RGB] = []
+    for rgb in colors:
+        if rgb in taken:  # about 765 neighbours, at most 256 taken: there is always a free one
+            rgb = next(c for c in _near(rgb) if c not in taken)
+        taken.add(rgb)
+        out.append(rgb)
+    return out
+
+
 def colors_txt(classes: Sequence[tuple[str, RGB]]) -> str:
     """``r g b name`` lines in palette order: background (0), the classes (1..n), neutral (255)."""
-    lines = [(0, 0, 0, "background")]
+    lines = [(*BACKGROUND_RGB, BACKGROUND_NAME)]
     lines += [(*rgb, name) for name, rgb in classes]
-    lines.append((*NEUTRAL_RGB, "neutral"))
+    lines.append((*NEUTRAL_RGB, NEUTRAL_NAME))
     return "".join(f"{r} {g} {b} {name}\n" for r, g, b, name in lines)
+
+
+def labelmap_txt(classes: Sequence[tuple[str, RGB]]) -> str:
+    """The ``labelmap.txt`` dataset tools read to name mask colours: a comment line, then
+    ``name:r,g,b::`` lines (no parts, no actions): background, neutral, the classes in order."""
+    lines = [(BACKGROUND_NAME, BACKGROUND_RGB), (NEUTRAL_NAME, NEUTRAL_RGB), *classes]
+    return "# label:color_rgb:parts:actions\n" + "".join(
+        f"{name}:{r},{g},{b}::\n" for name, (r, g, b) in lines
+    )
+
+
+def labelmap_problems(class_names: Iterable[str]) -> list[str]:
+    """What in ``labelmap.txt`` tools that read it will refuse: a class name that holds the
+    file's separator ``:``, or that is the background's or the neutral colour's name."""
+    problems: list[str] = []
+    for name in class_names:
+        if ":" in name:
+            problems.append(f"class {name!r}: labelmap.txt cannot hold a name with ':'")
+        elif name in (BACKGROUND_NAME, NEUTRAL_NAME):
+            what = "the background" if name == BACKGROUND_NAME else "the contour colour"
+            problems.append(f"class {name!r}: labelmap.txt lists {name!r} already, for {what}")
+    return problems
 
 
 # -- masks -----------------------------------------------------------------------------------
