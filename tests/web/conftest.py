@@ -11,6 +11,8 @@ published, and headless Chromium (Debian's, driven by Playwright; nothing downlo
   opens more of them (another user at the same time). A test fails on any uncaught error of a
   page (an exception or an unhandled rejection) and on any ``console.error``, other than the
   browser's own notes about failed requests (a wrong password is a 401 on purpose).
+- ``relay``: a TCP relay in front of the stand's server whose connections a test can cut and
+  let back (:class:`Relay`): a network fault the page cannot tell from a real one.
 - :func:`shot` writes a PNG of the page at 1280x800 and at 375x812 into the run's folder
   (``$APPYARD_SCREENSHOTS``, else ``<repo>/test-artifacts/screenshots``); the folder is named at
   the end of the run. A failed test leaves a picture of each of its pages in ``failures/``.
@@ -18,9 +20,12 @@ published, and headless Chromium (Debian's, driven by Playwright; nothing downlo
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import socket
+import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,3 +369,82 @@ def stand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stand]:
         api.close()
     finally:
         server.stop()
+
+
+# -- a relay whose connections a test can cut -----------------------------------------------------
+
+
+class Relay:
+    """A TCP relay to ``127.0.0.1:port``. :meth:`cut` closes every connection through it and
+    closes new ones at once (the page sees a dropped network) until :meth:`mend`."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        self.broken = threading.Event()
+        self.lock = threading.Lock()
+        self.live: set[socket.socket] = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            if self.broken.is_set():
+                _close(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                _close(client)
+                continue
+            with self.lock:
+                self.live |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.live -= {src, dst}
+            _close(src)
+            _close(dst)
+
+    def cut(self) -> None:
+        self.broken.set()
+        with self.lock:
+            socks, self.live = self.live, set()
+        for s in socks:
+            _close(s)
+
+    def mend(self) -> None:
+        self.broken.clear()
+
+    def close(self) -> None:
+        _close(self.server)
+        self.cut()
+
+
+def _close(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    s.close()
+
+
+@pytest.fixture
+def relay(stand: Stand) -> Iterator[Relay]:
+    r = Relay(stand.server.port)
+    yield r
+    r.close()

@@ -24,8 +24,10 @@ except ImportError:
 
 from tests.support import APPS, Client, alive, processes_of, wait_for
 from tests.web.conftest import (
+    ECOSYSTEM,
     HELLO_RELEASES,
     PASSWORD,
+    Relay,
     Stand,
     mark,
     not_reloaded,
@@ -74,13 +76,21 @@ def test_sign_in_with_a_password_and_sign_out(stand: Stand, page: Page) -> None:
     assert page.evaluate("() => localStorage.getItem('appyard.token')") is None
     # the token the sign-in minted is revoked, not only forgotten
     assert Client(stand.url, token).get("/users/me").status_code == 401
-    # and a signed-out visitor of a page is sent to the login page
+    # and a signed-out visitor of a page is sent to the login page (which sends them back)
     page.goto(f"{stand.url}/#/sessions")
-    expect(page).to_have_url(_hash("/login"))
+    expect(page).to_have_url(_hash("/login?next=%2Fsessions"))
 
 
 def test_sign_in_with_a_token(stand: Stand, page: Page) -> None:
     page.goto(f"{stand.url}/#/login")
+    # a token that is not valid: the page says so in its own words (no command to type)
+    page.get_by_role("textbox", name="Token", exact=True).fill("ayu_not-a-real-token")
+    page.get_by_role("button", name="Use the token").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_have_text(re.compile(r"^This token is not valid"))
+    expect(alert).not_to_contain_text("appyard")
+    expect(page).to_have_url(_hash("/login"))
+
     page.get_by_role("textbox", name="Token", exact=True).fill(stand.token("viewer"))
     page.get_by_role("button", name="Use the token").click()
     expect(page).to_have_url(_hash("/ecosystem"))
@@ -89,6 +99,29 @@ def test_sign_in_with_a_token(stand: Stand, page: Page) -> None:
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(_hash("/login"))
     assert stand.client("viewer").get("/users/me").status_code == 200
+
+
+def test_a_deep_link_survives_signing_in(stand: Stand, page: Page) -> None:
+    tid = stand.start(stand.hello_id, name="deep link", count=1, delay_s=0)
+    page.goto(f"{stand.url}/#/sessions/{tid}")
+    expect(page).to_have_url(_hash(f"/login?next=%2Fsessions%2F{tid}"))
+    page.get_by_role("textbox", name="Login", exact=True).fill("dev")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page).to_have_url(_hash(f"/sessions/{tid}"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"#{tid} from-the-tests")
+    expect(_badge(page)).to_have_text("finished")
+
+
+def test_an_unreachable_server_is_said_plainly(stand: Stand, page: Page) -> None:
+    stand.sign_in(page, "dev")
+    page.route("**/api/v1/modules*", lambda route: route.abort("connectionrefused"))
+    page.goto(f"{stand.url}/#/agents")  # another page first, so the next one is drawn anew
+    expect(page.get_by_role("heading", name="Agents", level=1)).to_be_visible()
+    page.goto(f"{stand.url}/#/ecosystem")
+    expect(page.get_by_role("alert")).to_have_text(
+        "The appyard server cannot be reached. Check the connection, then try again."
+    )
 
 
 # -- the ecosystem and a module's page -------------------------------------------------------------
@@ -327,6 +360,110 @@ def test_an_api_refusal_shows_beside_its_field(stand: Stand, page: Page) -> None
     assert stand.api.task.get_info_by_id(tid)["params"]["state"]["style"] == "plain"
 
 
+def test_the_export_dialog_starts_on_the_dataset_picked(stand: Stand, page: Page) -> None:
+    export_id = stand.api.module.publish(ECOSYSTEM / "export-to-pascal-voc").module_id
+    harbour = stand.api.project.create(stand.workspace_id, "Harbour")
+    stand.api.dataset.create(harbour.id, "day")
+    night = stand.api.dataset.create(harbour.id, "night")
+    # an agent that never runs: the session stays queued, and what it was started on is read
+    parked_id, _ = stand.world.new_agent_token("export-parked")
+
+    stand.sign_in(page, "dev")
+    page.goto(f"{stand.url}/#/apps/{export_id}")
+    options = page.get_by_role("main").get_by_role("region", name="Options")
+    for title in ("Contour thickness (px)", "Share for training", "Prefix image names"):
+        expect(options).to_contain_text(title)
+    expect(options).to_contain_text("2t+1 pixels wide")
+    page.get_by_role("link", name="Run", exact=True).click()
+    expect(page.get_by_role("heading", name="Run Export to Pascal VOC", level=1)).to_be_visible()
+
+    # the options by their titles, with their help
+    thickness = page.get_by_role("spinbutton", name="Contour thickness (px)", exact=True)
+    expect(thickness).to_have_value("3")
+    expect(thickness).to_have_accessible_description(re.compile("2t\\+1 pixels wide"))
+    expect(page.get_by_role("spinbutton", name="Share for training", exact=True)).to_have_value(
+        "0.8"
+    )
+    expect(
+        page.get_by_role("checkbox", name="Prefix image names with their dataset", exact=True)
+    ).to_be_checked()
+
+    # only the chosen target's picker shows: the project's, at first
+    by_project = page.get_by_role("radio", name="An images project", exact=True)
+    by_dataset = page.get_by_role("radio", name="An images dataset", exact=True)
+    project = page.get_by_role("combobox", name="Project", exact=True)
+    dataset_project = page.get_by_role("combobox", name="Project of the dataset", exact=True)
+    dataset = page.get_by_role("combobox", name="Dataset", exact=True)
+    summary = page.get_by_role("main").locator("#run-summary")
+    expect(by_project).to_be_checked()
+    expect(project).to_be_visible()
+    expect(dataset_project).to_be_hidden()
+    expect(dataset).to_be_hidden()
+    project.select_option(label="Harbour")
+    expect(summary).to_have_text("Starts on project “Harbour”.")
+
+    # the dataset target: its pickers show, the project's goes
+    by_dataset.check()
+    expect(project).to_be_hidden()
+    expect(dataset_project).to_be_visible()
+    dataset_project.select_option(label="Harbour")
+    expect(dataset.get_by_role("option")).to_have_text(["day", "night"])
+    dataset.select_option(label="night")
+    expect(summary).to_have_text("Starts on dataset “night” of project “Harbour”.")
+    page.get_by_role("combobox", name="Agent", exact=True).select_option(value=str(parked_id))
+    shot(page, "10-export-dialog")
+
+    page.get_by_role("button", name="Start", exact=True).click()
+    tid = _session_id(page)
+    state = stand.api.task.get_info_by_id(tid)["params"]["state"]
+    assert state["datasetId"] == night.id, state
+    assert "projectId" not in state, state
+    assert state["trainSplitCoef"] == 0.8 and state["addPrefixToImages"] is True, state
+    stand.api.app.stop(tid)
+
+
+def test_the_session_page_says_when_it_is_not_live(stand: Stand, relay: Relay, page: Page) -> None:
+    dev = stand.sdk("dev")
+    info = dev.app.get_ecosystem_module_info(stand.viewer_app_id)
+    tid = dev.app.start(
+        agent_id=stand.agent_id,
+        module_id=stand.viewer_app_id,
+        workspace_id=stand.workspace_id,
+        params=info.get_arguments(images_project=stand.project_id),
+    ).task_id
+    # the page reaches the server through a relay: the test cuts the network there
+    page.goto(f"{relay.url}/#/sessions/{tid}")
+    page.get_by_role("textbox", name="Login", exact=True).fill("dev")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(_badge(page)).to_have_text("deployed")
+    log = _log(page)
+    expect(log).to_contain_text("live")
+    ready_url = stand.api.task.get_info_by_id(tid)["ready_url"]
+    app_page = page.get_by_role("link", name=ready_url)
+    expect(app_page).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)
+    mark(page)
+
+    # the connection goes: the page says so at once, not "live"
+    relay.cut()
+    note = page.get_by_role("alert")
+    expect(note).to_contain_text("The live connection to the server is broken")
+    expect(log).to_contain_text("not live")
+    shot(page, "11-session-not-live", full_page=False)
+
+    # meanwhile the session is stopped; once back, the page catches up and says nothing more
+    stand.api.app.stop(tid)
+    wait_for(lambda: stand.status(tid) == "stopped", 30, "the viewer to stop")
+    relay.mend()
+    expect(_badge(page)).to_have_text("stopped")
+    expect(note).to_have_count(0)
+    expect(log).to_contain_text("complete")
+    # a stopped serving app has no page to link to
+    expect(app_page).to_have_count(0)
+    assert not_reloaded(page), "the page was reloaded"
+
+
 # -- stopping a long-lived app ---------------------------------------------------------------------
 
 
@@ -346,7 +483,8 @@ def test_stop_a_long_lived_app_from_its_page(stand: Stand, page: Page) -> None:
     expect(_badge(page)).to_have_text("deployed")
     task = stand.api.task.get_info_by_id(tid)
     assert task["params"]["state"]["projectId"] == stand.project_id
-    expect(page.get_by_role("link", name=task["ready_url"]).first).to_be_visible()
+    app_page = page.get_by_role("link", name=task["ready_url"])
+    expect(app_page).to_be_visible()
     pids = wait_for(
         lambda: processes_of(tid, stand.url), 30, "the viewer's processes to show in /proc"
     )
@@ -366,6 +504,7 @@ def test_stop_a_long_lived_app_from_its_page(stand: Stand, page: Page) -> None:
     expect(_badge(page)).to_have_text("stopped")
     expect(page.get_by_role("button", name="Stop", exact=True)).to_have_count(0)
     expect(page.get_by_role("list", name="Timeline")).to_contain_text("terminating")
+    expect(app_page).to_have_count(0)  # the app serves no page any more
     assert stand.status(tid) == "stopped"
     wait_for(
         lambda: not any(alive(pid) for pid in pids) and not processes_of(tid, stand.url),
@@ -462,6 +601,16 @@ def test_agents_page_and_adding_an_agent(stand: Stand, page: Page) -> None:
     )
     expect(new).to_contain_text("offline")
     shot(page, "07-agents")
+
+    # a name the team has already is refused, beside the field
+    name = page.get_by_role("textbox", name="Name", exact=True)
+    name.fill("gpu-box-1")
+    page.get_by_role("button", name="Add the agent").click()
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(name).to_have_accessible_description(
+        re.compile("has an agent named 'gpu-box-1' already; pick another name")
+    )
+    expect(table.get_by_role("rowheader", name="gpu-box-1", exact=True)).to_have_count(1)
 
     # the token shown works: an agent started with it comes online
     agent = stand.world.start_agent(found.group(1), name="gpu-box-1")

@@ -21,8 +21,14 @@ from appyard.server.services import agents as svc
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["agents"])
 
 
-@router.post("/teams/{team_id}/agents", response_model=AgentCreated, status_code=201)
+@router.post(
+    "/teams/{team_id}/agents",
+    response_model=AgentCreated,
+    status_code=201,
+    responses={409: {"description": "The team has an agent of that name already (field `name`)"}},
+)
 def create_agent(request: Request, team_id: PathId, body: AgentCreate) -> AgentCreated:
+    """A new agent of the team and its token (shown once); names are unique in a team."""
     ttl = context(request).settings.agent_ttl_s
     return run(request, lambda s, p: svc.create_agent(s, p, team_id, body, ttl))
 

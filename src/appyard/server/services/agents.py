@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import ON_AGENT, TERMINAL, Status
 from appyard.domain.targets import STATE_KEY_TO_ENV
-from appyard.errors import NotFoundError, PermissionDeniedError
+from appyard.errors import ConflictError, NotFoundError, PermissionDeniedError
 from appyard.schemas.agents import (
     AgentCreate,
     AgentCreated,
@@ -26,7 +26,7 @@ from appyard.schemas.agents import (
     PollResponse,
     TaskAssignment,
 )
-from appyard.server.db.models import Agent, Module, Release, Task, Token, utcnow
+from appyard.server.db.models import Agent, Module, Release, Task, Team, Token, utcnow
 from appyard.server.notifier import emit
 from appyard.server.security import Principal
 from appyard.server.services.accounts import mint_token, team_role
@@ -69,6 +69,15 @@ def create_agent(
     team_role(s, p, team_id, "developer")
     if p.kind != "user":
         raise PermissionDeniedError("Only a user token can create agents.")
+    # one creation at a time per team (the team's row locked; a no-op on SQLite, whose writes
+    # are serialized anyway), so two racing requests cannot both take a name
+    s.execute(select(Team.id).where(Team.id == team_id).with_for_update(key_share=True))
+    if s.scalar(select(Agent.id).where(Agent.team_id == team_id, Agent.name == body.name)):
+        raise ConflictError(
+            f"This team has an agent named {body.name!r} already; pick another name "
+            "(each agent of a team needs its own, such as its machine's name).",
+            field="name",
+        )
     agent = Agent(team_id=team_id, name=body.name, slots=1)
     s.add(agent)
     s.flush()
@@ -204,7 +213,9 @@ def poll_once(
         select(Task).where(
             Task.agent_id == agent.id,
             Task.status.in_([Status.TERMINATING.value, Status.STOPPED.value]),
-            Task.stop_delivered.is_(False),
+            # "= false", not "IS false": an index lookup on (agent_id, status, stop_delivered),
+            # not a read of every stopped task the agent ever ran
+            Task.stop_delivered == false(),
         )
     ).all()
     for t in to_stop:

@@ -6,15 +6,51 @@ const TOKEN_KEY = "appyard.token";
 const TOKEN_ID_KEY = "appyard.tokenId";
 const TEAM_KEY = "appyard.team";
 
-/** An error answer of the API: status, code, message, and the field it is about. */
+/** An error answer of the API: status, code, message (for the user), and the field it is
+ *  about. ``status`` 0: the server could not be reached. ``serverMessage``: the server's own
+ *  words (written for API clients: they may name SDK calls). */
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, path = "") {
     const err = (body && body.error) || {};
-    super(err.message || `HTTP ${status}`);
+    super(userMessage(status, err, path));
     this.status = status;
     this.code = err.code || "";
     this.field = err.field || "";
+    this.serverMessage = err.message || "";
   }
+}
+
+/** What to tell the user of an error answer: the server's message, except where it speaks to
+ *  a developer at a terminal (a token to create, an endpoint list) or says nothing. */
+function userMessage(status, err, path) {
+  if (status === 0) return "The appyard server cannot be reached. Check the connection, then try again.";
+  if (status === 401 && path !== "/auth/login") {
+    return "You are signed out: your sign-in has ended or was revoked. Sign in again.";
+  }
+  if (status === 404 && !err.field && /^No such endpoint/.test(err.message || "")) {
+    return "This server does not offer this: it may run an older appyard than this page. Reload the page; if that does not help, ask your admin to update the server.";
+  }
+  if (err.message) return err.message;
+  return status >= 500
+    ? `The server could not answer (HTTP ${status}). Try again in a moment.`
+    : `The server refused the request (HTTP ${status}).`;
+}
+
+/** ``fetch``, with a failure to reach the server as an ApiError (status 0) that says so. */
+async function send(u, init) {
+  try {
+    return await fetch(u, init);
+  } catch (e) {
+    if (init.signal?.aborted) throw e;
+    throw new ApiError(0, null);
+  }
+}
+
+/** To the sign-in page; the page shown comes back after signing in (``?next=``). */
+export function toLogin() {
+  const raw = location.hash.replace(/^#/, "");
+  if (raw.startsWith("/login")) return;
+  location.hash = raw && raw !== "/" ? `#/login?next=${encodeURIComponent(raw)}` : "#/login";
 }
 
 export const auth = {
@@ -61,7 +97,7 @@ export async function api(method, path, { json, query, signal, body, contentType
     if (contentType) init.headers["Content-Type"] = contentType;
     init.body = body;
   }
-  const r = await fetch(url(path, query), init);
+  const r = await send(url(path, query), init);
   if (r.status === 204) return null;
   let data = null;
   const text = await r.text();
@@ -75,17 +111,17 @@ export async function api(method, path, { json, query, signal, body, contentType
   if (!r.ok) {
     if (r.status === 401 && path !== "/auth/login") {
       auth.clear();
-      location.hash = "#/login";
+      toLogin();
     }
-    throw new ApiError(r.status, data);
+    throw new ApiError(r.status, data, path);
   }
   return data;
 }
 
 /** Download an API resource (it needs the token header) as a file named ``name``. */
 export async function download(path, query, name) {
-  const r = await fetch(url(path, query), { headers: headers() });
-  if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null));
+  const r = await send(url(path, query), { headers: headers() });
+  if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null), path);
   const blob = await r.blob();
   const a = h("a", { href: URL.createObjectURL(blob), download: name });
   document.body.append(a);
@@ -94,33 +130,58 @@ export async function download(path, query, name) {
   setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
 }
 
+/** A stream that says nothing this long is taken for dead (the server sends a keep-alive
+ *  comment every 15 s), dropped and opened again. */
+const SILENCE_MS = 40_000;
+
 /**
  * Follow a server-sent events stream of the API. ``onEvent(type, data, id)`` gets each event
  * (data parsed as JSON). The stream is re-opened after a dropped connection (``query()`` gives
  * the query of each attempt, so a cursor can move on) until ``signal`` aborts or an ``end``
- * event comes. Resolves when it ends.
+ * event comes. Resolves when it ends; a refusal (4xx) rejects with its ApiError.
+ *
+ * ``onState(state, error)`` hears how the connection is: ``"open"`` (connected: what comes is
+ * live), ``"broken"`` (dropped, failed or silent: re-opening after a pause; ``error`` says why),
+ * ``"ended"`` (the ``end`` event came) and ``"refused"`` (a 4xx: given up).
  */
-export async function sse(path, { query, onEvent, signal }) {
+export async function sse(path, { query, onEvent, onState, signal }) {
+  const tell = (state, error = null) => onState?.(state, error);
   let failures = 0;
   while (!signal.aborted) {
     let ended = false;
+    let why = null; // why this attempt is over without an end
+    const conn = new AbortController(); // this attempt: aborted by the page or by silence
+    const drop = () => conn.abort();
+    signal.addEventListener("abort", drop);
+    let silence = 0;
+    const heard = () => {
+      clearTimeout(silence);
+      silence = setTimeout(() => {
+        why = new Error("the server has sent nothing for a while");
+        conn.abort();
+      }, SILENCE_MS);
+    };
     try {
       const q = typeof query === "function" ? query() : query;
+      heard();
       const r = await fetch(url(path, q), {
         headers: headers({ Accept: "text/event-stream" }),
-        signal,
+        signal: conn.signal,
       });
       if (!r.ok) {
-        const err = new ApiError(r.status, await r.json().catch(() => null));
+        const err = new ApiError(r.status, await r.json().catch(() => null), path);
         if (r.status < 500) throw err;
+        why = err;
       } else {
         failures = 0;
+        tell("open");
         const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         let ev = { event: "message", data: [], id: null };
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
+          heard();
           buffer += value;
           let nl;
           while ((nl = buffer.indexOf("\n")) >= 0) {
@@ -144,16 +205,28 @@ export async function sse(path, { query, onEvent, signal }) {
           }
           if (ended) {
             reader.cancel().catch(() => {});
-            return;
+            break;
           }
         }
+        why ||= new Error("the connection was closed");
       }
     } catch (e) {
       if (signal.aborted) return;
-      if (e instanceof ApiError) throw e;
+      if (e instanceof ApiError) {
+        tell("refused", e);
+        throw e;
+      }
+      why ||= e;
+    } finally {
+      clearTimeout(silence);
+      signal.removeEventListener("abort", drop);
     }
-    if (ended) return;
+    if (ended) {
+      tell("ended");
+      return;
+    }
     failures += 1;
+    tell("broken", why);
     await sleep(Math.min(250 * 2 ** failures, 4000), signal);
   }
 }

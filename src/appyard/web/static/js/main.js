@@ -1,7 +1,7 @@
 // The single page: hash routes -> page modules. Leaving a page aborts its signal, which
 // closes its live streams.
 
-import { api, auth, errorBox, h, session } from "./core.js";
+import { api, auth, errorBox, h, session, toLogin } from "./core.js";
 
 // pattern -> [module, export]; ``:name`` parts become params
 const ROUTES = [
@@ -58,7 +58,7 @@ async function show() {
   const main = document.getElementById("main");
   const signedIn = Boolean(auth.token && session.user);
   if (!signedIn && path !== "/login") {
-    location.hash = "#/login";
+    toLogin(); // the page asked for comes back after signing in
     return;
   }
   document.getElementById("top").hidden = !signedIn;

@@ -1,17 +1,30 @@
-// Sign in with a login and password (mints a token, revoked at sign-out) or with a token.
+// Sign in with a login and password (mints a token, revoked at sign-out) or with a token;
+// then on to the page asked for (``#/login?next=/sessions/2``), else the ecosystem.
 
 import { ApiError, api, auth, h } from "../core.js";
 import { signedIn } from "../main.js";
 
-export async function render(root) {
+/** The page to go to after signing in: a route of this UI from ``?next=``, else none. */
+export function nextRoute(query) {
+  const next = query?.get("next") || "";
+  return /^\/[A-Za-z]/.test(next) && !/^\/login\b/.test(next) ? next : null;
+}
+
+export async function render(root, _params, { query } = {}) {
   const error = h("p", { class: "error", role: "alert", hidden: true });
+  let byToken = false; // which form failed: a refused token is the pasted one
   const fail = (e) => {
-    error.textContent = e instanceof ApiError ? e.message : String(e);
+    error.textContent =
+      byToken && e instanceof ApiError && e.status === 401
+        ? "This token is not valid: it is unknown or was revoked. Check it, or sign in with your login and password."
+        : e instanceof ApiError
+          ? e.message
+          : String(e);
     error.hidden = false;
   };
   const done = async () => {
     await signedIn();
-    location.hash = "#/ecosystem";
+    location.hash = `#${nextRoute(query) || "/ecosystem"}`;
   };
 
   const byPassword = h(
@@ -21,6 +34,7 @@ export async function render(root) {
       "aria-label": "Sign in with a password",
       onsubmit: async (ev) => {
         ev.preventDefault();
+        byToken = false;
         const f = new FormData(ev.target);
         try {
           const t = await api("POST", "/auth/login", {
@@ -45,13 +59,14 @@ export async function render(root) {
     h("button", { type: "submit", class: "primary" }, "Sign in"),
   );
 
-  const byToken = h(
+  const tokenForm = h(
     "form",
     {
       class: "card form",
       "aria-label": "Sign in with a token",
       onsubmit: async (ev) => {
         ev.preventDefault();
+        byToken = true;
         const token = new FormData(ev.target).get("token").trim();
         auth.save(token, null);
         try {
@@ -68,6 +83,6 @@ export async function render(root) {
     h("button", { type: "submit" }, "Use the token"),
   );
 
-  root.append(h("div", { class: "login" }, h("h1", {}, "appyard"), error, byPassword, byToken));
+  root.append(h("div", { class: "login" }, h("h1", {}, "appyard"), error, byPassword, tokenForm));
   root.querySelector("input")?.focus();
 }

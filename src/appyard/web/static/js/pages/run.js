@@ -150,15 +150,19 @@ export async function render(root, { id }, { signal, query }) {
   const files = once(() => api("GET", `/teams/${team.id}/files`, { query: { path: "/", recursive: true }, signal }));
   const members = once(() => api("GET", `/teams/${team.id}/members`, { signal }));
 
-  /** Put {id, name} items into a select; an empty list leaves it disabled. */
-  const fill = (el, items, wanted) => {
+  /** Put {id, name} items into a select; an empty list leaves it disabled, saying ``empty``. */
+  const fill = (el, items, wanted, empty = "none") => {
     el.disabled = !items.length;
     el.replaceChildren(
       ...(items.length
         ? items.map((it) => h("option", { value: it.id, selected: String(it.id) === wanted }, it.name))
-        : [h("option", { value: "" }, "none")]),
+        : [h("option", { value: "" }, empty)]),
     );
   };
+  /** The text of a select's chosen option ("" when there is nothing to choose). */
+  const chosenText = (el) => (el.value ? el.selectedOptions[0]?.textContent || "" : "");
+  /** ``on project “x”``: what a picker holds, as the run summary says it ("" for nothing). */
+  const on = (what, el) => (chosenText(el) ? `on ${what} “${chosenText(el)}”` : "");
   const pick = (key, items, wanted) => {
     const el = h("select", {});
     fill(el, items, wanted);
@@ -186,6 +190,7 @@ export async function render(root, { id }, { signal, query }) {
       return {
         el: field("projectId", "Project", el, { help: (await projects()).length ? "" : `No images projects in workspace ${ws.name}.` }),
         read: () => ({ projectId: el.read() }),
+        describe: () => on("project", el),
       };
     },
     async images_dataset() {
@@ -204,48 +209,69 @@ export async function render(root, { id }, { signal, query }) {
         const want = proj.value;
         if (want === shown) return;
         shown = want;
+        // the datasets of the project before are gone at once: none of them can start
+        if (ds.options.length) fill(ds, [], null, "loading…");
         const items = want ? await api("GET", "/datasets", { query: { project_id: want }, signal }) : [];
         if (want !== proj.value) return; // another project was picked meanwhile
         fill(ds, items, query.get("datasetId"));
         dsHelp.textContent = items.length ? "" : "This project has no datasets.";
+        showSummary();
       };
       proj.addEventListener("change", load);
       await load();
       return {
         el: h("div", {}, field("datasetProject", "Project of the dataset", proj, { help: list.length ? "" : `No images projects in workspace ${ws.name}.` }), dsField),
         read: () => ({ datasetId: ds.read() }),
+        describe: () => (chosenText(ds) ? `${on("dataset", ds)} of project “${chosenText(proj)}”` : ""),
       };
     },
     async files_folder() {
       const paths = ["/", ...(await files()).filter((f) => f.is_dir).map((f) => f.path)];
       const [el, list] = pathInput("folder", paths, query.get("folder"));
-      return { el: h("div", {}, field("folder", "Folder path", el, { help: "A folder path like /imports/shapes." }), list), read: () => ({ folder: el.read() }) };
+      return {
+        el: h("div", {}, field("folder", "Folder path", el, { help: "A folder path like /imports/shapes." }), list),
+        read: () => ({ folder: el.read() }),
+        describe: () => (el.value.trim() ? `on folder ${el.value.trim()}` : ""),
+      };
     },
     async files_file() {
       const paths = (await files()).filter((f) => !f.is_dir).map((f) => f.path);
       const [el, list] = pathInput("file", paths, query.get("file"));
-      return { el: h("div", {}, field("file", "File path", el, { help: "A file path like /exports/result.tar." }), list), read: () => ({ file: el.read() }) };
+      return {
+        el: h("div", {}, field("file", "File path", el, { help: "A file path like /exports/result.tar." }), list),
+        read: () => ({ file: el.read() }),
+        describe: () => (el.value.trim() ? `on file ${el.value.trim()}` : ""),
+      };
     },
     async team() {
-      return { el: h("p", {}, `Runs on team ${team.name}.`), read: () => ({ teamId: team.id }) };
+      return { el: h("p", {}, `Runs on team ${team.name}.`), read: () => ({ teamId: team.id }), describe: () => `on team “${team.name}”` };
     },
     async team_member() {
       const el = pick("memberId", (await members()).map((m) => ({ id: m.user_id, name: `${m.login} (${m.role})` })), query.get("memberId"));
-      return { el: field("memberId", "Member", el), read: () => ({ memberId: el.read() }) };
+      return { el: field("memberId", "Member", el), read: () => ({ memberId: el.read() }), describe: () => on("member", el) };
     },
     async ecosystem() {
-      return { el: null, read: () => ({}) };
+      return { el: null, read: () => ({}), describe: () => "without a target" };
     },
   };
 
   let readTarget = () => ({});
+  let describeTarget = null; // what Start starts on, as the form shows it now (null: no target)
   const targetBox = h("div", {});
+  const summary = h("p", { class: "run-summary", id: "run-summary", "aria-live": "polite", hidden: true });
+  const showSummary = () => {
+    const what = describeTarget?.();
+    summary.hidden = !describeTarget;
+    summary.textContent = what ? `Starts ${what}.` : "Nothing to start on is picked yet.";
+  };
   const buildTarget = async (config) => {
     const declared = targetsOf(config).filter((t) => builders[t]);
     const kinds = declared.filter((t) => t !== "ecosystem");
     readTarget = () => ({});
+    describeTarget = null;
     if (!kinds.length) {
       targetBox.replaceChildren();
+      showSummary();
       return;
     }
     if (declared.includes("ecosystem")) kinds.push("ecosystem");
@@ -256,25 +282,45 @@ export async function render(root, { id }, { signal, query }) {
     if (kinds.length === 1) {
       set.append(parts[0].el);
       readTarget = parts[0].read;
+      describeTarget = parts[0].describe;
       fields.set("target", { input: set.querySelector("select, input") || set, err });
     } else {
       // a target given in the address is picked (a dataset rather than its project)
       const given = (t) => TARGETS[t].key && query.has(TARGETS[t].key);
       const byQuery = given("images_dataset") ? kinds.indexOf("images_dataset") : kinds.findIndex(given);
-      let chosen = Math.max(0, byQuery);
-      const radios = kinds.map((t, i) => h("input", { type: "radio", name: "run-target", value: t, checked: i === chosen }));
+      const first = Math.max(0, byQuery);
+      const radios = kinds.map((t, i) => h("input", { type: "radio", name: "run-target", value: t, checked: i === first }));
+      // only the chosen target's picker shows
       const panels = parts.map((p) => h("div", { class: "target-panel" }, p.el));
+      const chosen = () => radios.findIndex((r) => r.checked);
       const sync = () => {
-        chosen = radios.findIndex((r) => r.checked);
-        panels.forEach((p, i) => (p.hidden = i !== chosen));
+        panels.forEach((p, i) => (p.hidden = i !== chosen()));
+        showSummary();
       };
       radios.forEach((r) => r.addEventListener("change", sync));
+      // using a picker chooses its target: what starts is always the target ticked
+      panels.forEach((p, i) => {
+        const choose = () => {
+          if (radios[i].checked) return;
+          radios[i].checked = true;
+          sync();
+        };
+        p.addEventListener("focusin", choose);
+        p.addEventListener("change", choose);
+      });
       kinds.forEach((t, i) => set.append(h("label", { class: "check" }, radios[i], TARGETS[t].label), panels[i]));
-      sync();
-      readTarget = () => parts[chosen].read();
+      // read at Start from the radio ticked then, and only from its picker, which is the one shown
+      readTarget = () => {
+        const at = chosen();
+        if (at < 0 || panels[at].hidden) throw new FieldError("target", "Choose a target.");
+        return parts[at].read();
+      };
+      describeTarget = () => (chosen() < 0 ? "" : parts[chosen()].describe());
       fields.set("target", { input: radios[0], err });
+      sync();
     }
     targetBox.replaceChildren(set);
+    showSummary();
   };
 
   // -- agent, release, name --------------------------------------------------------------------
@@ -334,8 +380,11 @@ export async function render(root, { id }, { signal, query }) {
       field("version", "Release", release),
       field("task_name", "Task name", name),
     ),
-    h("div", { class: "actions" }, start, h("a", { href: `#/apps/${mod.id}`, class: "button" }, "Cancel")),
+    h("div", { class: "actions" }, summary, start, h("a", { href: `#/apps/${mod.id}`, class: "button" }, "Cancel")),
   );
+  start.setAttribute("aria-describedby", summary.id);
+  form.addEventListener("input", showSummary);
+  form.addEventListener("change", showSummary);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     clearErrors();
@@ -360,7 +409,8 @@ export async function render(root, { id }, { signal, query }) {
       location.hash = `#/sessions/${r.task_id}`;
     } catch (e) {
       if (signal.aborted) return;
-      showError(fieldKey(e, options), e.message);
+      const key = fieldKey(e, options);
+      showError(key, messageFor(key, e));
     } finally {
       start.disabled = false;
     }
@@ -368,6 +418,27 @@ export async function render(root, { id }, { signal, query }) {
 
   await build(mod.config || {});
   root.append(form);
+}
+
+/** What to say beside a picker the server refused. Its own words there are for API clients
+ *  (they name SDK calls); here the user picked from lists, so what was picked is gone. */
+const GONE = {
+  agent_id: "This agent is not in the team any more: pick another one, or any online agent.",
+  projectId: "This project is not in the team any more (removed meanwhile?): pick another one.",
+  datasetId: "This dataset is not in the team any more (removed meanwhile?): pick another one.",
+  memberId: "This member is not in the team any more: pick another one.",
+};
+
+function messageFor(key, e) {
+  if (!(e instanceof ApiError) || e.status !== 422) return e.message;
+  if (GONE[key]) return GONE[key];
+  if (key === "folder" || key === "file") {
+    const said = e.serverMessage.replace(/^params\.state\.\w+: /, "");
+    if (/^there is no /.test(said)) return `There is no such ${key} in the team's files: pick one from the list.`;
+    if (/ is a (file|folder) in /.test(said)) return `That path is not a ${key}: pick a ${key} from the list.`;
+    return said.split(";")[0];
+  }
+  return e.message;
 }
 
 /** Which field of the form an API error is about ("" for none: said at the top). */

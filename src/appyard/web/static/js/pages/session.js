@@ -1,6 +1,7 @@
 // One session: status and timeline, what ran where, params, progress, outputs, error, and the
 // log (a virtualized list: 100,000 lines cost ~a hundred DOM nodes). Live over server-sent
-// events: the task's watch and its log stream. Stop asks for a confirmation first.
+// events: the task's watch and its log stream; while either is broken the page says so.
+// Stop asks for a confirmation first.
 
 import { TERMINAL, api, download, errorBox, fmtDuration, fmtTime, h, session, sse, statusBadge, toast } from "../core.js";
 import { Names, older, progressText } from "./sessions.js";
@@ -36,9 +37,11 @@ export async function render(root, params, ctx) {
   const statusSlot = h("span", { class: "status-slot", role: "status", "aria-label": "Status", "aria-live": "polite" });
   const stopBtn = h("button", { type: "button", class: "danger", hidden: true }, "Stop");
   const title = h("span");
+  const liveNote = h("p", { class: "live-note", role: "alert", hidden: true });
   root.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/sessions" }, "Sessions"), " / ", `#${id}`),
     h("div", { class: "session-head" }, h("h1", {}, title), statusSlot, h("span", { class: "spacer" }), stopBtn),
+    liveNote,
   );
 
   const details = h("dl", { class: "details" });
@@ -156,14 +159,16 @@ export async function render(root, params, ctx) {
 
   let shownOutputs = null;
   function showOutputs() {
-    const key = JSON.stringify([task.outputs, task.ready_url]);
+    // a serving app's page is there while the session runs; once it has ended, it is gone
+    const appPage = TERMINAL.has(task.status) ? null : task.ready_url;
+    const key = JSON.stringify([task.outputs, appPage]);
     if (key === shownOutputs) return;
     shownOutputs = key;
     const entries = Object.entries(task.outputs || {});
-    outputsBox.hidden = !entries.length && !task.ready_url;
+    outputsBox.hidden = !entries.length && !appPage;
     const list = h("dl", { class: "outputs" });
-    if (task.ready_url) {
-      list.append(...detail("App page", h("a", { href: task.ready_url, target: "_blank", rel: "noopener" }, task.ready_url)));
+    if (appPage) {
+      list.append(...detail("App page", h("a", { href: appPage, target: "_blank", rel: "noopener" }, appPage)));
     }
     for (const [k, v] of entries) list.append(...detail(k, outputValue(k, v)));
     outputsBox.replaceChildren(h("h2", { id: "outputs-h" }, "Outputs"), list);
@@ -187,6 +192,26 @@ export async function render(root, params, ctx) {
   // -- the log -------------------------------------------------------------------------------
   const log = new LogView(id);
   root.append(log.el);
+
+  // -- is what is shown live? ------------------------------------------------------------------
+  // each stream's state (sse's onState); the note says when one is broken or refused
+  const streams = { status: "open", log: "open" };
+  const problems = {};
+  const showLive = () => {
+    const refused = Object.keys(streams).find((k) => streams[k] === "refused");
+    const broken = Object.values(streams).includes("broken");
+    liveNote.hidden = !refused && !broken;
+    liveNote.textContent = refused
+      ? `Live updates have stopped, so the status and log shown may be out of date. ${problems[refused]}`
+      : broken
+        ? "The live connection to the server is broken, so the status and log shown may be out of date. Reconnecting…"
+        : "";
+  };
+  const onState = (name) => (state, error) => {
+    streams[name] = state;
+    if (error) problems[name] = error.message;
+    showLive();
+  };
 
   // -- stop ----------------------------------------------------------------------------------
   const dialog = stopDialog(task, async () => {
@@ -217,6 +242,7 @@ export async function render(root, params, ctx) {
   if (!TERMINAL.has(task.status)) {
     sse(`/tasks/${id}/watch`, {
       signal,
+      onState: onState("status"),
       onEvent: (type, data) => {
         if (type !== "task" || older(data, task)) return;
         const wasTerminal = TERMINAL.has(task.status);
@@ -224,9 +250,9 @@ export async function render(root, params, ctx) {
         showAll();
         if (!wasTerminal && TERMINAL.has(task.status)) clearInterval(timer);
       },
-    }).catch((e) => !signal.aborted && toast(`Live status stopped: ${e.message}`, "error"));
+    }).catch(() => {}); // said by onState
   }
-  log.follow(signal);
+  log.follow(signal, onState("log"));
 }
 
 function stopDialog(task, onStop) {
@@ -305,8 +331,14 @@ export class LogView {
     this.resizeObserver.observe(this.box);
   }
 
-  /** Catch up with pages of the log (fast), then follow the live stream from the last line. */
-  async follow(signal) {
+  /** Catch up with pages of the log (fast), then follow the live stream from the last line.
+   *  ``onState`` hears the stream's state (see ``sse``); the log's own label follows it. */
+  async follow(signal, onState) {
+    const said = {
+      open: "live",
+      broken: "not live: reconnecting…",
+      refused: "not live",
+    };
     signal.addEventListener("abort", () => {
       this.resizeObserver.disconnect();
       cancelAnimationFrame(this.frame);
@@ -325,9 +357,12 @@ export class LogView {
         }
         if (page.items.length < BACKLOG_PAGE) break;
       }
-      this.state.textContent = "live";
       await sse(`/tasks/${this.taskId}/logs/stream`, {
         signal,
+        onState: (state, error) => {
+          if (said[state] && !this.ended) this.state.textContent = said[state];
+          onState?.(state, error);
+        },
         query: () => ({ after: this.lastSeq }),
         onEvent: (type, data) => {
           if (type === "log") this.add([data]);
@@ -337,6 +372,7 @@ export class LogView {
     } catch (e) {
       if (signal.aborted) return;
       this.state.textContent = `log unavailable: ${e.message}`;
+      onState?.("refused", e);
     }
   }
 

@@ -354,6 +354,13 @@ export async function render(root, _params, ctx) {
     try {
       await sse("/tasks/stream", {
         signal,
+        onState: (state) => {
+          // the table is live while the stream is open; say so plainly when it is not
+          if (state === "open") liveNote.textContent = "";
+          else if (state === "broken") {
+            liveNote.textContent = "Live updates are interrupted, so the table may be out of date. Reconnecting…";
+          }
+        },
         query: () => {
           attempts += 1;
           // a reconnect resumes after the last event; without one, the page is read again
