@@ -1,4 +1,7 @@
-"""What the server costs at 10,000 sessions and 100 agents (SQLite by default).
+"""What the server costs at 10,000 sessions and 100 agents, or with a million ended ones
+(SQLite by default).
+
+Up to 50,000 sessions:
 
 - starts N sessions through the API (no agent takes them: they stay queued), timing each;
 - times listing them (first page, a status filter, a page deep in the cursor chain), reading
@@ -8,25 +11,55 @@
   woken, and hands the wake on if it cannot take the task);
 - prints the server's resident memory.
 
-Run: ``python bench/scale.py [--sessions 10000] [--agents 100] [--postgres]``.
+More (``--sessions 1000000``): a team's history. N ended sessions are written straight into
+the database while no server runs (a recursive CTE on SQLite, ``generate_series`` on
+PostgreSQL; 90% finished, 7% error, 3% stopped, 90% of them of one app, the seed's), a few
+live ones are made through the API and the agent protocol (one started session of that app,
+one deployed, one terminating, one consumed, two queued), then the lists users and agents ask
+for most are timed through the public SDK and HTTP, as they would be by a user: on the bare
+server (``python -m appyard.server --port``), then through ``appyard up`` (``--no-up``: not):
+
+- the seed tutorial's ``api.app.get_sessions(team_id, module_id, statuses=[STARTED])``;
+- the first page (50, the API's default) of the sessions list for each status filter of the web UI;
+- the agents page (each agent's running sessions counted) and an agent's own record;
+- an agent's poll that finds nothing to do, and one that claims the task just started for it
+  (the agent ran most of the history: its stopped sessions are what a poll must not read).
+
+Run: ``python bench/scale.py [--sessions 10000] [--agents 100] [--postgres] [--no-up]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from appyard.domain.status import TERMINAL, Status
+from appyard.sdk import Api
+from appyard.server.db.engine import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.stats import fmt, timed  # noqa: E402
-from tests.support import APPS, Client, ServerProc, pg_database  # noqa: E402
+from tests.history import Share, seed_ended  # noqa: E402
+from tests.support import APPS, Client, ServerProc, Up, free_port, pg_database  # noqa: E402
+
+#: more sessions than this are written straight into the database as an ended history
+SEED_ABOVE = 50_000
+#: timings per figure of the history bench
+REPS = 30
+#: the live sessions are held by an agent that polls once: it must not be called lost
+AGENT_TTL_S = "86400"
 
 
 def rss_mb(pid: int) -> float:
@@ -54,7 +87,7 @@ async def agents_bench(
         got: asyncio.Queue[tuple[int, int, float]] = asyncio.Queue()
         stop = asyncio.Event()
 
-        async def poller(t: dict) -> None:  # type: ignore[type-arg]
+        async def poller(t: dict[str, Any]) -> None:
             held: list[int] = []
             headers = {"Authorization": f"Bearer {t['token']}"}
             while not stop.is_set():
@@ -104,8 +137,21 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument(
+        "--up",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"above {SEED_ABOVE:,} sessions: also measure through `appyard up`",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="appyard-scale-"))
+    if args.sessions > SEED_ABOVE:
+        try:
+            with pg_database() if args.postgres else contextlib.nullcontext() as url:
+                history_bench(tmp, url, args.sessions, args.up)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # a million rows: hundreds of MB
+        return
     env = {"APPYARD_AGENT_TTL_S": "120", "APPYARD_POLL_TIMEOUT_S": "25"}
     if args.postgres:
         with pg_database() as url:
@@ -173,6 +219,214 @@ def run(server: ServerProc, args: argparse.Namespace) -> None:
         asyncio.run(agents_bench(server, admin, team, ws, mid, args.agents))
     finally:
         server.stop()
+
+
+# -- a million ended sessions ---------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """What the history bench made through the API."""
+
+    admin_token: str
+    team: int
+    workspace: int
+    module: int  # the seed's app: 90% of the history is its sessions
+    live_agent: tuple[int, str]  # holds the live sessions (id, token)
+    history_agent: tuple[int, str]  # ran most of the history; its polls are timed
+    templates: tuple[int, int]  # an ended session of each app, copied into the history
+    running: int = 0  # the one started session of the seed's app
+
+
+def prepare(server: ServerProc) -> History:
+    admin = Client(server.url, server.admin_token)
+    team = admin.ok("POST", "/teams", json={"name": "history"})["id"]
+    ws = admin.ok("POST", f"/teams/{team}/workspaces", json={"name": "w"})["id"]
+    mid = admin.publish(APPS / "worker")["module_id"]
+    other = admin.publish(ROOT / "bench" / "apps" / "noop")["module_id"]
+    live, old = (
+        admin.ok("POST", f"/teams/{team}/agents", json={"name": name})
+        for name in ("bench-live", "bench-history")
+    )
+    templates = []
+    for module in (mid, other):
+        body = {"workspace_id": ws, "module_id": module, "agent_id": old["id"]}
+        task_id = admin.ok("POST", "/tasks", json=body)["task_id"]
+        admin.ok("POST", f"/tasks/{task_id}/stop")
+        templates.append(task_id)
+    return History(
+        server.admin_token,
+        team,
+        ws,
+        mid,
+        (live["id"], live["token"]),
+        (old["id"], old["token"]),
+        (templates[0], templates[1]),
+    )
+
+
+def seed(url: str, h: History, n: int) -> None:
+    engine = make_engine(url)
+    old, live = h.history_agent[0], h.live_agent[0]
+    mine = n * 9 // 10
+    t0 = time.perf_counter()
+    seed_ended(
+        engine,
+        [
+            Share(h.templates[0], mine, (old, old, old, live)),
+            Share(h.templates[1], n - mine, (old,)),
+        ],
+    )
+    took = time.perf_counter() - t0
+    print(f"seeded {n:,} ended sessions in {took:.1f} s ({n / took:,.0f} rows/s)")
+    if engine.dialect.name == "postgresql":
+        t0 = time.perf_counter()
+        with engine.begin() as conn:  # what autovacuum does soon after a bulk insert
+            conn.exec_driver_sql("ANALYZE tasks")
+        print(f"ANALYZE tasks (as autovacuum would): {time.perf_counter() - t0:.1f} s")
+    engine.dispose()
+
+
+def make_live(address: str, h: History) -> None:
+    """Through the API and the agent protocol: one started session of the seed's app (the one
+    its call must find), one deployed, one terminating, one consumed, two queued."""
+    admin = Client(address, h.admin_token)
+    agent_id, token = h.live_agent
+    agent = Client(address, token)
+    agent.ok("POST", "/agents/hello", json={"slots": 4})
+    body = {"workspace_id": h.workspace, "module_id": h.module, "agent_id": agent_id}
+    for _ in range(4):
+        admin.ok("POST", "/tasks", json=body)
+    claimed = agent.ok(
+        "POST", f"/agents/{agent_id}/poll", json={"free_slots": 4, "running": [], "timeout_s": 0}
+    )["tasks"]
+    assert len(claimed) == 4, claimed
+    for t in claimed[:3]:
+        agent.ok("POST", f"/tasks/{t['task_id']}/events", json={"kind": "started", "pid": 1})
+    Client(address, claimed[1]["token"]).ok(
+        "POST", f"/tasks/{claimed[1]['task_id']}/ready", json={}
+    )
+    admin.ok("POST", f"/tasks/{claimed[2]['task_id']}/stop")
+    for _ in range(2):  # its slots are full: these stay queued
+        admin.ok("POST", "/tasks", json=body)
+    h.running = claimed[0]["task_id"]
+
+
+def statistics_note(url: str) -> str:
+    if not url.startswith("sqlite"):
+        return "planner statistics: PostgreSQL's (ANALYZE)"
+    engine = make_engine(url, readonly=True)
+    try:
+        with engine.connect() as conn:
+            has = (
+                conn.exec_driver_sql(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"
+                ).first()
+                and conn.exec_driver_sql("SELECT 1 FROM sqlite_stat1 WHERE tbl = 'tasks'").first()
+            )
+    finally:
+        engine.dispose()
+    return "planner statistics: " + ("tasks analyzed" if has else "none (never analyzed)")
+
+
+def measure(address: str, h: History, label: str) -> None:
+    print(f"-- {label} ({address})")
+    filters = [(st.value, st.value) for st in Status] + [
+        ("not ended", ",".join(st.value for st in Status if st not in TERMINAL)),
+        ("ended", ",".join(sorted(TERMINAL))),
+    ]
+    with Api(address, h.admin_token) as api:
+        found = api.app.get_sessions(h.team, h.module, statuses=[Status.STARTED])
+        assert [x.task_id for x in found] == [h.running], found
+        calls = timed(
+            lambda: api.app.get_sessions(h.team, h.module, statuses=[Status.STARTED]), REPS
+        )
+        print(f"  seed's api.app.get_sessions(team, app, [started]): {fmt(calls)}")
+        with httpx.Client(
+            base_url=f"{address}/api/v1",
+            headers={"Authorization": f"Bearer {h.admin_token}"},
+            timeout=60,
+        ) as http:
+            for name, status in filters:
+
+                def page(status: str = status) -> None:
+                    params: dict[str, str | int] = {
+                        "team_id": h.team,
+                        "status": status,
+                        "limit": 50,
+                    }
+                    http.get("/tasks", params=params).raise_for_status()
+
+                print(f"  first page, status={name:<12} {fmt(timed(page, REPS))}")
+        agents = timed(lambda: api.agent.get_list(h.team), REPS)
+        print(f"  agents page (running counted per agent):    {fmt(agents)}")
+    with Api(address, h.live_agent[1]) as agent_api:
+        assert agent_api.agent.me().running == 4
+        me = timed(agent_api.agent.me, REPS)
+        print(f"  an agent's own record (its 4 running):       {fmt(me)}")
+    claim_path(address, h)
+
+
+def claim_path(address: str, h: History) -> None:
+    """The agent that ran most of the history: a poll with nothing to do (reconcile, stops not
+    told yet, free slots, the claim query), and one that claims a session started for it."""
+    admin = Client(address, h.admin_token)
+    agent_id, token = h.history_agent
+    agent = Client(address, token)
+    agent.ok("POST", "/agents/hello", json={"slots": 1})
+    poll = {"free_slots": 1, "running": [], "timeout_s": 0}
+
+    def idle() -> None:
+        assert agent.ok("POST", f"/agents/{agent_id}/poll", json=poll)["tasks"] == []
+
+    print(f"  agent poll, nothing to do:                   {fmt(timed(idle, REPS))}")
+    body = {"workspace_id": h.workspace, "module_id": h.module, "agent_id": agent_id}
+    claims = []
+    for _ in range(REPS):
+        task_id = admin.ok("POST", "/tasks", json=body)["task_id"]
+        t0 = time.perf_counter()
+        got = agent.ok("POST", f"/agents/{agent_id}/poll", json=poll)["tasks"]
+        claims.append(time.perf_counter() - t0)
+        assert [t["task_id"] for t in got] == [task_id], got
+        for ev in ({"kind": "started", "pid": 1}, {"kind": "exited", "exit_code": 0}):
+            agent.ok("POST", f"/tasks/{task_id}/events", json=ev)
+    print(f"  agent poll that claims the session for it:   {fmt(claims)}")
+
+
+def history_bench(tmp: Path, pg_url: str | None, n: int, through_up: bool) -> None:
+    home = tmp / "home"
+    server = ServerProc(home, database_url=pg_url, extra_env={"APPYARD_AGENT_TTL_S": AGENT_TTL_S})
+    url = pg_url or f"sqlite:///{home / 'appyard.db'}"
+    print(f"database: {'PostgreSQL' if pg_url else 'SQLite'}")
+    server.start()
+    try:
+        h = prepare(server)
+    finally:
+        server.stop()
+    seed(url, h, n)  # no server running, as an import would
+    server.start()
+    try:
+        print(statistics_note(url) + " (after the server's start-up)")
+        make_live(server.url, h)
+        measure(server.url, h, "bare server: python -m appyard.server --port")
+    finally:
+        server.stop()
+    if not through_up:
+        return
+    # `appyard up` on the same home: it finds the admin token where it keeps it
+    (home / "admin-token").write_text(h.admin_token)
+    port = free_port()
+    up = Up(
+        home,
+        tmp / "appyard.env",
+        port,
+        APPYARD_AGENT_TTL_S=AGENT_TTL_S,
+        APPYARD_DATABASE_URL=pg_url or "",  # empty: the SQLite file in the home
+    )
+    try:
+        measure(f"http://127.0.0.1:{port}", h, "through `appyard up --port`")
+    finally:
+        up.interrupt()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from appyard.errors import ApiError
 from appyard.server.db.engine import Database
 from appyard.server.db.migrate import upgrade
+from appyard.server.db.stats import STATS_INTERVAL_S, refresh_statistics
 from appyard.server.notifier import Notifier, PostgresListener
 from appyard.server.routes import accounts, agents, ecosystem, files, projects, tasks
 from appyard.server.routes.deps import ServerContext
@@ -73,6 +74,26 @@ async def _sweeper(ctx: ServerContext) -> None:
         await asyncio.sleep(ctx.settings.sweep_interval_s)
 
 
+def _refresh_statistics(db: Database) -> None:
+    """SQLite: ANALYZE the tables that grew (or shrank) tenfold since their last analysis
+    (``db/stats.py``); a failure is logged, never fatal."""
+    try:
+        analyzed = refresh_statistics(db.engine)
+    except Exception:
+        log.exception("refreshing the query planner's statistics failed; trying again later")
+        return
+    if analyzed:
+        log.info("analyzed for the query planner: %s", ", ".join(analyzed))
+        db.dispose()  # connections read the statistics when they open: let them reopen
+
+
+async def _statistics(db: Database) -> None:
+    """Keeps SQLite's planner statistics in step with the tables as they grow."""
+    while True:
+        await asyncio.sleep(STATS_INTERVAL_S)
+        await anyio.to_thread.run_sync(_refresh_statistics, db)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     notifier = Notifier()
@@ -85,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         notifier.bind(asyncio.get_running_loop())
         await anyio.to_thread.run_sync(upgrade, db.engine)
+        await anyio.to_thread.run_sync(_refresh_statistics, db)
         if settings.admin_token_file is not None:
             token_file = settings.admin_token_file
 
@@ -100,12 +122,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             listener = PostgresListener(dsn, notifier)
             listener.start()
         sweeper = asyncio.create_task(_sweeper(ctx))
+        statistics = asyncio.create_task(_statistics(db)) if not db.is_postgres else None
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, statistics):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if listener is not None:
                 listener.stop()
             db.dispose()

@@ -157,8 +157,12 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_team_id_id", "team_id", "id"),
         Index("ix_tasks_team_module_id", "team_id", "module_id", "id"),
-        Index("ix_tasks_status_team", "status", "team_id"),
-        Index("ix_tasks_agent_status", "agent_id", "status"),
+        # lists filtered by status (running sessions of a team or an app, queued work, the
+        # agents' claim) read only the rows of that status, newest first (migration 0004)
+        Index("ix_tasks_status_team_id", "status", "team_id", "id"),
+        Index("ix_tasks_status_team_module_id", "status", "team_id", "module_id", "id"),
+        # what an agent holds, and the stops it has not been told of yet
+        Index("ix_tasks_agent_status_stop", "agent_id", "status", "stop_delivered"),
         # a team's live stream reads what changed since its cursor (GET /tasks/stream)
         Index("ix_tasks_team_updated", "team_id", "updated_at", "id"),
         UniqueConstraint("user_id", "idempotency_key"),

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, Select, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -160,17 +160,48 @@ def list_tasks(
     cursor: int | None = None,
 ) -> Page[TaskInfo]:
     team_role(s, p, team_id)
-    stmt = select(Task).where(Task.team_id == team_id)
-    if module_id is not None:
-        stmt = stmt.where(Task.module_id == module_id)
-    if statuses:
-        stmt = stmt.where(Task.status.in_([st.value for st in statuses]))
-    if name:
-        stmt = stmt.where(Task.name == name)
-    if cursor is not None:
-        stmt = stmt.where(Task.id < cursor)
-    rows = list(s.scalars(stmt.order_by(Task.id.desc()).limit(limit + 1)))
+    stmt = list_statement(team_id, module_id, statuses, name, limit + 1, cursor)
+    rows = list(s.scalars(stmt))
     return keyset_page(rows, limit, task_info)
+
+
+def list_statement(
+    team_id: int,
+    module_id: int | None = None,
+    statuses: list[Status] | None = None,
+    name: str | None = None,
+    limit: int = 50,
+    cursor: int | None = None,
+) -> Select[Task]:
+    """The newest ``limit`` tasks of the team that match, in one SELECT.
+
+    Filtered by status, each status is read on its own from an index that leads with it
+    ((status, team_id, id), or (status, team_id, module_id, id) for an app), newest first,
+    stopping after ``limit`` ids; the rows of the newest ``limit`` of those ids are read. So a
+    list of running or queued sessions costs what it returns, however long the team's
+    history: one ``status IN (...)`` over several statuses would have the database sort every
+    row of those statuses, or walk the team's tasks in id order past every ended one.
+    """
+
+    def newest(what: Any, *where: ColumnElement[bool]) -> Select[Any]:
+        stmt = select(what).where(Task.team_id == team_id, *where)
+        if module_id is not None:
+            stmt = stmt.where(Task.module_id == module_id)
+        if name:
+            stmt = stmt.where(Task.name == name)
+        if cursor is not None:
+            stmt = stmt.where(Task.id < cursor)
+        return stmt.order_by(Task.id.desc()).limit(limit)
+
+    values = sorted({st.value for st in statuses or ()})
+    if len(values) == len(Status):
+        values = []  # every status: no filter at all
+    if len(values) <= 1:
+        return newest(Task, *(Task.status == v for v in values))
+    # ids only in the pieces (the index has them), whole rows for the page alone
+    ids = union_all(*(select(newest(Task.id, Task.status == v).subquery()) for v in values))
+    page = ids.subquery("page")
+    return select(Task).where(Task.id.in_(select(page.c.id))).order_by(Task.id.desc()).limit(limit)
 
 
 # -- a team's changes, live (GET /tasks/stream) --------------------------------------------------
