@@ -143,17 +143,24 @@ def test_apps_survive_a_killed_up_and_a_kept_stop(tmp_path: Path) -> None:
     assert processes_mentioning(str(home)) == [], up.output
 
 
-def test_a_killed_agent_is_started_again_and_re_adopts(tmp_path: Path) -> None:
+def _child_of(up: Up, mark: str) -> int:
+    found = [p for p in processes_mentioning(mark) if _parent(p) == up.proc.pid]
+    assert len(found) == 1, found
+    return int(found[0].split(":")[0])
+
+
+def test_a_killed_agent_or_server_is_started_again(tmp_path: Path) -> None:
     home, env_file, port = tmp_path / "home", tmp_path / "appyard.env", free_port()
     up = Up(home, env_file, port)
     try:
         session = Session(env_file, _ticker(tmp_path), tmp_path / "release")
-        agents = [p for p in processes_mentioning(" agent run ") if _parent(p) == up.proc.pid]
-        assert len(agents) == 1, agents
-        os.kill(int(agents[0].split(":")[0]), signal.SIGKILL)
+        os.kill(_child_of(up, " agent run "), signal.SIGKILL)
         wait_for(lambda: "the agent exited with code -9" in up.output, 30, "up to notice")
         session.still_runs()
-        session.finish(env_file)
+        os.kill(_child_of(up, " appyard.server "), signal.SIGKILL)
+        wait_for(lambda: "the server exited with code -9" in up.output, 30, "up to notice")
+        session.still_runs()
+        session.finish(env_file)  # the new server, the new agent, the same app
     finally:
         assert up.interrupt() == 0, up.output
     assert processes_mentioning(str(home)) == [], up.output
