@@ -1,14 +1,18 @@
-"""Latency and throughput of sessions on a real server and agent (SQLite, this machine).
+"""Latency of sessions through ``appyard up`` (the default path; SQLite, this machine).
 
 Prints, for a trivial app:
 - start -> app process running: from ``api.app.start()`` to the app's first line, p50/p95,
   and the same minus the app's own start-up (a bare ``python app.py`` measured here);
 - app exit -> ``wait()`` returns: from the app's last line to ``api.app.wait`` returning;
-- the same exit latency for a client that polls ``get_status`` once a second, as the
-  reference SDK does;
-- sessions completed per second with 1 and with 4 slots.
+- a small authenticated GET (``api.team.get_list``) on a reused connection.
 
-Run: ``python bench/latency.py [--runs 40]``.
+By default it runs ``python -m appyard.cli up`` exactly as a user starts it (APPYARD_HOME and
+APPYARD_ENV_FILE in a temporary folder, credentials read from that env file, the app published
+through the SDK). ``--bare-server`` measures a bare ``python -m appyard.server`` with a separate
+agent instead, and adds the exit latency of a client polling once a second (as the reference
+SDK does) and sessions per second with 1 and 4 slots.
+
+Run: ``python bench/latency.py [--runs 40] [--bare-server]``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.stats import fmt, pct  # noqa: E402
+from bench.local import appyard_up  # noqa: E402
+from bench.stats import fmt, pct, timed  # noqa: E402
 from tests.support import APPS, AgentProc, Client, ServerProc, wait_for  # noqa: E402
 
 import appyard as ay  # noqa: E402
@@ -79,12 +84,56 @@ def throughput(api: ay.Api, module_id: int, agent_id: int, ws: int, n: int) -> f
     return n / (time.perf_counter() - t0)
 
 
+def print_latency(
+    runs: int, bare: list[float], starts: list[float], exits: list[float], path: str
+) -> None:
+    bare_p50 = pct(bare, 0.5)
+    print(f"appyard {ay.__version__}, {os.cpu_count()} cores, SQLite, {path}, {runs} runs")
+    print(f"app's own start-up (bare python app.py): {fmt(bare, 1)}")
+    print(f"start -> app running:                    {fmt(starts, 1)}")
+    print(
+        "start -> app running, beyond start-up:   "
+        f"p50 {(pct(starts, 0.5) - bare_p50) * 1000:7.1f} ms   "
+        f"p95 {(pct(starts, 0.95) - bare_p50) * 1000:7.1f} ms"
+    )
+    print(f"app exit -> wait() returns (pushed):     {fmt(exits, 1)}")
+
+
+def through_up(runs: int, slots: int) -> None:
+    """Everything through ``appyard up``, as a user runs it."""
+    tmp = Path(tempfile.mkdtemp(prefix="appyard-bench-"))
+    with appyard_up(tmp, slots) as local, local.api() as api:
+        module_id = api.module.publish(NOOP).module_id
+        ws, agent = local.workspace_id, local.agent_id
+        for i in range(3):  # warm up: release cache, connections
+            one_session(api, module_id, agent, ws, tmp / f"warm-{i}.json")
+        starts, exits = [], []
+        for i in range(runs):
+            s, e = one_session(api, module_id, agent, ws, tmp / f"run-{i}.json")
+            starts.append(s)
+            exits.append(e)
+        api.team.get_list()
+        gets = timed(api.team.get_list, max(runs, 200))
+        bare = bare_startup(tmp, runs)
+    print_latency(runs, bare, starts, exits, "through appyard up")
+    print(f"GET /teams (api.team.get_list), reused:  {fmt(gets, 2)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--slots", type=int, default=4, help="appyard up --slots")
+    parser.add_argument(
+        "--bare-server",
+        action="store_true",
+        help="a bare `python -m appyard.server` and a separate agent instead of `appyard up`",
+    )
     parser.add_argument("--polled-runs", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=40)
     args = parser.parse_args()
+    if not args.bare_server:
+        through_up(args.runs, args.slots)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="appyard-bench-"))
     server = ServerProc(
         tmp / "server", extra_env={"APPYARD_AGENT_TTL_S": "60", "APPYARD_POLL_TIMEOUT_S": "25"}
@@ -123,7 +172,6 @@ def main() -> None:
             starts.append(s)
             exits.append(e)
         bare = bare_startup(tmp, args.runs)
-        bare_p50 = pct(bare, 0.5)
         polled = [
             polled_session(api, module_id, a1, ws, tmp / f"poll-{i}.json")
             for i in range(args.polled_runs)
@@ -132,14 +180,7 @@ def main() -> None:
         a4 = agent(4)
         tp4 = throughput(api, module_id, a4, ws, args.sessions)
 
-        print(f"appyard {ay.__version__}, {os.cpu_count()} cores, SQLite, {args.runs} runs")
-        print(f"app's own start-up (bare python app.py): {fmt(bare, 1)}")
-        print(f"start -> app running:                    {fmt(starts, 1)}")
-        print(
-            "start -> app running, beyond start-up:   "
-            f"p50 {(pct(starts, 0.5) - bare_p50) * 1000:7.1f} ms   p95 {(pct(starts, 0.95) - bare_p50) * 1000:7.1f} ms"
-        )
-        print(f"app exit -> wait() returns (pushed):     {fmt(exits, 1)}")
+        print_latency(args.runs, bare, starts, exits, "bare server")
         print(
             f"app exit -> status seen, polling 1/s:    {fmt(polled, 1)}  ({args.polled_runs} runs)"
         )

@@ -196,6 +196,25 @@ def test_log_offset_not_written_down_is_resumed(world: World, tmp_path: Path) ->
     assert [x["text"] for x in _logs(world, tid)] == [f"line {i}" for i in range(20)] + ["bye"]
 
 
+def test_log_offset_not_written_down_is_resumed_after_the_end(world: World, tmp_path: Path) -> None:
+    """The same, the app having ended while no agent ran: the end report carries the log's
+    last batch, which the server refuses (it has more); the two then go apart, as ever."""
+    agent_id, token, agent = _agent(world)
+    worker = world.admin.publish(APPS / "worker")["module_id"]
+    tid = _start(world, worker, agent_id, lines=20, sleep_s=1, pidfile=str(tmp_path / "p.json"))
+    td = TaskDir(agent.work_dir / "tasks" / str(tid), tid)
+    wait_for(lambda: len(_logs(world, tid)) == 20, 30, "the first lines to reach the server")
+    agent.kill9()
+    wait_for(td.exit_file.exists, 30, "the app to end while no agent runs")
+    state = json.loads(td.state_file.read_text())
+    state["log_offset"] = 0
+    td.state_file.write_text(json.dumps(state))
+    world.start_agent(token)
+    task = _wait(world, tid)
+    assert task["status"] == "finished"
+    assert [x["text"] for x in _logs(world, tid)] == [f"line {i}" for i in range(20)] + ["bye"]
+
+
 def test_default_work_dir_is_found_again_and_locked(world: World, tmp_path: Path) -> None:
     agent_id, token = world.new_agent_token("homeless")
     home = tmp_path / "home"

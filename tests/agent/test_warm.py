@@ -196,7 +196,7 @@ def test_a_warm_supervisor_holds_only_its_pipes(launcher: Launcher) -> None:
     pid = ready(launcher)
     assert os.getsid(pid) == pid and os.getpgid(pid) == pid  # a session of its own
     warm = launcher._warm
-    assert warm is not None and warm.popen.pid == pid
+    assert warm is not None and warm.pid == pid
     fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
     assert [fds.pop(fd) for fd in (0, 1, 2)] == ["/dev/null"] * 3
     ours = {f"pipe:[{os.fstat(fd).st_ino}]" for fd in (warm.job_w, warm.status_r)}
@@ -255,7 +255,7 @@ def test_close_ends_the_warm_supervisor(tmp_path: Path, launcher: Launcher) -> N
     warm = launcher._warm
     assert warm is not None
     launcher.close()
-    assert warm.popen.returncode == 0  # it left on its own (EOF), it was not killed
+    assert not warm.killed  # it left on its own (EOF), it was not killed
     assert not alive(pid) and launcher.warm_pid is None
     # launches after that are cold ones, and start no warm supervisor
     td = new_task(tmp_path)
@@ -273,17 +273,57 @@ def test_a_warm_supervisor_exits_when_its_agent_is_killed(tmp_path: Path) -> Non
         from tests.support import wait_for
         launcher = Launcher()
         launcher.prime()
-        print(wait_for(lambda: launcher.warm_pid, 15, "a warm supervisor"), flush=True)
+        warm = wait_for(lambda: launcher.warm_pid, 15, "a warm supervisor")
+        print(warm, launcher.zygote_pid, flush=True)
         time.sleep(600)
         """
     )
     agent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT)
     assert agent.stdout is not None
-    pid = int(agent.stdout.readline())
-    assert alive(pid)
-    agent.kill()  # kill -9: nobody closes the pipe but the kernel
+    pid, zygote = (int(x) for x in agent.stdout.readline().split())
+    assert alive(pid) and alive(zygote)
+    agent.kill()  # kill -9: nobody closes the pipe (or the zygote's socket) but the kernel
     agent.wait()
-    wait_gone(pid)
+    wait_gone(pid, zygote)
+
+
+def _ppid(pid: int) -> int:
+    return int(_status(pid)["PPid"])
+
+
+def test_a_burst_of_launches_is_forked_by_the_zygote(tmp_path: Path, launcher: Launcher) -> None:
+    """One interpreter start-up per agent: each supervisor is forked by the zygote, also when
+    launches come faster than a warm one is made ahead; the zygote reaps them when they end."""
+    ready(launcher)
+    zygote = launcher.zygote_pid
+    assert zygote is not None
+    handles = [
+        launch_snippet(new_task(tmp_path, i), "import time\ntime.sleep(600)", launcher=launcher)
+        for i in (1, 2, 3)
+    ]
+    assert len({h.supervisor_pid for h in handles}) == 3
+    assert all(_ppid(h.supervisor_pid) == zygote for h in handles)
+    for h in handles:
+        assert h.stop() and h.wait(15)
+    for h in handles:
+        wait_for(lambda h=h: not os.path.exists(f"/proc/{h.supervisor_pid}"), 15, "it to be reaped")
+
+
+def test_a_dead_zygote_means_supervisors_started_one_by_one(
+    tmp_path: Path, launcher: Launcher
+) -> None:
+    ready(launcher)
+    zygote = launcher.zygote_pid
+    assert zygote is not None
+    os.kill(zygote, signal.SIGKILL)
+    wait_gone(zygote)
+    for task_id in (1, 2, 3):  # the waiting one, then no zygote to fork: cold, then started
+        td = new_task(tmp_path, task_id)
+        handle = launch_snippet(td, f"print({task_id})", launcher=launcher)
+        assert handle.wait(15) and app_texts(td) == [str(task_id)]
+    assert launcher.zygote_pid is None
+    pid = ready(launcher)
+    assert _ppid(pid) == os.getpid()  # started by the launcher itself, as before the zygote
 
 
 @pytest.mark.parametrize("when", ["starting", "idle"])

@@ -136,20 +136,50 @@ class LogShipper:
                 return sent
             batches += 1
             end, records = got
-            if records:
-                batch = LogBatch(offset=self.offset, end_offset=end, lines=records)
-                try:
-                    self.client.logs(self.task_id, batch)
-                except ConflictError as e:
-                    # the server has more (or less) than we thought: an ack we never wrote
-                    # down before a crash. Continue from where its log ends, if that is a
-                    # line boundary of our file; otherwise the logs cannot be matched up.
-                    if not self._resync(fd, e):
-                        raise
-                    continue
+            if self._send(fd, end, records):
                 sent += len(records)
-            self.offset = end
-            self.on_ack(end)
+
+    def rest_but_last(self) -> LogBatch | None:
+        """The app has ended: send the rest of the log but its last batch, and return that
+        batch (None: nothing is left) to go with the report of the end, in one request; call
+        ``acked`` with its ``end_offset`` once the server has it.
+
+        Raises what ``ship`` raises.
+        """
+        fd = self._open()
+        if fd is None:
+            return None
+        size = os.fstat(fd).st_size  # nothing writes the file any more
+        while True:
+            got = read_batch(fd, self.offset, True, self.max_lines)
+            if got is None:
+                return None
+            end, records = got
+            if records and end >= size:
+                return LogBatch(offset=self.offset, end_offset=end, lines=records)
+            self._send(fd, end, records)
+
+    def acked(self, end: int) -> None:
+        """The server has the log up to byte ``end``."""
+        self.offset = end
+        self.on_ack(end)
+
+    def _send(self, fd: int, end: int, records: list[LogRecord]) -> bool:
+        """Send one batch (an empty one is only acknowledged here); False when the server's
+        log ends elsewhere and the offset moved there (read again from it)."""
+        if records:
+            batch = LogBatch(offset=self.offset, end_offset=end, lines=records)
+            try:
+                self.client.logs(self.task_id, batch)
+            except ConflictError as e:
+                # the server has more (or less) than we thought: an ack we never wrote
+                # down before a crash. Continue from where its log ends, if that is a
+                # line boundary of our file; otherwise the logs cannot be matched up.
+                if not self._resync(fd, e):
+                    raise
+                return False
+        self.acked(end)
+        return True
 
     def _resync(self, fd: int, e: ConflictError) -> bool:
         theirs = e.details.get("end_offset")

@@ -59,6 +59,7 @@ from appyard.schemas.agents import (
     AgentHello,
     AgentWelcome,
     HeldTask,
+    LogBatch,
     PollRequest,
     TaskAssignment,
     TaskEvent,
@@ -623,9 +624,10 @@ class TaskWorker(threading.Thread):
             while True:
                 if self.agent.abandon.is_set():
                     raise Abandoned("the agent exits; the app keeps running")
-                self._ship(shipper=shipper)
+                # wait first: what a short app prints goes with the report of its end
                 if handle.wait(0 if shipper.behind else LOG_INTERVAL_S):
                     return
+                self._ship(shipper=shipper)
         finally:
             shipper.close()
 
@@ -639,7 +641,7 @@ class TaskWorker(threading.Thread):
             if killed:
                 error += "; the app was still running and has been killed"
             log.warning("task %d: %s", self.task_id, error)
-        self._ship(final=True)
+        last = self._ship_but_last()
         if info is not None and not info.spawned:
             event = TaskEvent(kind="failed", error=info.error or "the app could not be started")
         elif info is not None:
@@ -649,7 +651,7 @@ class TaskWorker(threading.Thread):
             )
         else:
             event = TaskEvent(kind="exited", exit_code=None, error=error)
-        if self._report(event):
+        if self._report_end(event, last):
             log.info(
                 "task %d: %s%s",
                 self.task_id,
@@ -657,6 +659,35 @@ class TaskWorker(threading.Thread):
                 f" with code {event.exit_code}" if event.exit_code is not None else "",
             )
         self._mark_reported()
+
+    def _ship_but_last(self) -> LogBatch | None:
+        """After the app's end: ship its log but the last batch, which goes with the report."""
+        if self._logs_refused:
+            return None
+        shipper = LogShipper(
+            self.client, self.task_id, self.dir.log, self.state.log_offset, self._acked
+        )
+        try:
+            return shipper.rest_but_last()
+        except ApiError as e:
+            log.warning("task %d: server refused its log: %s; log not sent", self.task_id, e)
+            self._logs_refused = True
+            return None
+        finally:
+            shipper.close()
+
+    def _report_end(self, event: TaskEvent, last: LogBatch | None) -> bool:
+        """Report the end with the log's last batch in one request. Refused, the two go apart
+        as ever: the log may be wanted where the report is not, or need a resync."""
+        if last is None:
+            return self._report(event)
+        try:
+            self.client.event(self.task_id, event.model_copy(update={"logs": last}))
+        except ApiError:
+            self._ship(final=True)
+            return self._report(event)
+        self.state.log_offset = last.end_offset  # written down with ``reported``, next
+        return True
 
     def _mark_reported(self) -> None:
         self.state.reported = True

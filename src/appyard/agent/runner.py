@@ -5,7 +5,9 @@ with the agent's own interpreter and ``-I -S``, so it starts in a few ms) in a n
 the supervisor spawns the app and tells the agent its pid through a pipe the moment it runs.
 To keep even those few ms off the path from assignment to app, ``Launcher`` keeps one
 supervisor started ahead ("warm", waiting for its job on a pipe) and hands the next task to
-it; a launch finds none (the first ones of a burst, or it died) starts one as before ("cold").
+it. Warm supervisors are forked by a zygote (``_Zygote``: one interpreter start-up per agent,
+not one per task); a launch that finds none waiting has one forked at once, and without a
+zygote one is started as before ("cold").
 The agent then watches the *supervisor* through a pidfd: the pidfd becomes readable the
 instant it exits, works the same for a supervisor a previous agent launched (not our child),
 and signals sent through it cannot hit a reused pid. Stop is SIGTERM to the supervisor, which
@@ -41,7 +43,9 @@ from appyard.schemas.agents import TaskAssignment
 
 log = logging.getLogger("appyard.agent")
 
-SUPERVISOR = Path(__file__).with_name("supervisor.py")
+#: what the agent runs: a stub that runs ``supervisor.py`` from its cached bytecode (a script
+#: run by path is compiled on every start, which costs more than the interpreter's start-up)
+SUPERVISOR = Path(__file__).with_name("supervisor_main.py")
 #: a leading ``python``, ``python3`` or ``python3.11`` in an entrypoint means "the app's python"
 PYTHON_WORD = re.compile(r"^python(\d+(\.\d+)?)?$")
 ENV_REF = re.compile(r"\$(\w+)|\$\{(\w+)\}")
@@ -51,6 +55,8 @@ SPAWN_REPORT_TIMEOUT_S = 60.0
 WARM_JOB_TIMEOUT_S = 5.0
 #: how long the agent's exit waits for its warm supervisor to leave on its own
 WARM_EXIT_TIMEOUT_S = 2.0
+#: how long the zygote may take to answer a fork request
+ZYGOTE_TIMEOUT_S = 5.0
 #: variables of the agent's own environment that the app must not inherit
 _NOT_INHERITED = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "VIRTUAL_ENV", "CONTEXT")
 _NOT_INHERITED_PREFIXES = ("APPYARD_", "context.", "modal.state.", "CONTEXT_")
@@ -305,27 +311,32 @@ def launch(
         raise SpawnError(f"cannot start the task supervisor: {e}") from e
     finally:
         os.close(w)
-    return _handshake(td, popen, None, r, on_supervisor)
+    return _handshake(td, popen.pid, None, popen, r, on_supervisor)
 
 
 def _handshake(
     td: TaskDir,
-    popen: subprocess.Popen[bytes],
+    pid: int,
     start: int | None,
+    popen: subprocess.Popen[bytes] | None,
     r: int,
     on_supervisor: Callable[[int, int | None], None] | None,
+    pidfd: int = -1,
 ) -> AppHandle:
     """Wait for the report of a supervisor that has its task (on ``r``, closed here).
 
-    ``start``: its start time when already known (a warm one), else read here.
+    ``start``: its start time when already known (a warm one), else read here. ``popen``: the
+    supervisor is our child (else the zygote's, which reaps it). ``pidfd``: one already open
+    for it, handed over to the handle.
     """
     try:
         if start is None:
-            start = proc.proc_start_time(popen.pid)
-        pidfd = os.pidfd_open(popen.pid)
-        handle = AppHandle(td, popen.pid, start, pidfd, popen=popen)
+            start = proc.proc_start_time(pid)
+        if pidfd < 0:
+            pidfd = os.pidfd_open(pid)
+        handle = AppHandle(td, pid, start, pidfd, popen=popen)
         if on_supervisor is not None:
-            on_supervisor(popen.pid, start)
+            on_supervisor(pid, start)
         line = _read_report(r, SPAWN_REPORT_TIMEOUT_S)
     finally:
         os.close(r)
@@ -348,7 +359,8 @@ def _handshake(
     if not error:
         tail = td.supervisor_log.read_text(errors="replace").strip().splitlines()[-5:]
         error = "the task supervisor ended without starting the app: " + (
-            " | ".join(tail) or f"exit status {popen.returncode}"
+            " | ".join(tail)
+            or (f"exit status {popen.returncode}" if popen is not None else "no report")
         )
     raise SpawnError(str(error))
 
@@ -395,12 +407,20 @@ def _warm_env() -> dict[str, str]:
 
 @dataclass
 class _Warm:
-    """A supervisor that has started and waits for its job (and the agent's ends of its pipes)."""
+    """A supervisor that has started and waits for its job (and the agent's ends of its pipes).
 
-    popen: subprocess.Popen[bytes]
+    Started by us (``popen``, our child) or forked by the zygote (``popen`` None: the
+    zygote's child, watched through ``pidfd`` and reaped by the zygote).
+    """
+
+    pid: int
     start: int | None
     job_w: int
     status_r: int
+    popen: subprocess.Popen[bytes] | None = None
+    pidfd: int = -1
+    #: ``discard`` had to kill it (it did not leave on its own)
+    killed: bool = False
 
     def close_pipes(self) -> None:
         for fd in (self.job_w, self.status_r):
@@ -408,19 +428,106 @@ class _Warm:
                 os.close(fd)
         self.job_w = self.status_r = -1
 
+    def exited(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is not None
+        return proc.pidfd_exited(self.pidfd)
+
+    def take_pidfd(self) -> int:
+        """Its pidfd, now the caller's to close (-1: none)."""
+        fd, self.pidfd = self.pidfd, -1
+        return fd
+
     def discard(self, timeout: float | None = None) -> None:
         """End it: EOF on its job pipe makes it exit; ``timeout``: wait that long, then kill.
 
         Without a timeout it is killed at once (it holds no app: it never got a whole job).
         """
         self.close_pipes()
-        if timeout is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout)
+        try:
+            if timeout is not None and self._wait(timeout):
                 return
-        with contextlib.suppress(OSError):
+            self.killed = True
+            if self.popen is not None:
+                with contextlib.suppress(OSError):
+                    self.popen.kill()
+            else:
+                proc.send(self.pidfd, signal.SIGKILL)
+            self._wait(None)
+        finally:
+            if self.pidfd >= 0:
+                os.close(self.take_pidfd())
+
+    def _wait(self, timeout: float | None) -> bool:
+        if self.popen is None:
+            return proc.pidfd_exited(self.pidfd, timeout)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+
+class _Zygote:
+    """The process that forks warm supervisors (``supervisor.py --zygote-fd``): one interpreter
+    start-up per agent instead of one per task. It is started like a warm supervisor."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cmd = [sys.executable, "-I", "-S", str(SUPERVISOR), "--zygote-fd", str(theirs.fileno())]
+        try:
+            with sigterm_blocked():
+                self.popen = subprocess.Popen(
+                    cmd,
+                    env=_warm_env(),
+                    cwd="/",
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
+                )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.settimeout(ZYGOTE_TIMEOUT_S)
+        self.sock = ours
+        self._lock = threading.Lock()
+
+    def fork(self) -> _Warm:
+        """A new warm supervisor; OSError when the zygote cannot make one (it is gone)."""
+        job_r, job_w = os.pipe()
+        status_r, status_w = os.pipe()
+        try:
+            with self._lock:
+                socket.send_fds(self.sock, [b"fork"], [job_r, status_w])
+                reply = self.sock.recv(64).split()
+            if len(reply) != 2:
+                raise OSError("the task supervisor zygote did not fork")
+            pid, start = int(reply[0]), int(reply[1])
+            pidfd = proc.open_pidfd(pid, start)
+            if pidfd is None:
+                raise OSError(f"the forked task supervisor {pid} is gone already")
+        except BaseException:
+            os.close(job_w)
+            os.close(status_r)
+            raise
+        finally:
+            os.close(job_r)
+            os.close(status_w)
+        os.set_blocking(job_w, False)  # a job bigger than the pipe must not hang the agent
+        return _Warm(pid, start, job_w, status_r, pidfd=pidfd)
+
+    def close(self, timeout: float) -> None:
+        """EOF on its socket makes it exit; killed if it has not after ``timeout`` s."""
+        self.sock.close()
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
             self.popen.kill()
-        self.popen.wait()
+            self.popen.wait()
 
 
 def _spawn_warm() -> _Warm:
@@ -453,7 +560,7 @@ def _spawn_warm() -> _Warm:
         os.close(job_r)
         os.close(status_w)
     os.set_blocking(job_w, False)  # a job bigger than the pipe must not hang the agent
-    return _Warm(popen, proc.proc_start_time(popen.pid), job_w, status_r)
+    return _Warm(popen.pid, proc.proc_start_time(popen.pid), job_w, status_r, popen=popen)
 
 
 def _write_all(fd: int, data: bytes, timeout: float) -> bool:
@@ -482,16 +589,21 @@ class Launcher:
     """``launch``, through a supervisor started ahead of time whenever one is ready.
 
     It keeps one warm supervisor: a launch takes it (if it is still alive), writes it the
-    task's job and reads its report as ``launch`` does; the next one is started in a thread
-    once the launch is done, so no launch waits for an interpreter to start. When there is
-    none (a burst of launches, it died, warm starts disabled) the launch is a cold one.
-    Everything else (files, pids, the stop protocol, re-adoption) is the same for both.
+    task's job and reads its report as ``launch`` does; the next one is made in a thread
+    once the launch is done, so no launch waits for an interpreter to start. Warm supervisors
+    are forked by the zygote (one interpreter start-up per agent, not one per task), which a
+    launch that finds none waiting (a burst) also asks for one at once; without a zygote
+    (it could not start, or died) they are started one by one as before. When there is none
+    (warm starts disabled, or none could be made) the launch is a cold one. Everything else
+    (files, pids, the stop protocol, re-adoption) is the same for all of them.
     """
 
     def __init__(self, warm: bool = True) -> None:
         self.warm_enabled = warm
         self._lock = threading.Lock()
         self._warm: _Warm | None = None
+        self._zygote: _Zygote | None = None
+        self._zygote_failed = False  # no zygote any more: warm ones are started one by one
         self._refilling = False
         self._closed = False
 
@@ -519,26 +631,86 @@ class Launcher:
             self._refill_soon()
 
     def close(self) -> None:
-        """End the warm supervisor (the agent exits); later launches are cold ones."""
+        """End the warm supervisor and the zygote (the agent exits); later launches are cold."""
         with self._lock:
             self._closed = True
             warm, self._warm = self._warm, None
+            zygote, self._zygote = self._zygote, None
         if warm is not None:
             warm.discard(WARM_EXIT_TIMEOUT_S)
+        if zygote is not None:
+            zygote.close(WARM_EXIT_TIMEOUT_S)
 
     @property
     def warm_pid(self) -> int | None:
         """The pid of the warm supervisor that waits for a job, if there is one."""
         with self._lock:
-            return self._warm.popen.pid if self._warm is not None else None
+            return self._warm.pid if self._warm is not None else None
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """The pid of the zygote, if there is one."""
+        with self._lock:
+            return self._zygote.popen.pid if self._zygote is not None else None
 
     def _take(self) -> _Warm | None:
         with self._lock:
             warm, self._warm = self._warm, None
-        if warm is not None and warm.popen.poll() is not None:  # it died while it waited
-            warm.close_pipes()
+        if warm is not None and warm.exited():  # it died while it waited
+            warm.discard(0.0)
             return None
         return warm
+
+    def _fork_now(self) -> _Warm | None:
+        """A warm supervisor from the zygote for this launch; None when there is no zygote."""
+        with self._lock:
+            zygote = None if self._closed else self._zygote
+        if zygote is None:
+            return None
+        try:
+            return zygote.fork()
+        except OSError as e:
+            self._zygote_lost(zygote, e)
+            return None
+
+    def _zygote_lost(self, zygote: _Zygote, e: BaseException) -> None:
+        log.warning("the task supervisor zygote failed (%s); starting them one by one", e)
+        with self._lock:
+            self._zygote_failed = True
+            if self._zygote is zygote:
+                self._zygote = None
+        zygote.close(WARM_EXIT_TIMEOUT_S)
+
+    def _zygote_for_refill(self) -> _Zygote | None:
+        """The zygote, started on first use (only the refill thread starts it)."""
+        with self._lock:
+            if self._closed or self._zygote_failed or self._zygote is not None:
+                return self._zygote
+        try:
+            zygote = _Zygote()
+        except OSError as e:
+            log.warning("cannot start the task supervisor zygote: %s", e)
+            with self._lock:
+                self._zygote_failed = True
+            return None
+        with self._lock:
+            if not self._closed:
+                self._zygote = zygote
+                return zygote
+        zygote.close(WARM_EXIT_TIMEOUT_S)  # the agent exits meanwhile
+        return None
+
+    def _new_warm(self) -> _Warm | None:
+        zygote = self._zygote_for_refill()
+        if zygote is not None:
+            try:
+                return zygote.fork()
+            except OSError as e:
+                self._zygote_lost(zygote, e)
+        with self._lock:
+            if self._closed:
+                return None
+        return _spawn_warm()
 
     def _launch_warm(
         self,
@@ -552,7 +724,7 @@ class Launcher:
             os.close(os.open(td.supervisor_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666))
         except OSError as e:
             raise SpawnError(f"cannot start the task supervisor: {e}") from e
-        warm = self._take()
+        warm = self._take() or self._fork_now()
         if warm is None:
             return None
         if not _write_all(warm.job_w, job, WARM_JOB_TIMEOUT_S):
@@ -561,7 +733,9 @@ class Launcher:
         os.close(warm.job_w)
         warm.job_w = -1
         status_r, warm.status_r = warm.status_r, -1
-        return _handshake(td, warm.popen, warm.start, status_r, on_supervisor)
+        return _handshake(
+            td, warm.pid, warm.start, warm.popen, status_r, on_supervisor, warm.take_pidfd()
+        )
 
     def _refill_soon(self) -> None:
         with self._lock:
@@ -573,7 +747,7 @@ class Launcher:
     def _refill(self) -> None:
         warm: _Warm | None = None
         try:
-            warm = _spawn_warm()
+            warm = self._new_warm()
         except Exception as e:
             log.warning("cannot start a warm task supervisor: %s", e)
         finally:

@@ -29,6 +29,7 @@ nothing but built-in modules: no ``json``, no ``signal`` (both pull in ``re``/``
 
     python -I -S supervisor.py --task-dir DIR --cwd DIR --grace SECONDS [--status-fd N] -- ARGV...
     python -I -S supervisor.py --job-fd N --status-fd M          (a "warm" supervisor, below)
+    python -I -S supervisor.py --zygote-fd N          (forks warm supervisors, below)
     python -m appyard.agent.supervisor ...   (works too, a bit slower to start)
 
 The app gets the supervisor's environment, stdin from /dev/null, a new session (so its own
@@ -44,6 +45,15 @@ by the app's (including what the interpreter's start-up would have done to it: t
 ``LC_CTYPE`` coercion), and it runs as above. EOF on the job pipe before a whole job (the
 agent exited or is gone) ends it at once, with code 0 and no file written. A SIGTERM that
 comes while no job has arrived is not a stop of any task, and is forgotten.
+
+The zygote (``--zygote-fd N``, one per agent) makes warm supervisors without an interpreter
+start-up each: it starts once, and forks one per request. N is its end of a ``SOCK_SEQPACKET``
+socket pair with the agent; a request is the message ``fork`` carrying two descriptors (the
+read end of a job pipe, the write end of a status pipe), the answer ``<pid> <start time>`` of
+a new warm supervisor that holds them and is in every way one started with ``--job-fd
+--status-fd`` (its own session, its own wakeup pipe, nothing else of the zygote's open). The
+zygote reaps what it forked; EOF on its socket (the agent exited or died) ends it, and the
+supervisors it forked run on.
 
 ``--status-fd`` is the write end of a pipe from the agent: the supervisor writes one line,
 ``{"pid": P, "start": S}`` the moment the app is spawned (or ``{"error": "...", "exit_code": 127}``
@@ -646,6 +656,11 @@ def warm_main(argv: list[str], wake_r: int) -> int:
     except ValueError as e:
         print(f"supervisor: {e}", file=sys.stderr)
         return 2
+    return warm_run(job_fd, status_fd, wake_r)
+
+
+def warm_run(job_fd: int, status_fd: int, wake_r: int) -> int:
+    """A warm supervisor: wait for the job on ``job_fd``, then become the task's supervisor."""
     os.set_inheritable(status_fd, False)  # the app must not hold the agent's pipes open
     os.set_inheritable(job_fd, False)
     become_subreaper()  # now, while there is no task: off the way to the app's spawn
@@ -662,10 +677,97 @@ def warm_main(argv: list[str], wake_r: int) -> int:
     return Supervisor(task_dir, cwd, grace, status_fd).run(cmd, wake_r)
 
 
+def _on_child(signum: int, frame: object) -> None:
+    """The zygote's SIGCHLD handler: its wakeup pipe wakes its poll, which reaps."""
+
+
+def fork_warm(job_fd: int, status_fd: int, ctl_fd: int, wake_r: int) -> int:
+    """In the zygote: fork a warm supervisor that holds ``job_fd`` and ``status_fd``; its pid.
+
+    The child leaves the zygote's session, socket (``ctl_fd``), SIGCHLD handler and wakeup
+    pipe behind and takes its own, with SIGTERM blocked until then (a stop sent to it that
+    early waits for its own state, as in a started one); it never returns.
+    """
+    old = sig.pthread_sigmask(sig.SIG_BLOCK, [sig.SIGTERM])
+    try:
+        pid = os.fork()
+    except BaseException:
+        sig.pthread_sigmask(sig.SIG_SETMASK, old)
+        raise
+    if pid:
+        sig.pthread_sigmask(sig.SIG_SETMASK, old)
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        os.close(ctl_fd)
+        sig.signal(sig.SIGCHLD, sig.SIG_DFL)
+        os.close(sig.set_wakeup_fd(-1))  # the zygote's wakeup pipe (its write end) ...
+        os.close(wake_r)  # ... and its read end
+        _stop[0] = False
+        own_wake = wakeup_pipe()
+        sig.pthread_sigmask(sig.SIG_SETMASK, old)
+        code = warm_run(job_fd, status_fd, own_wake)
+    except BaseException as e:
+        try:  # noqa: SIM105 - contextlib would cost imports at start
+            print(f"supervisor: {e!r}", file=sys.stderr)
+        except BaseException:  # nothing left to tell it to
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:  # noqa: SIM105 - contextlib would cost imports at start
+                stream.flush()
+            except BaseException:  # a log that went away
+                pass
+        os._exit(code)
+
+
+def zygote_main(argv: list[str], wake_r: int) -> int:
+    """``--zygote-fd N``: fork a warm supervisor per request until EOF (see the docstring)."""
+    if len(argv) != 2 or argv[0] != "--zygote-fd":
+        print("supervisor: usage: --zygote-fd N", file=sys.stderr)
+        return 2
+    import socket  # once per agent, not per supervisor
+
+    try:  # noqa: SIM105 - contextlib would cost imports at start
+        import ctypes  # noqa: F401 - loaded here once for become_subreaper in each forked one
+    except ImportError:  # pragma: no cover - become_subreaper copes without
+        pass
+    ctl = socket.socket(fileno=int(argv[1]))
+    ctl.set_inheritable(False)
+    sig.signal(sig.SIGCHLD, _on_child)
+    poller = select.poll()
+    poller.register(ctl.fileno(), select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == wake_r:
+                drain(wake_r)
+                continue
+            try:
+                msg, fds, _, _ = socket.recv_fds(ctl, 16, 2)
+            except OSError:
+                return 0
+            if not msg:
+                return 0  # EOF: the agent exited or died
+            try:
+                if msg != b"fork" or len(fds) != 2:
+                    ctl.send(b"error")
+                    continue
+                pid = fork_warm(fds[0], fds[1], ctl.fileno(), wake_r)
+                ctl.send(b"%d %d" % (pid, proc_start_time(pid) or 0))
+            except OSError:
+                return 0  # it cannot fork any more, or the agent is gone: it asks no more
+            finally:
+                for f in fds:
+                    os.close(f)
+        reap_children()
+
+
 def main(argv: list[str] | None = None) -> int:
     sig.signal(sig.SIGTERM, _on_term)
     args = sys.argv[1:] if argv is None else argv
-    warm = args[:1] == ["--job-fd"]
+    warm = args[:1] in (["--job-fd"], ["--zygote-fd"])
     # a warm supervisor must see a SIGTERM that waited for the unblock below on its poll
     wake_r = wakeup_pipe() if warm else None
     # the agent starts us with SIGTERM blocked, so a stop sent while this interpreter was
@@ -675,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     sig.signal(sig.SIGHUP, sig.SIG_IGN)
     sig.signal(sig.SIGINT, sig.SIG_IGN)
     if wake_r is not None:
+        if args[0] == "--zygote-fd":
+            return zygote_main(args, wake_r)
         return warm_main(args, wake_r)
     try:
         task_dir, cwd, grace, status_fd, cmd = parse_args(args)

@@ -89,20 +89,6 @@ class PollResponse(BaseModel):
     stop: list[int] = Field(default_factory=list)  # task ids to stop now
 
 
-class TaskEvent(Wire):
-    """A status change reported by the agent that holds the task."""
-
-    kind: Literal["started", "exited", "failed"]
-    # started: the app process runs; exited: it ended (exit_code, or -N for signal N);
-    # failed: it could not be started at all (fetch/install/spawn error in ``error``)
-    pid: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    exit_code: int | None = Field(default=None, ge=-255, le=255)
-    error: str | None = None
-    # exited: the agent itself stopped the app (it was asked to stop its apps as it exits),
-    # so the task ends ``stopped`` like a stop asked for through the API
-    stopped: bool = False
-
-
 class LogRecord(Wire):
     t: datetime
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -120,3 +106,20 @@ class LogBatch(Wire):
     offset: int = Field(ge=0, le=MAX_ID)
     end_offset: int = Field(ge=0, le=MAX_ID)
     lines: list[LogRecord] = Field(max_length=5000)
+
+
+class TaskEvent(Wire):
+    """A status change reported by the agent that holds the task."""
+
+    kind: Literal["started", "exited", "failed"]
+    # started: the app process runs; exited: it ended (exit_code, or -N for signal N);
+    # failed: it could not be started at all (fetch/install/spawn error in ``error``)
+    pid: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    exit_code: int | None = Field(default=None, ge=-255, le=255)
+    error: str | None = None
+    # exited: the agent itself stopped the app (it was asked to stop its apps as it exits),
+    # so the task ends ``stopped`` like a stop asked for through the API
+    stopped: bool = False
+    # exited/failed: the last batch of the log, stored (as ``POST /tasks/{id}/logs`` would)
+    # in the same transaction, before the status changes: one request, not two, at the end
+    logs: LogBatch | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,11 +68,18 @@ class Database:
             info={"notifier": notifier, "postgres": self.is_postgres},
         )
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Writers of this process queue here for it: one that
+        # finds the file's lock taken would sleep in SQLite's busy handler (1, 2, 5, 10, ...
+        # 100 ms) and miss the moment it is free; a queue hands it over at once. Other
+        # processes on the same file still wait in the busy handler.
+        self._writer: contextlib.AbstractContextManager[object] = (
+            contextlib.nullcontext() if self.is_postgres else threading.RLock()
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on any error."""
-        with self._sessions() as s:
+        with self._writer, self._sessions() as s:
             try:
                 yield s
                 s.commit()

@@ -142,7 +142,9 @@ async def wait(
     wanted = set(parse_statuses(until, "until")) | TERMINAL
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(timeout, ctx.settings.poll_timeout_s)
-    with ctx.notifier.subscribe(f"task:{task_id}") as sub:
+    # woken only by the statuses it answers at, not by every step on the way to them
+    keys = sorted(svc.status_key(task_id, st) for st in wanted)
+    with ctx.notifier.subscribe(*keys) as sub:
         while True:
             sub.clear()
             info = await aread(request, _task_reader(task_id))

@@ -125,13 +125,17 @@ def _requeue_or_fail(s: Session, t: Task, reason: str) -> None:
 def _reconcile(s: Session, agent: Agent, held: set[int], reason: str) -> list[int]:
     """Make the database agree with what the agent says it holds; return ids to stop."""
     stop: list[int] = []
-    rows = s.scalars(
-        select(Task).where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
-    ).all()
-    for t in rows:
-        if t.id not in held:
+    # ids only: on every poll, and what it holds is normally just what the database has on it
+    on_agent = set(
+        s.scalars(
+            select(Task.id).where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
+        )
+    )
+    for task_id in sorted(on_agent - held):
+        t = s.get(Task, task_id)
+        if t is not None:
             _requeue_or_fail(s, t, reason)
-    for task_id in held:
+    for task_id in held - on_agent:  # the others are on this agent and running: all is well
         h = s.get(Task, task_id)
         if h is None or h.agent_id != agent.id:
             stop.append(task_id)  # not this agent's (any more): the app must not run on

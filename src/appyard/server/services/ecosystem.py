@@ -177,17 +177,21 @@ def releases_of(s: Session, module_id: int) -> list[Release]:
 
 
 def pick_release(s: Session, module_id: int, version: str | None) -> Release:
-    """The release asked for, or the newest one; a clear 404 naming the versions there are."""
+    """The release asked for, or the newest one; a clear 404 naming the versions there are.
+
+    One row is read (every start asks): the list of versions only for the 404.
+    """
+    newest = select(Release).where(Release.module_id == module_id).order_by(Release.id.desc())
+    if version is not None:
+        newest = newest.where(Release.version == version)
+    found = s.scalars(newest.limit(1)).first()
+    if found is not None:
+        return found
     releases = releases_of(s, module_id)
     if not releases:
         raise NotFoundError(
             f"Module {module_id} has no release yet; publish one.", field="module_id"
         )
-    if version is None:
-        return releases[0]
-    for r in releases:
-        if r.version == version:
-            return r
     raise NotFoundError(
         f"Module {module_id} has no release {version!r}; it has {[r.version for r in releases]}.",
         field="version",

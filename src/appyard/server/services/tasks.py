@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from appyard.domain.status import TERMINAL, Status, can_transition, status_after_exit
 from appyard.domain.targets import TARGETS
@@ -96,6 +97,11 @@ def task_keys(t: Task) -> tuple[str, ...]:
     return (f"task:{t.id}", f"team:{t.team_id}")
 
 
+def status_key(task_id: int, status: Status) -> str:
+    """The notifier key of a task reaching ``status`` (a ``wait`` sleeps through the rest)."""
+    return f"task:{task_id}:{status.value}"
+
+
 def move(s: Session, t: Task, new: Status, **fields: Any) -> None:
     """Move ``t`` to ``new`` with a conditional UPDATE on the status read; 409 if it lost a race."""
     old = Status(t.status)
@@ -111,7 +117,8 @@ def move(s: Session, t: Task, new: Status, **fields: Any) -> None:
     if stamp and stamp not in values:
         values[stamp] = now
     result = s.execute(
-        update(Task).where(Task.id == t.id, Task.status == old.value).values(**values)
+        update(Task).where(Task.id == t.id, Task.status == old.value).values(**values),
+        execution_options={"synchronize_session": False},  # ``t`` is brought up to date below
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         s.refresh(t)
@@ -120,8 +127,12 @@ def move(s: Session, t: Task, new: Status, **fields: Any) -> None:
             field="status",
             details={"status": t.status},
         )
-    s.refresh(t)
-    emit(s, *task_keys(t))
+    if s.info.get("postgres"):
+        s.refresh(t)  # other columns may have been changed since ``t`` was read
+    else:  # SQLite: this transaction has held the write lock since ``t`` was read
+        for key, value in values.items():
+            set_committed_value(t, key, value)
+    emit(s, *task_keys(t), status_key(t.id, new))
     if new in TERMINAL:
         # its token dies with it (also refused at once by authenticate on the status)
         s.execute(update(Token).where(Token.task_id == t.id).values(revoked=True))
@@ -511,6 +522,8 @@ def error_text(s: Session, task_id: int, reason: str) -> str:
 
 
 def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskInfo:
+    if ev.logs is not None:  # the log's last batch first, exactly as if sent just before
+        append_logs(s, p, task_id, ev.logs)
     t = _held_by(s, p, task_id)
     status = Status(t.status)
     if ev.kind == "started":
@@ -530,13 +543,14 @@ def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskIn
     if status in TERMINAL:
         t.stop_delivered = True
         return task_info(t)  # a retried report after the end: nothing more to do
-    # the agent knows the app ended (no stop to send), and its long-poll wakes: a slot is free
-    t.stop_delivered = True
+    # the agent knows the app ended (no stop to send: ``stop_delivered``, written with the
+    # move below), and its long-poll wakes: a slot is free
     emit(s, f"agent:{t.agent_id}")
     if ev.kind == "failed":
         reason = ev.error or "the app could not be started"
         new = Status.STOPPED if status is Status.TERMINATING else Status.ERROR
-        move(s, t, new, error=error_text(s, t.id, reason) if new is Status.ERROR else None)
+        error = error_text(s, t.id, reason) if new is Status.ERROR else None
+        move(s, t, new, error=error, stop_delivered=True)
         return task_info(t)
     if ev.stopped and status in (Status.STARTED, Status.DEPLOYED):
         move(s, t, Status.TERMINATING)
@@ -552,7 +566,7 @@ def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskIn
         if ev.error:
             reason += f": {ev.error}"
         error = error_text(s, t.id, reason)
-    move(s, t, new, exit_code=ev.exit_code, error=error)
+    move(s, t, new, exit_code=ev.exit_code, error=error, stop_delivered=True)
     return task_info(t)
 
 
@@ -573,7 +587,8 @@ def append_logs(s: Session, p: Principal, task_id: int, batch: LogBatch) -> int:
     result = s.execute(
         update(Task)
         .where(Task.id == t.id, Task.log_offset == batch.offset)
-        .values(log_offset=batch.end_offset, log_count=Task.log_count + n)
+        .values(log_offset=batch.end_offset, log_count=Task.log_count + n),
+        execution_options={"synchronize_session": False},  # ``t`` is brought up to date below
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         # another request (a retry of this very batch, say) wrote meanwhile: look again
@@ -585,6 +600,9 @@ def append_logs(s: Session, p: Principal, task_id: int, batch: LogBatch) -> int:
             field="offset",
             details={"end_offset": t.log_offset},
         )
+    # the row had the offset read, so it had the count read too: both moved by this batch
+    set_committed_value(t, "log_offset", batch.end_offset)
+    set_committed_value(t, "log_count", t.log_count + n)
     if batch.lines:  # one multi-row INSERT, not an ORM object per line
         s.execute(
             insert(TaskLog),
