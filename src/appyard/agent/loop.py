@@ -516,10 +516,12 @@ class TaskWorker(threading.Thread):
     def _fresh_folder(self, a: TaskAssignment) -> None:
         """A new attempt in the task's folder; the log is kept so its offsets keep growing."""
         td = self.dir
-        td.path.mkdir(parents=True, exist_ok=True)
-        for f in (td.exit_file, td.pids_file, td.state_file, td.supervisor_log):
-            f.unlink(missing_ok=True)
-        shutil.rmtree(td.work, ignore_errors=True)
+        try:
+            td.path.mkdir(parents=True)
+        except FileExistsError:  # (a new folder, the usual case, has nothing to clear)
+            for f in (td.exit_file, td.pids_file, td.state_file, td.supervisor_log):
+                f.unlink(missing_ok=True)
+            shutil.rmtree(td.work, ignore_errors=True)
         self.state = TaskState(
             task_id=a.task_id,
             app_name=a.app_name,
@@ -560,8 +562,9 @@ class TaskWorker(threading.Thread):
             log.warning("task %d: %s", self.task_id, e)
             self._report_failed(str(e))
             return False
+        # not written down here: the supervisor wrote them to pids.json before it told us,
+        # and a scan takes them from there (``TaskDir.fill_pids``)
         self.state.app_pid, self.state.app_start = handle.app_pid, handle.app_start
-        self._save()
         self._set_handle(handle)
         log.info(
             "task %d: started pid %s (%.0f ms after assignment)",
@@ -590,8 +593,9 @@ class TaskWorker(threading.Thread):
     def _report_started(self) -> None:
         assert self.handle is not None
         if self._report(TaskEvent(kind="started", pid=self.handle.app_pid)):
+            # written down with the next save (a log ack, the end): a new agent that finds
+            # it unset reports ``started`` again, which the server takes as a no-op
             self.state.started_reported = True
-            self._save()
         else:  # the server does not want this task (stopped or lost meanwhile): stop it
             self.request_stop()
 

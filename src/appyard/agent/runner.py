@@ -71,10 +71,21 @@ def _expand(word: str, env: Mapping[str, str]) -> str:
     return ENV_REF.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), word)
 
 
+#: (app folder, relative path) -> the resolved path, inside the folder. A release folder does
+#: not change once unpacked (and holds no links), so each is resolved once, not per task (a
+#: ``resolve`` is an ``lstat`` per component of the path and of the folder's)
+_resolved: dict[tuple[Path, str], Path] = {}
+
+
 def _inside(app_dir: Path, rel: str, what: str) -> Path:
-    path = (app_dir / rel).resolve()
-    if not path.is_relative_to(app_dir.resolve()):
-        raise PrepareError(f"manifest {what} {rel!r} points outside the app folder")
+    path = _resolved.get((app_dir, rel))
+    if path is None:
+        path = (app_dir / rel).resolve()
+        if not path.is_relative_to(app_dir.resolve()):
+            raise PrepareError(f"manifest {what} {rel!r} points outside the app folder")
+        if len(_resolved) >= 1024:
+            _resolved.clear()
+        _resolved[(app_dir, rel)] = path
     if not path.is_file():
         raise PrepareError(f"manifest {what} {rel!r} is not a file in the app folder")
     return path
@@ -604,7 +615,10 @@ class Launcher:
         self._warm: _Warm | None = None
         self._zygote: _Zygote | None = None
         self._zygote_failed = False  # no zygote any more: warm ones are started one by one
-        self._refilling = False
+        self._refilling = False  # a refill is asked for or under way
+        #: the thread that makes the next warm supervisor, woken through ``_wake``
+        self._refiller: threading.Thread | None = None
+        self._wake = threading.Condition(self._lock)
         self._closed = False
 
     def prime(self) -> None:
@@ -634,6 +648,7 @@ class Launcher:
         """End the warm supervisor and the zygote (the agent exits); later launches are cold."""
         with self._lock:
             self._closed = True
+            self._wake.notify_all()
             warm, self._warm = self._warm, None
             zygote, self._zygote = self._zygote, None
         if warm is not None:
@@ -742,7 +757,22 @@ class Launcher:
             if not self.warm_enabled or self._closed or self._warm or self._refilling:
                 return
             self._refilling = True
-        threading.Thread(target=self._refill, name="warm-supervisor", daemon=True).start()
+            if self._refiller is None:  # one thread for all refills, not one per launch
+                self._refiller = threading.Thread(
+                    target=self._refill_loop, name="warm-supervisor", daemon=True
+                )
+                self._refiller.start()
+            self._wake.notify()
+
+    def _refill_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not (self._refilling or self._closed):
+                    self._wake.wait()
+                if self._closed:
+                    self._refilling = False
+                    return
+            self._refill()
 
     def _refill(self) -> None:
         warm: _Warm | None = None

@@ -68,6 +68,7 @@ import os
 import select
 import sys
 import time
+from _collections_abc import Callable, Mapping  # loaded with os (collections.abc is not)
 
 try:  # the C module: ``signal`` would import enum (~5 ms)
     import _signal as sig
@@ -153,11 +154,16 @@ def level_of(text: str, default: str) -> str:
 
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot): the pid's identity."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+    try:  # os.open/os.read: a buffered file costs 5 more system calls
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        data = os.read(fd, 4096)  # one read: the file is made whole at the read (< 1 KiB)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
     fields = data[data.rfind(b")") + 2 :].split()
     return int(fields[19])
@@ -165,11 +171,15 @@ def proc_start_time(pid: int) -> int | None:
 
 def write_atomic(path: str, text: str, sync: bool = False) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+    data = (text + "\n").encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
         if sync:
-            f.flush()
-            os.fsync(f.fileno())
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
@@ -191,18 +201,38 @@ def wakeup_pipe() -> int:
 
 
 _subreaper = [False]
+_own_start: list[int | None] = []
+
+
+def own_start_time() -> int | None:
+    """This process's start time (read once: a warm supervisor reads it before its job)."""
+    if not _own_start:
+        _own_start.append(proc_start_time(os.getpid()))
+    return _own_start[0]
+
+
+_prctl: list[Callable[..., int] | None] = []
+
+
+def libc_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` through ctypes, looked up once (the zygote does it for all it forks:
+    a lookup in each forked supervisor costs it ~0.3 ms); None where there is none."""
+    if not _prctl:
+        try:
+            import ctypes  # here: ~3 ms of imports, not on a cold start's way to the usage error
+
+            _prctl.append(ctypes.CDLL(None, use_errno=True).prctl)
+        except (ImportError, OSError, AttributeError):  # not Linux, no ctypes: as before
+            _prctl.append(None)
+    return _prctl[0]
 
 
 def become_subreaper() -> bool:
     """Make this process a child subreaper (once); False where that is not possible."""
     if not _subreaper[0]:
-        try:
-            import ctypes  # here: ~3 ms of imports, not on a cold start's way to the usage error
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            _subreaper[0] = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-        except (ImportError, OSError, AttributeError):  # not Linux, no ctypes: as before
-            pass
+        prctl = libc_prctl()
+        if prctl is not None:
+            _subreaper[0] = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     return _subreaper[0]
 
 
@@ -272,8 +302,17 @@ def drain(fd: int) -> None:
 class Supervisor:
     """One app process, its two output pipes, its log file, its stop protocol."""
 
-    def __init__(self, task_dir: str, cwd: str, grace: float, status_fd: int | None) -> None:
+    def __init__(
+        self,
+        task_dir: str,
+        cwd: str,
+        grace: float,
+        status_fd: int | None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.task_dir = task_dir
+        #: the app's environment (a cold start's is its own)
+        self.env = os.environ if env is None else env
         self.cwd = cwd
         self.grace = grace
         self.status_fd = status_fd
@@ -357,7 +396,7 @@ class Supervisor:
             pid = spawn(
                 argv[0],
                 argv,
-                os.environ,
+                self.env,
                 file_actions=actions,
                 setsid=True,
                 setsigdef=sigdef,
@@ -392,7 +431,7 @@ class Supervisor:
         start = proc_start_time(pid)
         pids: dict[str, object] = {
             "supervisor_pid": os.getpid(),
-            "supervisor_start": proc_start_time(os.getpid()),
+            "supervisor_start": own_start_time(),
             "app_pid": pid,
             "app_start": start,
             "started_at": self.started_at,
@@ -597,15 +636,15 @@ def read_job(job_fd: int, wake_r: int) -> bytes | None:
                 _stop[0] = False
 
 
-def coerce_c_locale() -> None:
-    """Do to ``os.environ`` what a cold start's interpreter does to its environment (PEP 538).
+def coerce_c_locale(env: dict[str, str]) -> None:
+    """Do to ``env`` what a cold start's interpreter does to its environment (PEP 538).
 
     Unless ``LC_ALL`` is set, an interpreter that finds LC_CTYPE to be the C locale sets
     ``LC_CTYPE`` to the first of ``COERCION_TARGETS`` that exists, and the app inherits it;
     the warm supervisor started with another environment, so it asks libc the same question
     about the app's one. The supervisor's own locale is left as a cold start would leave it.
     """
-    if os.environ.get("LC_ALL"):
+    if env.get("LC_ALL"):
         return
     try:
         import _locale as loc
@@ -625,22 +664,65 @@ def coerce_c_locale() -> None:
         except error:
             continue
         if loc.nl_langinfo(loc.CODESET):
-            os.environ["LC_CTYPE"] = target
+            env["LC_CTYPE"] = target
             return
     loc.setlocale(loc.LC_CTYPE, "C")
 
 
+#: what of the C environment the supervisor's own libc reads: ``posix_spawnp`` the PATH,
+#: ``setlocale`` the locale variables
+C_ENV = ("PATH", "LC_ALL", "LC_CTYPE", "LANG", "LOCPATH")
+
+#: what ``coerce_c_locale`` found for this process's own environment (whose locale it left
+#: set): [(the locale variables of that environment, the LC_CTYPE it coerced them to or None)]
+_locale_known: list[tuple[tuple[str | None, ...], str | None]] = []
+
+
+def locale_key(env: Mapping[str, str]) -> tuple[str | None, ...]:
+    """What ``coerce_c_locale`` depends on in an environment."""
+    return tuple(env.get(name) for name in C_ENV[1:])
+
+
+def know_own_locale() -> None:
+    """Run ``coerce_c_locale`` for this process's own environment ahead of any job (once).
+
+    A job whose environment has the same locale variables (an app's environment is the
+    agent's, as the warm supervisor's is, unless the app sets them) then finds the answer
+    here and this process's locale already set as it would set it: no ``setlocale`` calls
+    between the job and the app's spawn.
+    """
+    if not _locale_known:
+        env = dict(os.environ)
+        before = env.get("LC_CTYPE")
+        coerce_c_locale(env)
+        after = env.get("LC_CTYPE")
+        _locale_known.append((locale_key(os.environ), after if after != before else None))
+
+
 def become(log: str, task_dir: str, env: dict[str, str]) -> None:
-    """Turn a warm supervisor into the one a cold start would be: output, cwd, environment."""
+    """Turn a warm supervisor into the one a cold start would be: output, cwd, environment.
+
+    The app gets ``env`` as it is (``Supervisor.env``); of the supervisor's own environment
+    only what its libc reads (``C_ENV``) is made the app's, which is all a cold start's
+    environment would change here (replacing all of it costs about a millisecond).
+    """
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
     os.chdir(task_dir)
-    # the C environment too: posix_spawnp looks the program up in the caller's PATH
-    os.environ.clear()
-    os.environ.update(env)
-    coerce_c_locale()
+    for name in C_ENV:
+        value = env.get(name)
+        if value is None:
+            os.unsetenv(name)
+        else:
+            os.putenv(name, value)
+    known = _locale_known[0] if _locale_known else None
+    if known is not None and known[0] == locale_key(env):
+        if known[1] is not None:
+            env["LC_CTYPE"] = known[1]
+    else:
+        coerce_c_locale(env)
 
 
 def parse_warm_args(argv: list[str]) -> tuple[int, int]:
@@ -663,7 +745,10 @@ def warm_run(job_fd: int, status_fd: int, wake_r: int) -> int:
     """A warm supervisor: wait for the job on ``job_fd``, then become the task's supervisor."""
     os.set_inheritable(status_fd, False)  # the app must not hold the agent's pipes open
     os.set_inheritable(job_fd, False)
-    become_subreaper()  # now, while there is no task: off the way to the app's spawn
+    # now, while there is no task: off the way to the app's spawn
+    become_subreaper()
+    own_start_time()
+    know_own_locale()
     job = read_job(job_fd, wake_r)
     os.close(job_fd)
     if job is None:
@@ -674,7 +759,7 @@ def warm_run(job_fd: int, status_fd: int, wake_r: int) -> int:
         print(f"supervisor: bad job: {e}", file=sys.stderr)
         return 2
     become(log, task_dir, env)
-    return Supervisor(task_dir, cwd, grace, status_fd).run(cmd, wake_r)
+    return Supervisor(task_dir, cwd, grace, status_fd, env).run(cmd, wake_r)
 
 
 def _on_child(signum: int, frame: object) -> None:
@@ -705,6 +790,7 @@ def fork_warm(job_fd: int, status_fd: int, ctl_fd: int, wake_r: int) -> int:
         os.close(sig.set_wakeup_fd(-1))  # the zygote's wakeup pipe (its write end) ...
         os.close(wake_r)  # ... and its read end
         _stop[0] = False
+        _own_start.clear()  # (the zygote never read its own; a forked one reads its own)
         own_wake = wakeup_pipe()
         sig.pthread_sigmask(sig.SIG_SETMASK, old)
         code = warm_run(job_fd, status_fd, own_wake)
@@ -729,10 +815,9 @@ def zygote_main(argv: list[str], wake_r: int) -> int:
         return 2
     import socket  # once per agent, not per supervisor
 
-    try:  # noqa: SIM105 - contextlib would cost imports at start
-        import ctypes  # noqa: F401 - loaded here once for become_subreaper in each forked one
-    except ImportError:  # pragma: no cover - become_subreaper copes without
-        pass
+    # once for all the supervisors it forks
+    libc_prctl()
+    know_own_locale()
     ctl = socket.socket(fileno=int(argv[1]))
     ctl.set_inheritable(False)
     sig.signal(sig.SIGCHLD, _on_child)
