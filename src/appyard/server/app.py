@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         await task
             if listener is not None:
                 listener.stop()
+            ctx.workers.shutdown(wait=False)
             db.dispose()
 
     app = FastAPI(
@@ -140,6 +141,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Publish apps and run them as sessions on your own agents.",
         lifespan=lifespan,
+        # the docs' sections in this order, whatever order the routers are matched in
+        openapi_tags=[
+            {"name": name}
+            for name in ("meta", "accounts", "ecosystem", "agents", "tasks", "projects", "files")
+        ],
     )
     app.state.ctx = ctx
 
@@ -217,7 +223,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    # a request is matched against the routes in order: the sessions' and agents' routes,
+    # which nearly every request is for, first (no two routers share a path)
+    for module in (tasks, agents):
+        app.include_router(module.router, prefix=API)
     app.include_router(accounts.public, prefix=API)
-    for module in (accounts, ecosystem, agents, tasks, projects, files):
+    for module in (accounts, ecosystem, projects, files):
         app.include_router(module.router, prefix=API)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from appyard.schemas.agents import (
     AgentCreate,
@@ -15,7 +15,16 @@ from appyard.schemas.agents import (
     PollRequest,
     PollResponse,
 )
-from appyard.server.routes.deps import PathId, aread, arun, authenticated, context, read, run
+from appyard.server.routes.deps import (
+    PathId,
+    aread,
+    arun,
+    authenticated,
+    context,
+    json_response,
+    read,
+    run,
+)
 from appyard.server.services import agents as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["agents"])
@@ -52,21 +61,30 @@ def hello(request: Request, body: AgentHello) -> AgentWelcome:
 
 
 @router.post("/agents/{agent_id}/poll", response_model=PollResponse)
-async def poll(request: Request, agent_id: PathId, body: PollRequest) -> PollResponse:
+async def poll(request: Request, agent_id: PathId, body: PollRequest) -> Response:
     """Long-poll: answers the moment a task is queued for this agent or a stop is asked for."""
     ctx = context(request)
     pg = ctx.db.is_postgres
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.timeout_s, ctx.settings.poll_timeout_s)
-    team_id = await aread(request, lambda s, p: svc.team_of_agent(s, p, agent_id))
+    team_id = ctx.agent_teams.get(agent_id)
+    if team_id is None:
+        team_id = await aread(request, lambda s, p: svc.team_of_agent(s, p, agent_id))
+        ctx.agent_teams[agent_id] = team_id
     queue_key = f"queue:{team_id}"
     with ctx.notifier.subscribe(f"agent:{agent_id}", queue_key) as sub:
         fired = {"first look"}
         while True:
             if fired - {queue_key}:
-                answer = await arun(request, lambda s, p: svc.poll_once(s, p, agent_id, body, pg))
+                answer, team = await arun(
+                    request, lambda s, p: (svc.poll_once(s, p, agent_id, body, pg), p.team_id)
+                )
                 if queue_key in fired:
                     sub.pass_on(queue_key)  # it may not have taken it: the next one looks
+                if team != team_id:  # not the team remembered: listen on the right queue
+                    ctx.agent_teams.pop(agent_id, None)
+                    if not (answer.tasks or answer.stop):
+                        return await poll(request, agent_id, body)
             else:
                 # woken alone for the team's queue: look without the write lock first, take
                 # what fits, and hand the wake on while tasks are left that it did not take
@@ -80,6 +98,6 @@ async def poll(request: Request, agent_id: PathId, body: PollRequest) -> PollRes
                     sub.pass_on(queue_key)
             remaining = deadline - loop.time()
             if answer.tasks or answer.stop or remaining <= 0 or sub.closing:
-                return answer
+                return json_response(answer)
             await sub.wait(remaining)
             fired = sub.take()

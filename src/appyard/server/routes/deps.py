@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
-import anyio.to_thread
-from fastapi import Path, Query, Request
+from fastapi import Path, Query, Request, Response
+from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -27,12 +29,23 @@ PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 QueryId = Annotated[int, Query(ge=1, le=MAX_ID)]
 
 
+#: a request waiting for SQLite's write lock holds one; with the sync routes' own threads (anyio's
+#: 40) they stay near the connection pool's size (20 + 20 overflow per engine)
+WORKER_THREADS = 20
+
+
 @dataclass
 class ServerContext:
     settings: Settings
     db: Database
     notifier: Notifier
     releases: ReleaseStore
+    #: the threads async routes run their database work in
+    workers: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(WORKER_THREADS, "appyard-db")
+    )
+    #: each agent's team (it never changes): a poll knows its team's queue key without a read
+    agent_teams: dict[int, int] = field(default_factory=dict)
 
 
 def context(request: Request) -> ServerContext:
@@ -109,11 +122,36 @@ def run_anon(request: Request, fn: Callable[[Session], T]) -> T:
         return fn(s)
 
 
+async def in_thread(request: Request, fn: Callable[[], T]) -> T:
+    """``fn()`` in one of the server's worker threads: straight onto the event loop's executor,
+    the lightest hop there is (a route's database work blocks; the loop must not)."""
+    return await asyncio.get_running_loop().run_in_executor(context(request).workers, fn)
+
+
 async def arun(request: Request, fn: Callable[[Session, Principal], T]) -> T:
     """``run`` from an async route: the database work happens in a worker thread."""
-    return await anyio.to_thread.run_sync(run, request, fn)
+    return await in_thread(request, lambda: run(request, fn))
 
 
 async def aread(request: Request, fn: Callable[[Session, Principal], T]) -> T:
     """``read`` from an async route."""
-    return await anyio.to_thread.run_sync(read, request, fn)
+    return await in_thread(request, lambda: read(request, fn))
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """``model`` as the response, serialized once: a route that returns it skips FastAPI's
+    second validation against its ``response_model`` (which still documents it)."""
+    body = model.model_dump_json(by_alias=True)  # as FastAPI would have written it
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+async def arun_json(
+    request: Request, fn: Callable[[Session, Principal], BaseModel], status_code: int = 200
+) -> Response:
+    """``run`` and serialize in one worker-thread hop, from an async route."""
+    return await in_thread(request, lambda: json_response(run(request, fn), status_code))
+
+
+async def aread_json(request: Request, fn: Callable[[Session, Principal], BaseModel]) -> Response:
+    """``read`` and serialize in one worker-thread hop, from an async route."""
+    return await in_thread(request, lambda: json_response(read(request, fn)))

@@ -27,7 +27,18 @@ from appyard.schemas.tasks import (
     WaitResult,
 )
 from appyard.server.notifier import Subscription
-from appyard.server.routes.deps import PathId, QueryId, aread, authenticated, context, read, run
+from appyard.server.routes.deps import (
+    PathId,
+    QueryId,
+    aread,
+    aread_json,
+    arun_json,
+    authenticated,
+    context,
+    json_response,
+    read,
+    run,
+)
 from appyard.server.security import Principal
 from appyard.server.services import tasks as svc
 
@@ -57,9 +68,9 @@ def parse_statuses(raw: str | None, field: str) -> list[Status]:
 
 
 @router.post("/tasks", response_model=SessionStarted, status_code=201)
-def start(request: Request, body: TaskStart) -> SessionStarted:
+async def start(request: Request, body: TaskStart) -> Response:
     files_dir = context(request).settings.files_dir
-    return run(request, lambda s, p: svc.start(s, p, body, files_dir))
+    return await arun_json(request, lambda s, p: svc.start(s, p, body, files_dir), 201)
 
 
 @router.get("/tasks", response_model=Page[TaskInfo])
@@ -126,8 +137,8 @@ async def stream_team(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)
-def get_task(request: Request, task_id: PathId) -> TaskInfo:
-    return read(request, lambda s, p: svc.task_info(svc.get_task(s, p, task_id)))
+async def get_task(request: Request, task_id: PathId) -> Response:
+    return await aread_json(request, lambda s, p: svc.read_task_info(s, p, task_id))
 
 
 @router.get("/tasks/{task_id}/wait", response_model=WaitResult)
@@ -136,7 +147,7 @@ async def wait(
     task_id: PathId,
     until: str | None = None,
     timeout: float = Query(default=25.0, ge=0, le=600),
-) -> WaitResult:
+) -> Response:
     """Long-poll: answers the moment the status is one of ``until`` or terminal."""
     ctx = context(request)
     wanted = set(parse_statuses(until, "until")) | TERMINAL
@@ -149,10 +160,10 @@ async def wait(
             sub.clear()
             info = await aread(request, _task_reader(task_id))
             if info.status in wanted:
-                return WaitResult(task=info, timed_out=False)
+                return json_response(WaitResult(task=info, timed_out=False))
             remaining = deadline - loop.time()
             if remaining <= 0 or sub.closing:
-                return WaitResult(task=info, timed_out=True)
+                return json_response(WaitResult(task=info, timed_out=True))
             await sub.wait(remaining)
 
 
@@ -258,7 +269,7 @@ def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
 
 
 def _task_reader(task_id: int) -> Callable[[Session, Principal], TaskInfo]:
-    return lambda s, p: svc.task_info(svc.get_task(s, p, task_id))
+    return lambda s, p: svc.read_task_info(s, p, task_id)
 
 
 def _reader(task_id: int, after: int) -> Callable[[Session, Principal], LogPage]:
@@ -282,8 +293,8 @@ def set_ready(request: Request, task_id: PathId, body: ReadyUpdate) -> TaskInfo:
 
 
 @router.post("/tasks/{task_id}/events", response_model=TaskInfo)
-def agent_event(request: Request, task_id: PathId, body: TaskEvent) -> TaskInfo:
-    return run(request, lambda s, p: svc.agent_event(s, p, task_id, body))
+async def agent_event(request: Request, task_id: PathId, body: TaskEvent) -> Response:
+    return await arun_json(request, lambda s, p: svc.agent_event(s, p, task_id, body))
 
 
 @router.post("/tasks/{task_id}/logs")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, false, func, or_, select, update
+from sqlalchemy import Select, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import ON_AGENT, TERMINAL, Status
@@ -28,7 +28,7 @@ from appyard.schemas.agents import (
 )
 from appyard.server.db.models import Agent, Module, Release, Task, Team, Token, utcnow
 from appyard.server.notifier import emit
-from appyard.server.security import Principal
+from appyard.server.security import Principal, hash_token, new_token
 from appyard.server.services.accounts import mint_token, team_role
 from appyard.server.services.manifest import grace_of
 from appyard.server.services.tasks import error_text, move
@@ -122,8 +122,9 @@ def _requeue_or_fail(s: Session, t: Task, reason: str) -> None:
         move(s, t, Status.ERROR, error=error_text(s, t.id, reason))
 
 
-def _reconcile(s: Session, agent: Agent, held: set[int], reason: str) -> list[int]:
-    """Make the database agree with what the agent says it holds; return ids to stop."""
+def _reconcile(s: Session, agent: Agent, held: set[int], reason: str) -> tuple[list[int], set[int]]:
+    """Make the database agree with what the agent says it holds; return ids to stop, and
+    the ids on the agent now (what it holds of them: the others were taken back or ended)."""
     stop: list[int] = []
     # ids only: on every poll, and what it holds is normally just what the database has on it
     on_agent = set(
@@ -142,7 +143,7 @@ def _reconcile(s: Session, agent: Agent, held: set[int], reason: str) -> list[in
         elif Status(h.status) in TERMINAL and not h.stop_delivered:
             h.stop_delivered = True  # ended by the server meanwhile (lost, stopped): say it once
             stop.append(task_id)
-    return stop
+    return stop, on_agent & held
 
 
 def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> AgentWelcome:
@@ -153,7 +154,7 @@ def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> Age
     agent.last_seen_at = utcnow()
     agent.online = True
     held = {h.task_id for h in body.held}
-    stop = _reconcile(
+    stop, _ = _reconcile(
         s, agent, held, f"agent lost: agent {agent.id} restarted and no longer has this app"
     )
     # stops asked for while it was away are delivered again on its next poll
@@ -173,9 +174,16 @@ def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> Age
 
 
 def _assignment(s: Session, t: Task, token: str) -> TaskAssignment:
-    release = s.get(Release, t.release_id)
-    module = s.get(Module, t.module_id)
-    assert release is not None and module is not None
+    # what the agent needs of the release and its module, in one read (not the readme)
+    release = (
+        s.connection()
+        .execute(
+            select(Release.sha256, Release.config, Module.name)
+            .join(Module, Module.id == Release.module_id)
+            .where(Release.id == t.release_id)
+        )
+        .one()
+    )
     state = t.params.get("state", {})
     context = {"teamId": t.team_id, "workspaceId": t.workspace_id, **t.params.get("context", {})}
     env = {
@@ -189,7 +197,7 @@ def _assignment(s: Session, t: Task, token: str) -> TaskAssignment:
         workspace_id=t.workspace_id,
         user_id=t.user_id,
         module_id=t.module_id,
-        app_name=str(release.config.get("name", module.name)),
+        app_name=str(release.config.get("name", release.name)),
         release_sha256=release.sha256,
         release_url=f"/api/v1/releases/{release.sha256}/archive",
         config=release.config,
@@ -212,7 +220,7 @@ def poll_once(
         agent.online = True
         emit(s, f"team:{agent.team_id}")
     held = set(req.running)
-    stops = _reconcile(s, agent, held, f"agent {agent.id} no longer runs this app")
+    stops, on_agent = _reconcile(s, agent, held, f"agent {agent.id} no longer runs this app")
     to_stop = s.scalars(
         select(Task).where(
             Task.agent_id == agent.id,
@@ -227,7 +235,7 @@ def poll_once(
         if t.id in held:
             stops.append(t.id)
     tasks: list[TaskAssignment] = []
-    free = _free_slots(s, agent)
+    free = max(0, agent.slots - len(on_agent))  # read in this transaction just now
     if free > 0:
         pick = _queued_for(agent).limit(free)
         if held:  # one it still holds was taken back; it gets it again once it let go
@@ -244,7 +252,12 @@ def poll_once(
             except Exception:  # lost the race for it to another agent: fine
                 s.refresh(t)
                 continue
-            _, raw = mint_token(s, "task", f"task {t.id}", task_id=t.id)
+            raw = new_token("task")  # as mint_token, in one plain INSERT
+            s.connection().execute(
+                insert(Token).values(
+                    hash=hash_token(raw), kind="task", name=f"task {t.id}", task_id=t.id
+                )
+            )
             tasks.append(_assignment(s, t, raw))
     return PollResponse(tasks=tasks, stop=sorted(set(stops)))
 

@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, insert, select, union_all, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -39,10 +39,23 @@ from appyard.schemas.tasks import (
     TaskInfo,
     TaskStart,
 )
-from appyard.server.db.models import Agent, App, Dataset, Project, Task, TaskLog, Token, utcnow
+from appyard.server.db.models import (
+    Agent,
+    App,
+    Dataset,
+    Member,
+    Module,
+    Project,
+    Release,
+    Task,
+    TaskLog,
+    Token,
+    Workspace,
+    utcnow,
+)
 from appyard.server.notifier import emit
 from appyard.server.security import Principal
-from appyard.server.services.accounts import get_workspace, require_user, team_role
+from appyard.server.services.accounts import ROLE_RANK, get_workspace, require_user, team_role
 from appyard.server.services.ecosystem import get_module_row, pick_release
 from appyard.server.services.files import TeamFiles, normalize
 from appyard.server.services.manifest import validate_state
@@ -158,6 +171,34 @@ def get_task(s: Session, p: Principal, task_id: int, need: str = "viewer") -> Ta
     except NotFoundError:
         raise missing from None
     return t
+
+
+#: a task's row and the caller's membership of its team, in one read of plain columns
+_TASK_AS_MEMBER = (
+    select(*Task.__table__.c, Member.role.label("member_role"))
+    .outerjoin(Member, and_(Member.team_id == Task.team_id, Member.user_id == bindparam("user_id")))
+    .where(Task.id == bindparam("task_id"))
+)
+
+
+def read_task_info(s: Session, p: Principal, task_id: int) -> TaskInfo:
+    """``task_info(get_task(s, p, task_id))``, the same answers and refusals, in one statement
+    (a wait or a watch reads it on every look)."""
+    row = s.connection().execute(_TASK_AS_MEMBER, {"task_id": task_id, "user_id": p.user_id})
+    t = row.first()
+    if t is None:
+        seen = False
+    elif p.kind == "agent":
+        seen = t.agent_id == p.agent_id
+    elif p.kind == "user" and p.is_admin:
+        seen = True  # every task's team exists (the task goes with it)
+    else:  # a member may view ("viewer" is the lowest role); a task token: in its team only
+        seen = t.member_role is not None and (p.kind == "user" or t.team_id == p.team_id)
+    if not seen:
+        raise NotFoundError(
+            f"Task {task_id} not found, or it is not in one of your teams.", field="task_id"
+        )
+    return task_info(cast(Task, t))  # the row has the task's attribute names
 
 
 def list_tasks(
@@ -389,6 +430,56 @@ def check_target(
     return state
 
 
+#: a workspace's team and the caller's role in it, in one read
+_WORKSPACE_ROLE = (
+    select(Workspace.team_id, Member.role)
+    .outerjoin(
+        Member, and_(Member.team_id == Workspace.team_id, Member.user_id == bindparam("user_id"))
+    )
+    .where(Workspace.id == bindparam("workspace_id"))
+)
+
+
+def _starting_team(s: Session, p: Principal, workspace_id: int) -> int:
+    """The team of the workspace, if the caller may start sessions in it (``developer`` or
+    higher); else ``get_workspace``'s own refusal (404 or 403), word for word."""
+    row = (
+        s.connection()
+        .execute(_WORKSPACE_ROLE, {"workspace_id": workspace_id, "user_id": p.user_id})
+        .first()
+    )
+    if row is not None:
+        role = "admin" if p.kind == "user" and p.is_admin else row.role
+        in_team = p.kind == "user" or (p.kind == "task" and p.team_id == row.team_id)
+        if in_team and role is not None and ROLE_RANK[role] >= ROLE_RANK["developer"]:
+            return int(row.team_id)
+    return get_workspace(s, p, workspace_id, "developer").team_id  # refuses as it always has
+
+
+def _newest_release(s: Session, module_id: int, version: str | None) -> Any:
+    """The release a start runs (id, version, config: not the readme), in one read with the
+    module's; else ``get_module_row`` / ``pick_release``'s own 404, word for word."""
+    on = Release.module_id == Module.id
+    if version is not None:
+        on = and_(on, Release.version == version)
+    row = (
+        s.connection()
+        .execute(
+            select(Release.id, Release.version, Release.config)
+            .select_from(Module)
+            .outerjoin(Release, on)
+            .where(Module.id == module_id)
+            .order_by(Release.id.desc())
+            .limit(1)
+        )
+        .first()
+    )
+    if row is None or row.id is None:
+        get_module_row(s, module_id)
+        return pick_release(s, module_id, version)
+    return row
+
+
 def start(s: Session, p: Principal, body: TaskStart, files_dir: Path) -> SessionStarted:
     """Queue a session after every check; a retried call with the same key returns the first.
 
@@ -404,9 +495,9 @@ def start(s: Session, p: Principal, body: TaskStart, files_dir: Path) -> Session
         if prior is not None:
             get_task(s, p, prior.id)
             return _started(prior)
-    ws = get_workspace(s, p, body.workspace_id, "developer")
-    module = get_module_row(s, body.module_id)
-    release = pick_release(s, module.id, body.version)
+    team_id = _starting_team(s, p, body.workspace_id)
+    module_id = body.module_id
+    release = _newest_release(s, module_id, body.version)
     params = dict(body.params)
     state = params.get("state", {}) if "state" in params else params
     if "state" not in params:
@@ -416,55 +507,67 @@ def start(s: Session, p: Principal, body: TaskStart, files_dir: Path) -> Session
     if "context" in params and not isinstance(params["context"], dict):
         raise BadRequestError("params.context must be a JSON object", field="params.context")
     target = validate_state(release.config, state)
-    checked = check_target(s, files_dir, ws.team_id, target, state)
+    checked = check_target(s, files_dir, team_id, target, state)
     if checked is not state:
         state = checked
         params = {**params, "state": state}
+    db = s.connection()  # plain statements from here: a start is on every session's path
     if body.agent_id is not None:
-        agent = s.get(Agent, body.agent_id)
-        if agent is None or agent.team_id != ws.team_id:
+        agent_team = db.execute(select(Agent.team_id).where(Agent.id == body.agent_id)).scalar()
+        if agent_team != team_id:
             raise BadRequestError(
-                f"agent_id {body.agent_id} is not an agent of team {ws.team_id}; "
+                f"agent_id {body.agent_id} is not an agent of team {team_id}; "
                 "list the team's agents with api.agent.get_list(team_id).",
                 field="agent_id",
             )
-    app = s.scalar(select(App).where(App.team_id == ws.team_id, App.module_id == module.id))
-    if app is None:
-        app = App(team_id=ws.team_id, module_id=module.id)
+    app_id = db.execute(
+        select(App.id).where(App.team_id == team_id, App.module_id == module_id)
+    ).scalar()
+    if app_id is None:
+        app = App(team_id=team_id, module_id=module_id)
         s.add(app)
         s.flush()
+        app_id = app.id
     now = utcnow()
-    t = Task(
-        team_id=ws.team_id,
-        workspace_id=ws.id,
-        user_id=user_id,
-        module_id=module.id,
-        app_id=app.id,
-        release_id=release.id,
-        version=release.version,
-        requested_agent_id=body.agent_id,
-        agent_id=body.agent_id,
-        name=body.task_name,
-        description=body.description,
-        status=Status.QUEUED.value,
-        params=params,
-        log_level=body.log_level,
-        idempotency_key=body.idempotency_key,
-        outputs={},
-        created_at=now,
-        updated_at=now,
-    )
-    s.add(t)
     try:
-        s.flush()
+        task_id = db.execute(
+            insert(Task)
+            .values(
+                team_id=team_id,
+                workspace_id=body.workspace_id,
+                user_id=user_id,
+                module_id=module_id,
+                app_id=app_id,
+                release_id=release.id,
+                version=release.version,
+                requested_agent_id=body.agent_id,
+                agent_id=body.agent_id,
+                name=body.task_name,
+                description=body.description,
+                status=Status.QUEUED.value,
+                params=params,
+                log_level=body.log_level,
+                idempotency_key=body.idempotency_key,
+                outputs={},
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(Task.id)
+        ).scalar_one()
     except IntegrityError:
         raise ConflictError(
             "A session with this idempotency_key is being started; retry to get it.",
             field="idempotency_key",
         ) from None
-    emit(s, *task_keys(t))
-    emit(s, f"agent:{body.agent_id}" if body.agent_id else f"queue:{ws.team_id}")
-    return _started(t)
+    emit(s, f"task:{task_id}", f"team:{team_id}")  # task_keys of the new task
+    emit(s, f"agent:{body.agent_id}" if body.agent_id else f"queue:{team_id}")
+    return SessionStarted(
+        task_id=task_id,
+        user_id=user_id,
+        module_id=module_id,
+        app_id=app_id,
+        status=Status.QUEUED,
+    )
 
 
 def _started(t: Task) -> SessionStarted:
