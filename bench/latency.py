@@ -18,8 +18,10 @@ Run: ``python bench/latency.py [--runs 40] [--bare-server]``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +104,7 @@ def print_latency(
 def through_up(runs: int, slots: int) -> None:
     """Everything through ``appyard up``, as a user runs it."""
     tmp = Path(tempfile.mkdtemp(prefix="appyard-bench-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # its home, apps' marks
     with appyard_up(tmp, slots) as local, local.api() as api:
         module_id = api.module.publish(NOOP).module_id
         ws, agent = local.workspace_id, local.agent_id
@@ -135,6 +138,7 @@ def main() -> None:
         through_up(args.runs, args.slots)
         return
     tmp = Path(tempfile.mkdtemp(prefix="appyard-bench-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # its home, apps' marks
     server = ServerProc(
         tmp / "server", extra_env={"APPYARD_AGENT_TTL_S": "60", "APPYARD_POLL_TIMEOUT_S": "25"}
     ).start()

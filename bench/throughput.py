@@ -20,7 +20,9 @@ Run: ``python bench/throughput.py [--sessions 40] [--clients 8] [--slots 8] [--r
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -178,6 +180,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="appyard-throughput-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # its home, apps' marks
     runs: list[Run] = []
     with appyard_up(tmp, args.slots) as local, local.api() as api:
         module_id = api.module.publish(APP).module_id
