@@ -280,3 +280,45 @@ def test_config_json_that_is_a_folder(world: World) -> None:
         tar.addfile(info)
     e = _err(_publish_raw(world, buf.getvalue()), 422)
     assert e["field"] == "config.json" and "folder" in e["message"]
+
+
+def test_a_bad_log_batch_in_the_exit_report_changes_nothing(world: World) -> None:
+    """The exit report may carry the log's last batch: a batch that is refused (too many lines,
+    a bad field, a gap, from an agent that does not hold the task) refuses the whole report,
+    so the task neither ends nor gains a line."""
+    from tests.support import Client
+
+    world.admin.publish(APPS / "worker")
+    mid = world.admin.ok("GET", "/modules/lookup", params={"slug": "tests/worker"})["id"]
+    agent_id, token = world.new_agent_token("holder")
+    _other_id, other_token = world.new_agent_token("other")
+    agent, other = Client(world.server.url, token), Client(world.server.url, other_token)
+    agent.ok("POST", "/agents/hello", json={"slots": 1})
+    other.ok("POST", "/agents/hello", json={"slots": 1})
+    tid = world.admin.ok(
+        "POST", "/tasks", json={"workspace_id": world.workspace_id, "module_id": mid}
+    )["task_id"]
+    agent.ok("POST", f"/agents/{agent_id}/poll", json={"free_slots": 1, "timeout_s": 5})
+    agent.ok("POST", f"/tasks/{tid}/events", json={"kind": "started", "pid": 1})
+    line = {"t": "2026-01-01T00:00:00Z", "text": "x"}
+
+    def exited(client: Client, logs: object):  # type: ignore[no-untyped-def]
+        body = {"kind": "exited", "exit_code": 0, "logs": logs}
+        return client.http.post(f"/tasks/{tid}/events", json=body)
+
+    assert _err(exited(agent, {"offset": 0, "end_offset": 2, "lines": [line] * 5001}), 422)[
+        "field"
+    ].startswith("logs.lines")
+    bad_text = {"offset": 0, "end_offset": 2, "lines": [{**line, "text": 7}]}
+    assert _err(exited(agent, bad_text), 422)["field"].startswith("logs.lines[0]")
+    gap = {"offset": 40, "end_offset": 42, "lines": [line]}
+    assert _err(exited(agent, gap), 409)["field"] == "offset"
+    good = {"offset": 0, "end_offset": 2, "lines": [line]}
+    assert exited(other, good).status_code in (403, 404)  # not its task
+    task = world.admin.ok("GET", f"/tasks/{tid}")
+    assert task["status"] == "started"
+    assert world.admin.ok("GET", f"/tasks/{tid}/logs")["items"] == []
+    # the same report from the holder, well formed: the line and the end, together
+    assert exited(agent, good).status_code == 200
+    assert world.admin.ok("GET", f"/tasks/{tid}")["status"] == "finished"
+    assert [x["text"] for x in world.admin.ok("GET", f"/tasks/{tid}/logs")["items"]] == ["x"]
