@@ -509,9 +509,7 @@ class _Zygote:
 
     def fork(self) -> _Warm:
         """A new warm supervisor; OSError when the zygote cannot make one (it is gone)."""
-        job_r, job_w = os.pipe()
-        status_r, status_w = os.pipe()
-        try:
+        with _warm_pipes() as (job_r, job_w, status_r, status_w):
             with self._lock:
                 socket.send_fds(self.sock, [b"fork"], [job_r, status_w])
                 reply = self.sock.recv(64).split()
@@ -521,14 +519,6 @@ class _Zygote:
             pidfd = proc.open_pidfd(pid, start)
             if pidfd is None:
                 raise OSError(f"the forked task supervisor {pid} is gone already")
-        except BaseException:
-            os.close(job_w)
-            os.close(status_r)
-            raise
-        finally:
-            os.close(job_r)
-            os.close(status_w)
-        os.set_blocking(job_w, False)  # a job bigger than the pipe must not hang the agent
         return _Warm(pid, start, job_w, status_r, pidfd=pidfd)
 
     def close(self, timeout: float) -> None:
@@ -547,11 +537,9 @@ def _spawn_warm() -> _Warm:
     Same interpreter, flags, new session and SIGTERM blocked until its handler is installed;
     it holds only stdio (/dev/null until it has its task) and its two pipes.
     """
-    job_r, job_w = os.pipe()
-    status_r, status_w = os.pipe()
-    cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
-    cmd += ["--job-fd", str(job_r), "--status-fd", str(status_w)]
-    try:
+    with _warm_pipes() as (job_r, job_w, status_r, status_w):
+        cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
+        cmd += ["--job-fd", str(job_r), "--status-fd", str(status_w)]
         with sigterm_blocked():
             popen = subprocess.Popen(
                 cmd,
@@ -563,6 +551,18 @@ def _spawn_warm() -> _Warm:
                 pass_fds=(job_r, status_w),
                 start_new_session=True,
             )
+    return _Warm(popen.pid, proc.proc_start_time(popen.pid), job_w, status_r, popen=popen)
+
+
+@contextlib.contextmanager
+def _warm_pipes() -> Iterator[tuple[int, int, int, int]]:
+    """The job and status pipes of a warm supervisor being made: ``(job_r, job_w, status_r,
+    status_w)``. The supervisor's ends are closed here once it has them; ours too if making it
+    failed; our job end is left non-blocking (a job bigger than the pipe must not hang us)."""
+    job_r, job_w = os.pipe()
+    status_r, status_w = os.pipe()
+    try:
+        yield job_r, job_w, status_r, status_w
     except BaseException:
         os.close(job_w)
         os.close(status_r)
@@ -570,8 +570,7 @@ def _spawn_warm() -> _Warm:
     finally:
         os.close(job_r)
         os.close(status_w)
-    os.set_blocking(job_w, False)  # a job bigger than the pipe must not hang the agent
-    return _Warm(popen.pid, proc.proc_start_time(popen.pid), job_w, status_r, popen=popen)
+    os.set_blocking(job_w, False)
 
 
 def _write_all(fd: int, data: bytes, timeout: float) -> bool:
