@@ -1,9 +1,15 @@
 // The single page: hash routes -> page modules. Leaving a page aborts its signal, which
 // closes its live streams.
+//
+// A page module (pages/<name>.js) composes view functions: its own in pages/<name>/, shared
+// ones in lib/. Pages never import each other; what two pages share belongs in lib/.
 
-import { api, auth, errorBox, h, session, toLogin } from "./core.js";
+import { session } from "./lib/account.js";
+import { auth, toLogin } from "./lib/auth.js";
+import { errorBox, h } from "./lib/dom.js";
+import { signedIn, wireHeader } from "./shell.js";
 
-// pattern -> [module, export]; ``:name`` parts become params
+// pattern -> module; ``:name`` parts become params
 const ROUTES = [
   ["/login", "./pages/login.js"],
   ["/ecosystem", "./pages/ecosystem.js"],
@@ -79,40 +85,8 @@ async function show() {
   }
 }
 
-function fillHeader() {
-  const select = document.getElementById("team-select");
-  select.replaceChildren(
-    ...session.teams.map((t) =>
-      h("option", { value: t.id, selected: t.id === session.team?.id }, `${t.name} (${t.role})`),
-    ),
-  );
-  document.getElementById("who").textContent = session.user ? session.user.login : "";
-}
-
-/** Called by the login page once a token is saved. */
-export async function signedIn() {
-  await session.load();
-  fillHeader();
-}
-
-async function signOut() {
-  const id = auth.tokenId;
-  if (id) {
-    // a token minted by the password sign-in is revoked; a pasted one is only forgotten
-    await api("DELETE", `/tokens/${id}`).catch(() => {});
-  }
-  auth.clear();
-  session.user = null;
-  location.hash = "#/login";
-}
-
 async function boot() {
-  document.getElementById("sign-out").addEventListener("click", signOut);
-  document.getElementById("team-select").addEventListener("change", async (ev) => {
-    await session.pickTeam(ev.target.value);
-    fillHeader();
-    show();
-  });
+  wireHeader(show);
   if (auth.token) {
     try {
       await signedIn();

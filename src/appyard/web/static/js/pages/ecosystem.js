@@ -1,32 +1,38 @@
 // The ecosystem: every module as a card, filtered as you type (by name, slug or category).
 
-import { api, fmtTime, h } from "../core.js";
-
-export function latestRelease(mod) {
-  return (mod.meta?.releases || [])[0] || null;
-}
-
-export function categoriesOf(mod) {
-  const cats = mod.config?.categories;
-  return Array.isArray(cats) ? cats.map(String) : [];
-}
+import { api } from "../lib/api.js";
+import { h } from "../lib/dom.js";
+import { fmtTime } from "../lib/format.js";
+import { categoriesOf, latestRelease } from "../lib/manifest.js";
+import { tagList } from "../lib/views.js";
 
 function card(mod) {
   const latest = latestRelease(mod);
-  const cats = categoriesOf(mod);
   return h(
     "li",
     { class: "card eco-card", dataset: { slug: mod.slug } },
     h("h2", {}, h("a", { href: `#/apps/${mod.id}` }, mod.name)),
     h("p", { class: "slug muted" }, mod.slug),
     h("p", { class: "desc" }, mod.config?.description || "No description."),
-    cats.length ? h("ul", { class: "tags", "aria-label": "Categories" }, cats.map((c) => h("li", {}, c))) : null,
+    tagList(categoriesOf(mod)),
     h(
       "p",
       { class: "release muted" },
       latest ? ["Latest release ", h("strong", {}, latest.version), ` · ${fmtTime(latest.created_at)}`] : "No release yet",
     ),
   );
+}
+
+function searchBox(value) {
+  const input = h("input", {
+    type: "search",
+    id: "eco-search",
+    placeholder: "name, slug or category",
+    autocomplete: "off",
+    value,
+  });
+  const el = h("div", { class: "eco-search", role: "search" }, h("label", { for: "eco-search" }, "Search apps"), input);
+  return { el, input };
 }
 
 export async function render(root, _params, { signal, query }) {
@@ -39,16 +45,10 @@ export async function render(root, _params, { signal, query }) {
 
   const list = h("ul", { class: "eco-grid", "aria-label": "Apps" }, cards.map((c) => c.el));
   const count = h("p", { class: "muted", role: "status", "aria-live": "polite" });
-  const search = h("input", {
-    type: "search",
-    id: "eco-search",
-    placeholder: "name, slug or category",
-    autocomplete: "off",
-    value: query.get("q") || "",
-  });
+  const search = searchBox(query.get("q") || "");
 
   const filter = () => {
-    const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+    const words = search.input.value.toLowerCase().split(/\s+/).filter(Boolean);
     let shown = 0;
     for (const c of cards) {
       const on = words.every((w) => c.text.includes(w));
@@ -58,19 +58,14 @@ export async function render(root, _params, { signal, query }) {
     count.textContent =
       shown === cards.length ? `${cards.length} apps` : `${shown} of ${cards.length} apps match`;
     // keep the filter in the address (Back comes back to it) without re-rendering the page
-    const q = search.value.trim();
+    const q = search.input.value.trim();
     history.replaceState(null, "", q ? `#/ecosystem?q=${encodeURIComponent(q)}` : "#/ecosystem");
   };
-  search.addEventListener("input", filter);
+  search.input.addEventListener("input", filter);
 
   root.append(
     h("h1", {}, "Ecosystem"),
-    h(
-      "div",
-      { class: "eco-search", role: "search" },
-      h("label", { for: "eco-search" }, "Search apps"),
-      search,
-    ),
+    search.el,
     count,
     modules.length ? list : h("p", { class: "muted" }, "No apps are published yet (appyard app publish PATH)."),
   );
