@@ -7,6 +7,7 @@
     ├── InvalidArgumentsError (ValueError)   get_arguments/start called with wrong arguments
     │   └── TargetRequiredError               the app needs a target and none was given
     ├── InvalidTargetError (KeyError)         more than one target, or one the app does not allow
+    ├── ManifestError (ValueError)            an app's config.json breaks a rule (key path in ``field``)
     ├── ApiError                              the server refused a request (HTTP 4xx/5xx)
     │   ├── BadRequestError (ValueError)      400/422: a field is missing or wrong
     │   ├── AuthenticationError               401: no token, or a token that is not valid
@@ -49,6 +50,17 @@ class InvalidTargetError(AppyardError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep the reference's look
         return repr(self.args[0]) if self.args else ""
+
+
+class ManifestError(AppyardError, ValueError):
+    """An app's ``config.json`` breaks a rule; ``field`` is the key path (None: the whole file).
+
+    The server answers it as a 422 on ``config.<field>``; the agent fails the task with it.
+    """
+
+    def __init__(self, message: str, *, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ApiError(AppyardError):

@@ -18,9 +18,19 @@ import pytest
 from appyard.agent.cache import PrepareError, ReleaseCache, VenvCache, requirements_of, unpack
 from appyard.agent.logship import read_batch
 from appyard.agent.runner import app_command, app_env
+from appyard.errors import ManifestError
 from appyard.schemas.agents import TaskAssignment
+from appyard.schemas.manifest import Manifest
 
 PY = "/opt/py/bin/python"
+
+
+def _m(**keys: object) -> Manifest:
+    """A parsed manifest with the given keys (a ``main_script`` unless an entrypoint is given)."""
+    base: dict[str, object] = {"name": "T", "slug": "t/t"}
+    if "entrypoint" not in keys:
+        base["main_script"] = "src/main.py"
+    return Manifest.parse({**base, **keys})
 
 
 def _app(tmp_path: Path) -> Path:
@@ -33,21 +43,24 @@ def _app(tmp_path: Path) -> Path:
 
 def test_main_script_runs_with_the_given_interpreter(tmp_path: Path) -> None:
     app = _app(tmp_path)
-    argv = app_command({"main_script": "src/main.py"}, app, PY, {})
+    argv = app_command(_m(main_script="src/main.py"), app, PY, {})
     assert argv == [PY, str((app / "src" / "main.py").resolve())]
+    assert app_command(_m(main_script="run.sh"), app, PY, {}) == [str((app / "run.sh").resolve())]
 
 
 def test_entrypoint_replaces_python_and_expands_env(tmp_path: Path) -> None:
     app = _app(tmp_path)
     env = {"APP_PORT": "8123", "APP_DIR": str(app)}
-    cfg = {"entrypoint": "python3 -m uvicorn src.main:app --port $APP_PORT --root ${APP_DIR}"}
+    cfg = _m(entrypoint="python3 -m uvicorn src.main:app --port $APP_PORT --root ${APP_DIR}")
     argv = app_command(cfg, app, PY, env)
     assert argv == [PY, "-m", "uvicorn", "src.main:app", "--port", "8123", "--root", str(app)]
-    assert app_command({"entrypoint": "python3.11 x.py"}, app, PY, env)[0] == PY
-    assert app_command({"entrypoint": ["python", "-c", "1"]}, app, PY, env) == [PY, "-c", "1"]
-    argv = app_command({"entrypoint": "./run.sh a", "main_script": "src/main.py"}, app, PY, env)
+    assert app_command(_m(entrypoint="python3.11 x.py"), app, PY, env)[0] == PY
+    argv = app_command(_m(entrypoint="./run.sh a", main_script="src/main.py"), app, PY, env)
     assert argv == [str((app / "run.sh").resolve()), "a"]
-    assert app_command({"entrypoint": "bash -c 'echo $X'"}, app, PY, env) == [
+    # a blank entrypoint leaves the main_script to run
+    argv = app_command(_m(entrypoint="  ", main_script="src/main.py"), app, PY, env)
+    assert argv == [PY, str((app / "src" / "main.py").resolve())]
+    assert app_command(_m(entrypoint="bash -c 'echo $X'"), app, PY, env) == [
         "bash",
         "-c",
         "echo $X",
@@ -55,19 +68,35 @@ def test_entrypoint_replaces_python_and_expands_env(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "config",
+    ("config", "field"),
     [
-        {},
-        {"main_script": "../outside.py"},
-        {"main_script": "missing.py"},
-        {"entrypoint": "python 'unbalanced"},
-        {"entrypoint": "../escape.sh"},
+        ({}, "main_script"),
+        ({"main_script": "../outside.py"}, "main_script"),
+        ({"entrypoint": "python 'unbalanced"}, "entrypoint"),
+        ({"entrypoint": ["python", "-c", "1"]}, "entrypoint"),  # a command line, not a list
     ],
 )
-def test_bad_manifests_are_refused(tmp_path: Path, config: dict[str, object]) -> None:
-    (tmp_path / "outside.py").write_text("")
+def test_bad_manifests_are_refused_when_parsed(config: dict[str, object], field: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        Manifest.parse({"name": "T", "slug": "t/t", **config})
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("manifest", [_m(main_script="missing.py"), _m(entrypoint="../escape.sh")])
+def test_paths_outside_or_missing_are_refused(tmp_path: Path, manifest: Manifest) -> None:
+    (tmp_path / "escape.sh").write_text("")
     with pytest.raises(PrepareError):
-        app_command(config, _app(tmp_path), PY, {})
+        app_command(manifest, _app(tmp_path), PY, {})
+
+
+def test_release_cache_parses_a_manifest_once(tmp_path: Path) -> None:
+    cache = ReleaseCache(tmp_path)
+    config = {"name": "T", "slug": "t/t", "main_script": "main.py", "icon": "x.png"}
+    first = cache.manifest("A" * 64, config)
+    assert cache.manifest("a" * 64, config) is first
+    assert first.model_extra == {"icon": "x.png"}
+    with pytest.raises(ManifestError, match="slug"):
+        cache.manifest("b" * 64, {**config, "slug": "nope"})
 
 
 def _assignment(**kw: object) -> TaskAssignment:
@@ -256,16 +285,20 @@ def test_unpack_refuses_garbage(tmp_path: Path) -> None:
 
 def test_requirements_of(tmp_path: Path) -> None:
     app = _app(tmp_path)
-    assert requirements_of(app, {}) is None
+    assert requirements_of(app, _m()) is None
     (app / "requirements.txt").write_text("# only a comment\n\n")
-    assert requirements_of(app, {}) is None
+    assert requirements_of(app, _m()) is None
     (app / "requirements.txt").write_text("six==1.16\n")
-    assert requirements_of(app, {}) == "six==1.16\n"
-    assert requirements_of(app, {"requirements": ["a", "b>=2"]}) == "a\nb>=2"
+    assert requirements_of(app, _m()) == "six==1.16\n"
+    assert requirements_of(app, _m(requirements=["a", "b>=2"])) == "a\nb>=2"
     (app / "deps.txt").write_text("c\n")
-    assert requirements_of(app, {"requirements": "deps.txt"}) == "c\n"
+    assert requirements_of(app, _m(requirements="deps.txt")) == "c\n"
     with pytest.raises(PrepareError):
-        requirements_of(app, {"requirements": "../../etc/passwd"})
+        requirements_of(app, _m(requirements="missing.txt"))
+    with pytest.raises(ManifestError, match="requirements"):
+        _m(requirements="../../etc/passwd")
+    with pytest.raises(ManifestError, match="requirements"):
+        _m(requirements=["a", 2])
 
 
 def make_wheel(folder: Path, name: str = "tinypkg", version: str = "1.0") -> Path:

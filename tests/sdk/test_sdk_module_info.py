@@ -46,7 +46,9 @@ PASCAL = {
 
 
 def module(config: dict[str, Any] | None = None) -> ModuleInfo:
-    return ModuleInfo.from_wire(wire(PASCAL if config is None else config))
+    """The module with ``config`` (keys over a minimal publishable manifest), PASCAL by default."""
+    base = {"name": "App", "slug": "t/app", "main_script": "main.py"}
+    return ModuleInfo.from_wire(wire(PASCAL if config is None else {**base, **config}))
 
 
 def test_fields_from_wire_dict_and_model() -> None:

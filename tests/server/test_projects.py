@@ -32,7 +32,7 @@ from appyard.server.db.engine import Database
 from appyard.server.db.migrate import alembic_config
 from appyard.server.db.models import Base
 from appyard.server.security import Principal
-from appyard.server.services import projects as svc
+from appyard.server.services import annotations as svc
 from appyard.server.services.accounts import authenticate
 from appyard.server.storage import ImageStore
 from tests.support import Client, World, pg_available, pg_database

@@ -30,11 +30,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from appyard.errors import AppyardError
+from appyard.schemas.manifest import Manifest, ManifestCache
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 #: how long a pip install may take before the task fails
@@ -119,10 +120,16 @@ def app_root(extracted: Path) -> Path:
 
 
 class ReleaseCache:
-    """``cache/releases``: sha256 → extracted app folder."""
+    """``cache/releases``: sha256 → extracted app folder, and its parsed manifest."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._manifests = ManifestCache()
+
+    def manifest(self, sha256: str, config: dict[str, Any]) -> Manifest:
+        """The release's manifest (``config`` as the server sent it), parsed once per release;
+        a ``ManifestError`` (an ``AppyardError``) names the key that breaks a rule."""
+        return self._manifests.get(sha256.lower(), config)
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256
@@ -159,16 +166,16 @@ class ReleaseCache:
         return final
 
 
-def requirements_of(app_dir: Path, config: Mapping[str, Any]) -> str | None:
+def requirements_of(app_dir: Path, manifest: Manifest) -> str | None:
     """The app's requirements text, or None when it has none.
 
     From the manifest's ``requirements`` (a list of requirement lines, or the path of a
     file in the app folder), else from ``requirements.txt`` in the app folder.
     """
-    raw = config.get("requirements")
+    raw = manifest.requirements
     text: str | None = None
     if isinstance(raw, list):
-        text = "\n".join(str(r) for r in raw)
+        text = "\n".join(raw)
     elif isinstance(raw, str) and raw.strip():
         path = (app_dir / raw).resolve()
         if not path.is_relative_to(app_dir.resolve()) or not path.is_file():

@@ -504,14 +504,15 @@ class TaskWorker(threading.Thread):
         agent = self.agent
         assert agent.releases is not None and agent.venvs is not None
         assert agent.agent_id is not None
+        manifest = agent.releases.manifest(a.release_sha256, a.config)
         url = a.release_url or f"/api/v1/releases/{a.release_sha256}/archive"
         app_dir = agent.releases.get(a.release_sha256, lambda dest: self.client.download(url, dest))
-        reqs = requirements_of(app_dir, a.config)
+        reqs = requirements_of(app_dir, manifest)
         python = agent.venvs.python_for(reqs) if reqs else sys.executable
         self.env = app_env(
             a, server=agent.server, agent_id=agent.agent_id, app_dir=app_dir, port=free_port()
         )
-        return app_command(a.config, app_dir, python, self.env)
+        return app_command(manifest, app_dir, python, self.env)
 
     def _fresh_folder(self, a: TaskAssignment) -> None:
         """A new attempt in the task's folder; the log is kept so its offsets keep growing."""

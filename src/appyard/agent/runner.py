@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import select
-import shlex
 import signal
 import socket
 import subprocess
@@ -40,6 +39,7 @@ from appyard.agent.cache import PrepareError
 from appyard.agent.state import ExitInfo, TaskDir, TaskState
 from appyard.agent.supervisor import JOB_MAGIC
 from appyard.schemas.agents import TaskAssignment
+from appyard.schemas.manifest import Manifest
 
 log = logging.getLogger("appyard.agent")
 
@@ -92,32 +92,27 @@ def _inside(app_dir: Path, rel: str, what: str) -> Path:
 
 
 def app_command(
-    config: Mapping[str, Any], app_dir: Path, python: str, env: Mapping[str, str]
+    manifest: Manifest, app_dir: Path, python: str, env: Mapping[str, str]
 ) -> list[str]:
     """The app's argv, run without a shell.
 
-    ``entrypoint`` (a command string, shlex-split, or a list) wins over ``main_script``. A
-    leading ``python``/``python3`` becomes ``python`` (the real interpreter: the agent's own
-    or the app's venv; never a PATH lookup, which may hit a slow shim); ``$VAR`` words are
-    expanded from the app's env (e.g. ``$APP_DIR``, ``$APP_PORT``); a relative program path
-    such as ``./run.sh`` is taken from the app folder. ``main_script`` is a file in the app
-    folder: ``[python, path]`` for ``.py``, else the file itself is executed.
+    ``entrypoint`` (a command line, split into words once, when the manifest is parsed) wins
+    over ``main_script``. A leading ``python``/``python3`` becomes ``python`` (the real
+    interpreter: the agent's own or the app's venv; never a PATH lookup, which may hit a slow
+    shim); ``$VAR`` words are expanded from the app's env (e.g. ``$APP_DIR``, ``$APP_PORT``);
+    a relative program path such as ``./run.sh`` is taken from the app folder.
+    ``main_script`` is a file in the app folder: ``[python, path]`` for ``.py``, else the
+    file itself is executed.
     """
-    entry = config.get("entrypoint")
-    script = config.get("main_script")
-    if isinstance(entry, str) and entry.strip():
-        try:
-            argv = shlex.split(entry)
-        except ValueError as e:
-            raise PrepareError(f"manifest entrypoint {entry!r} cannot be parsed: {e}") from e
-    elif isinstance(entry, list) and entry and all(isinstance(w, str) for w in entry):
-        argv = list(entry)
-    elif isinstance(script, str) and script.strip():
+    words = manifest.command_words
+    script = manifest.main_script
+    if words:
+        argv = [_expand(w, env) for w in words]
+    elif script is not None and script.strip():
         path = _inside(app_dir, script, "main_script")
         return [python, str(path)] if path.suffix == ".py" else [str(path)]
     else:
         raise PrepareError("the manifest names no main_script and no entrypoint: nothing to run")
-    argv = [_expand(w, env) for w in argv]
     if PYTHON_WORD.match(argv[0]):
         argv[0] = python
     elif "/" in argv[0] and not os.path.isabs(argv[0]):

@@ -89,9 +89,9 @@ def info(
     with get_api() as api:
         module = _module(api, slug_or_id, version)
     console.print(f"[bold]{module.name}[/bold]  ({module.slug}, module {module.id})")
-    description = module.config.get("description")
+    description = module.manifest.description
     if description:
-        console.print(str(description), markup=False)
+        console.print(description, markup=False)
     console.print(f"version: {module.version or '-'}")
     console.print()
     console.print(module.arguments_help_text(), markup=False, end="", soft_wrap=True)

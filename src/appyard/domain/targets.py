@@ -74,16 +74,3 @@ def type_matches(value: object, value_type: type) -> bool:
             return True
         return isinstance(value, float) and value.is_integer()
     return isinstance(value, value_type)
-
-
-def app_targets(config: dict[str, object]) -> list[str]:
-    """The targets a manifest declares (``context_menu.target``), in manifest order."""
-    menu = config.get("context_menu")
-    if not isinstance(menu, dict):
-        return []
-    raw = menu.get("target", [])
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list):
-        return []
-    return [str(t) for t in raw]

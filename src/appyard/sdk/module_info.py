@@ -6,18 +6,24 @@ import copy
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
-from appyard.domain.targets import TARGETS, app_targets, type_matches
+from appyard.domain.targets import TARGETS, type_matches
 from appyard.errors import InvalidArgumentsError, InvalidTargetError, TargetRequiredError
 from appyard.schemas.ecosystem import ModuleInfoWire
+from appyard.schemas.manifest import Manifest
 
 ECOSYSTEM = "ecosystem"
 
 
 @dataclass
 class ModuleInfo:
-    """One module (app) of the catalog; ``config`` is the manifest of the version asked for."""
+    """One module (app) of the catalog; ``config`` is the manifest of the version asked for.
+
+    ``config`` stays the plain JSON object (the reference SDK's shape); ``manifest`` is the
+    same parsed, which is what the helpers below read.
+    """
 
     id: int
     slug: str
@@ -37,6 +43,11 @@ class ModuleInfo:
         wire = data if isinstance(data, ModuleInfoWire) else ModuleInfoWire.model_validate(data)
         return cls(**{name: getattr(wire, name) for name in cls.__dataclass_fields__})
 
+    @cached_property
+    def manifest(self) -> Manifest:
+        """``config`` parsed (once); ``ManifestError`` names a key that breaks a rule."""
+        return Manifest.parse(self.config)
+
     @property
     def releases(self) -> list[dict[str, Any]]:
         """The module's releases, newest first (``meta["releases"]``)."""
@@ -52,12 +63,11 @@ class ModuleInfo:
 
     def get_modal_window_arguments(self) -> dict[str, Any]:
         """The defaults of the app's options (``modal_template_state``), a fresh copy."""
-        state = self.config.get("modal_template_state") or {}
-        return copy.deepcopy(dict(state))
+        return copy.deepcopy(self.manifest.modal_template_state)
 
     def get_context_menu_targets(self) -> list[str]:
         """The targets the manifest declares, ``ecosystem`` included, in manifest order."""
-        return app_targets(self.config)
+        return self.manifest.targets
 
     def needs_target(self) -> bool:
         """True when the app can only start from a context menu (no ``ecosystem`` target)."""

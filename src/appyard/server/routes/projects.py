@@ -34,14 +34,18 @@ from appyard.server.routes.deps import (
     read,
     run,
 )
-from appyard.server.services import projects as svc
+from appyard.server.services import annotations as annotation_svc
+from appyard.server.services import datasets as dataset_svc
+from appyard.server.services import images as image_svc
+from appyard.server.services import projects as project_svc
+from appyard.server.services.names import NAME_MAX, NAME_PATTERN
 from appyard.server.storage import ImageStore
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["projects"])
 
-ImageName = Annotated[str, Form(min_length=1, max_length=svc.NAME_MAX, pattern=svc.NAME_PATTERN)]
+ImageName = Annotated[str, Form(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 
 
 def _store(request: Request) -> ImageStore:
@@ -54,7 +58,7 @@ def _collect(request: Request, shas: list[str]) -> None:
 
     def still_used(batch: list[str]) -> set[str]:
         with db.reader() as s:
-            return svc.referenced(s, batch)
+            return image_svc.referenced(s, batch)
 
     _store(request).collect(shas, still_used)
 
@@ -64,41 +68,41 @@ def _collect(request: Request, shas: list[str]) -> None:
 
 @router.post("/projects", response_model=ProjectInfo, status_code=201)
 def create_project(request: Request, body: ProjectCreate) -> ProjectInfo:
-    return run(request, lambda s, p: svc.create_project(s, p, body))
+    return run(request, lambda s, p: project_svc.create_project(s, p, body))
 
 
 @router.get("/projects", response_model=list[ProjectInfo])
 def list_projects(request: Request, workspace_id: QueryId) -> list[ProjectInfo]:
-    return read(request, lambda s, p: svc.list_projects(s, p, workspace_id))
+    return read(request, lambda s, p: project_svc.list_projects(s, p, workspace_id))
 
 
 @router.get("/projects/lookup", response_model=ProjectInfo)
 def lookup_project(
     request: Request, workspace_id: QueryId, name: str = Query(min_length=1, max_length=200)
 ) -> ProjectInfo:
-    return read(request, lambda s, p: svc.lookup_project(s, p, workspace_id, name))
+    return read(request, lambda s, p: project_svc.lookup_project(s, p, workspace_id, name))
 
 
 @router.get("/projects/{project_id}", response_model=ProjectInfo)
 def get_project(request: Request, project_id: PathId) -> ProjectInfo:
-    return read(request, lambda s, p: svc.project_by_id(s, p, project_id))
+    return read(request, lambda s, p: project_svc.project_by_id(s, p, project_id))
 
 
 @router.delete("/projects/{project_id}", status_code=204)
 def delete_project(request: Request, project_id: PathId) -> Response:
-    shas = run(request, lambda s, p: svc.delete_project(s, p, project_id))
+    shas = run(request, lambda s, p: project_svc.delete_project(s, p, project_id))
     _collect(request, shas)
     return Response(status_code=204)
 
 
 @router.get("/projects/{project_id}/meta", response_model=ProjectMeta)
 def get_meta(request: Request, project_id: PathId) -> ProjectMeta:
-    return read(request, lambda s, p: svc.get_meta(s, p, project_id))
+    return read(request, lambda s, p: project_svc.get_meta(s, p, project_id))
 
 
 @router.put("/projects/{project_id}/meta", response_model=ProjectMeta)
 def update_meta(request: Request, project_id: PathId, body: ProjectMeta) -> ProjectMeta:
-    return run(request, lambda s, p: svc.update_meta(s, p, project_id, body))
+    return run(request, lambda s, p: project_svc.update_meta(s, p, project_id, body))
 
 
 # -- datasets -----------------------------------------------------------------------------------
@@ -106,17 +110,17 @@ def update_meta(request: Request, project_id: PathId, body: ProjectMeta) -> Proj
 
 @router.post("/datasets", response_model=DatasetInfo, status_code=201)
 def create_dataset(request: Request, body: DatasetCreate) -> DatasetInfo:
-    return run(request, lambda s, p: svc.create_dataset(s, p, body))
+    return run(request, lambda s, p: dataset_svc.create_dataset(s, p, body))
 
 
 @router.get("/datasets", response_model=list[DatasetInfo])
 def list_datasets(request: Request, project_id: QueryId) -> list[DatasetInfo]:
-    return read(request, lambda s, p: svc.list_datasets(s, p, project_id))
+    return read(request, lambda s, p: dataset_svc.list_datasets(s, p, project_id))
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetInfo)
 def get_dataset(request: Request, dataset_id: PathId) -> DatasetInfo:
-    return read(request, lambda s, p: svc.dataset_by_id(s, p, dataset_id))
+    return read(request, lambda s, p: dataset_svc.dataset_by_id(s, p, dataset_id))
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -133,16 +137,18 @@ def upload_image(
     """Store the file (content-addressed), then its record; a file that is not an image is a
     422 on ``file``, checked after the caller's right to write to the dataset. A record that
     fails (a name taken meanwhile, the dataset removed) leaves no file behind."""
-    data = file.file.read(svc.MAX_IMAGE_BYTES + 1)
-    probed: svc.ImageFile | None = None
+    data = file.file.read(image_svc.MAX_IMAGE_BYTES + 1)
+    probed: image_svc.ImageFile | None = None
     problem: BadRequestError | None = None
     try:
-        probed = svc.probe_image(data)
+        probed = image_svc.probe_image(data)
     except BadRequestError as exc:
         problem = exc
     read(
         request,
-        lambda s, p: svc.check_upload(s, p, dataset_id, name, change_name_if_conflict, problem),
+        lambda s, p: image_svc.check_upload(
+            s, p, dataset_id, name, change_name_if_conflict, problem
+        ),
     )
     assert probed is not None
     image = probed
@@ -151,7 +157,9 @@ def upload_image(
     try:
         info = run(
             request,
-            lambda s, p: svc.add_image(s, p, dataset_id, name, image, change_name_if_conflict),
+            lambda s, p: image_svc.add_image(
+                s, p, dataset_id, name, image, change_name_if_conflict
+            ),
         )
     except BaseException:
         # no record names the file (a name taken meanwhile, the dataset removed, ...): remove
@@ -179,17 +187,17 @@ def list_images(
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: QueryId | None = None,
 ) -> Page[ImageInfo]:
-    return read(request, lambda s, p: svc.list_images(s, p, dataset_id, limit, cursor))
+    return read(request, lambda s, p: image_svc.list_images(s, p, dataset_id, limit, cursor))
 
 
 @router.get("/images/{image_id}", response_model=ImageInfo)
 def get_image(request: Request, image_id: PathId) -> ImageInfo:
-    return read(request, lambda s, p: svc.image_by_id(s, p, image_id))
+    return read(request, lambda s, p: image_svc.image_by_id(s, p, image_id))
 
 
 @router.get("/images/{image_id}/file")
 def download_image(request: Request, image_id: PathId) -> FileResponse:
-    info = read(request, lambda s, p: svc.image_by_id(s, p, image_id))
+    info = read(request, lambda s, p: image_svc.image_by_id(s, p, image_id))
     path = _store(request).path(info.sha256)
     if not path.exists():
         raise NotFoundError(
@@ -204,41 +212,41 @@ def download_image(request: Request, image_id: PathId) -> FileResponse:
 
 @router.delete("/images/{image_id}", status_code=204)
 def delete_image(request: Request, image_id: PathId) -> Response:
-    shas = run(request, lambda s, p: svc.delete_image(s, p, image_id))
+    shas = run(request, lambda s, p: image_svc.delete_image(s, p, image_id))
     _collect(request, shas)
     return Response(status_code=204)
 
 
 @router.get("/images/{image_id}/annotation", response_model=AnnotationInfo)
 def get_annotation(request: Request, image_id: PathId) -> AnnotationInfo:
-    return read(request, lambda s, p: svc.get_annotation(s, p, image_id))
+    return read(request, lambda s, p: annotation_svc.get_annotation(s, p, image_id))
 
 
 # -- annotations --------------------------------------------------------------------------------
 
 
 class _CappedBody(APIRoute):
-    """A route whose body may be at most ``svc.MAX_ANNOTATIONS_BODY`` bytes: a larger one is
-    a 413 on ``body`` before it is parsed (FastAPI reads and parses a body before the route
-    and its dependencies run). A declared ``Content-Length`` over the cap is refused unread;
-    a body without one is counted as it comes."""
+    """A route whose body may be at most ``annotation_svc.MAX_ANNOTATIONS_BODY`` bytes: a larger
+    one is a 413 on ``body`` before it is parsed (FastAPI reads and parses a body before the
+    route and its dependencies run). A declared ``Content-Length`` over the cap is refused
+    unread; a body without one is counted as it comes."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        limit = svc.MAX_ANNOTATIONS_BODY
+        limit = annotation_svc.MAX_ANNOTATIONS_BODY
 
         async def capped(request: Request) -> Response:
             bearer(request)  # no token: a 401 before the body is read
             length = request.headers.get("content-length", "")
             if length.isdigit() and int(length) > limit:
-                raise svc.annotations_too_large()
+                raise annotation_svc.annotations_too_large()
             chunks: list[bytes] = []
             size = 0
             try:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
-                        raise svc.annotations_too_large()
+                        raise annotation_svc.annotations_too_large()
                     chunks.append(chunk)
             except ClientDisconnect:
                 raise BadRequestError(
@@ -263,9 +271,9 @@ def upload_annotations(request: Request, body: AnnotationUpload) -> list[Annotat
     """Read the batch's images and metas (a read transaction), check it in no transaction
     (decoding bitmaps takes time: no lock is held, no connection taken), then write it in a
     short write transaction that looks again at what the check relied on."""
-    targets = read(request, lambda s, p: svc.annotation_targets(s, p, body))
-    checked = svc.check_annotations(targets)
-    return run(request, lambda s, p: svc.write_annotations(s, p, checked))
+    targets = read(request, lambda s, p: annotation_svc.annotation_targets(s, p, body))
+    checked = annotation_svc.check_annotations(targets)
+    return run(request, lambda s, p: annotation_svc.write_annotations(s, p, checked))
 
 
 router.add_api_route(
@@ -279,4 +287,4 @@ router.add_api_route(
 
 @router.post("/annotations/download", response_model=list[AnnotationInfo])
 def download_annotations(request: Request, body: AnnotationIds) -> list[AnnotationInfo]:
-    return read(request, lambda s, p: svc.download_annotations(s, p, body))
+    return read(request, lambda s, p: annotation_svc.download_annotations(s, p, body))

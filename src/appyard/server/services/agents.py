@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from appyard.domain.status import ON_AGENT, TERMINAL, Status
 from appyard.domain.targets import STATE_KEY_TO_ENV
-from appyard.errors import ConflictError, NotFoundError, PermissionDeniedError
+from appyard.errors import BadRequestError, ConflictError, PermissionDeniedError
 from appyard.schemas.agents import (
     AgentCreate,
     AgentCreated,
@@ -26,11 +26,13 @@ from appyard.schemas.agents import (
     PollResponse,
     TaskAssignment,
 )
+from appyard.schemas.manifest import DEFAULT_GRACE_S
 from appyard.server.db.models import Agent, Module, Release, Task, Team, Token, utcnow
 from appyard.server.notifier import emit
 from appyard.server.security import Principal, hash_token, new_token
+from appyard.server.services.access import own_agent
 from appyard.server.services.accounts import mint_token, team_role
-from appyard.server.services.manifest import grace_of
+from appyard.server.services.manifest import release_manifest
 from appyard.server.services.tasks import error_text, move
 from appyard.server.settings import Settings
 
@@ -91,17 +93,6 @@ def list_agents(s: Session, p: Principal, team_id: int, ttl_s: float) -> list[Ag
     return [_info(s, a, ttl_s) for a in rows]
 
 
-def _me(s: Session, p: Principal, agent_id: int | None = None) -> Agent:
-    if p.kind != "agent" or (agent_id is not None and agent_id != p.agent_id):
-        raise PermissionDeniedError(
-            "Only the agent's own token can speak the agent protocol for it."
-        )
-    agent = s.get(Agent, p.agent_id)
-    if agent is None:
-        raise NotFoundError(f"Agent {p.agent_id} not found.", field="agent_id")
-    return agent
-
-
 def _requeue_or_fail(s: Session, t: Task, reason: str) -> None:
     """A task its agent no longer holds: not started yet → queued again; else error."""
     status = Status(t.status)
@@ -147,7 +138,7 @@ def _reconcile(s: Session, agent: Agent, held: set[int], reason: str) -> tuple[l
 
 
 def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> AgentWelcome:
-    agent = _me(s, p)
+    agent = own_agent(s, p)
     agent.slots = body.slots
     agent.hostname = body.hostname or None
     agent.version = body.version or None
@@ -184,6 +175,11 @@ def _assignment(s: Session, t: Task, token: str) -> TaskAssignment:
         )
         .one()
     )
+    try:
+        manifest = release_manifest(release.sha256, release.config)
+        app_name, grace_s = manifest.name, manifest.stop_grace_s
+    except BadRequestError:  # stored under older rules: the agent fails the task, saying why
+        app_name, grace_s = release.name, DEFAULT_GRACE_S
     state = t.params.get("state", {})
     context = {"teamId": t.team_id, "workspaceId": t.workspace_id, **t.params.get("context", {})}
     env = {
@@ -197,14 +193,14 @@ def _assignment(s: Session, t: Task, token: str) -> TaskAssignment:
         workspace_id=t.workspace_id,
         user_id=t.user_id,
         module_id=t.module_id,
-        app_name=str(release.config.get("name", release.name)),
+        app_name=app_name,
         release_sha256=release.sha256,
         release_url=f"/api/v1/releases/{release.sha256}/archive",
         config=release.config,
         state=state,
         context=context,
         token=token,
-        stop_grace_s=grace_of(release.config),
+        stop_grace_s=grace_s,
         log_level=t.log_level,
         env=env,
     )
@@ -214,7 +210,7 @@ def poll_once(
     s: Session, p: Principal, agent_id: int, req: PollRequest, postgres: bool
 ) -> PollResponse:
     """One look for work: reconcile, claim up to ``free_slots`` tasks, collect stops."""
-    agent = _me(s, p, agent_id)
+    agent = own_agent(s, p, agent_id)
     agent.last_seen_at = utcnow()
     if not agent.online:
         agent.online = True
@@ -288,7 +284,7 @@ def _queued_for(agent: Agent) -> Select[Any]:
 def claimable(s: Session, p: Principal, agent_id: int) -> tuple[int, int]:
     """Read-only: the agent's free slots, and how many tasks any agent of its team may take
     (counted up to 64: enough to know whether to hand a wake on)."""
-    agent = _me(s, p, agent_id)
+    agent = own_agent(s, p, agent_id)
     for_anyone = (
         select(Task.id)
         .where(
@@ -304,7 +300,7 @@ def claimable(s: Session, p: Principal, agent_id: int) -> tuple[int, int]:
 
 
 def touch(s: Session, p: Principal, agent_id: int) -> None:
-    agent = _me(s, p, agent_id)
+    agent = own_agent(s, p, agent_id)
     agent.last_seen_at = utcnow()
 
 
@@ -325,8 +321,8 @@ def sweep_lost(s: Session, ttl_s: float) -> list[int]:
 
 def me(s: Session, p: Principal, ttl_s: float) -> AgentInfo:
     """The agent a token belongs to (lets a tool check an agent token without side effects)."""
-    return _info(s, _me(s, p), ttl_s)
+    return _info(s, own_agent(s, p), ttl_s)
 
 
 def team_of_agent(s: Session, p: Principal, agent_id: int) -> int:
-    return _me(s, p, agent_id).team_id
+    return own_agent(s, p, agent_id).team_id

@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from appyard.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
 from appyard.schemas.common import MAX_JSON_DEPTH, json_depth
 from appyard.schemas.ecosystem import ModuleInfoWire, PublishResult, ReleaseInfo
+from appyard.schemas.manifest import Manifest
 from appyard.server.db.models import Member, Module, Release, utcnow
 from appyard.server.security import Principal
 from appyard.server.services.accounts import require_user
-from appyard.server.services.manifest import validate_config
+from appyard.server.services.manifest import parse_manifest
 from appyard.server.storage import ReleaseStore
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -30,8 +31,9 @@ def _norm(name: str) -> str:
     return name
 
 
-def read_archive(data: bytes) -> tuple[dict[str, Any], str]:
-    """Open an uploaded app archive; return its manifest and readme.
+def read_archive(data: bytes) -> tuple[dict[str, Any], Manifest, str]:
+    """Open an uploaded app archive; return its ``config.json`` (as written: that is what is
+    stored and sent), the manifest parsed from it, and the readme.
 
     The archive must be a gzipped tar with ``config.json`` at its root; members must stay
     inside the folder (no absolute paths, no ``..``, no links, no devices).
@@ -81,13 +83,18 @@ def read_archive(data: bytes) -> tuple[dict[str, Any], str]:
         raise BadRequestError(
             f"config.json is nested deeper than {MAX_JSON_DEPTH} levels", field="config.json"
         )
-    config = validate_config(config)
-    main_script = config.get("main_script")
-    if isinstance(main_script, str) and _norm(main_script) not in files:
-        raise BadRequestError(
-            f"config.json: main_script {main_script!r} is not in the app folder",
-            field="config.main_script",
-        )
+    manifest = parse_manifest(config)
+    for key, path in (
+        ("main_script", manifest.main_script),
+        ("requirements", manifest.requirements),
+    ):
+        if not isinstance(path, str) or not path.strip():
+            continue
+        member = files.get(_norm(path))
+        if member is None or not member.isfile():
+            raise BadRequestError(
+                f"config.json: {key} {path!r} is not in the app folder", field=f"config.{key}"
+            )
     readme = ""
     for name in ("README.md", "readme.md", "README"):
         if name in files and files[name].isfile():
@@ -95,7 +102,7 @@ def read_archive(data: bytes) -> tuple[dict[str, Any], str]:
             if fh is not None:
                 readme = fh.read(256 * 1024).decode("utf-8", "replace")
             break
-    return config, readme
+    return config, manifest, readme
 
 
 def _release_info(r: Release) -> ReleaseInfo:
@@ -123,12 +130,12 @@ def _can_publish(s: Session, p: Principal) -> int:
 def publish(s: Session, p: Principal, data: bytes, store: ReleaseStore) -> PublishResult:
     """Add a release; the same content published again returns the release it already has."""
     user_id = _can_publish(s, p)
-    config, readme = read_archive(data)
+    config, manifest, readme = read_archive(data)
     sha = hashlib.sha256(data).hexdigest()
-    slug = config["slug"]
+    slug = manifest.slug
     module = s.scalar(select(Module).where(Module.slug == slug))
     if module is None:
-        module = Module(slug=slug, name=config["name"], publisher_id=user_id)
+        module = Module(slug=slug, name=manifest.name, publisher_id=user_id)
         s.add(module)
         s.flush()
     elif module.publisher_id not in (None, user_id) and not p.is_admin:
@@ -142,7 +149,7 @@ def publish(s: Session, p: Principal, data: bytes, store: ReleaseStore) -> Publi
             module_id=module.id, slug=slug, release=_release_info(same), created=False
         )
     count = len(s.scalars(select(Release.id).where(Release.module_id == module.id)).all())
-    version = config.get("version") or f"r{count + 1}"
+    version = manifest.version or f"r{count + 1}"
     clash = s.scalar(
         select(Release).where(Release.module_id == module.id, Release.version == version)
     )
@@ -162,7 +169,7 @@ def publish(s: Session, p: Principal, data: bytes, store: ReleaseStore) -> Publi
         readme=readme,
     )
     s.add(release)
-    module.name = config["name"]
+    module.name = manifest.name
     module.updated_at = utcnow()
     s.flush()
     return PublishResult(

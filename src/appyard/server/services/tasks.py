@@ -55,10 +55,11 @@ from appyard.server.db.models import (
 )
 from appyard.server.notifier import emit
 from appyard.server.security import Principal
+from appyard.server.services.access import get_task
 from appyard.server.services.accounts import ROLE_RANK, get_workspace, require_user, team_role
 from appyard.server.services.ecosystem import get_module_row, pick_release
 from appyard.server.services.files import TeamFiles, normalize
-from appyard.server.services.manifest import validate_state
+from appyard.server.services.manifest import release_manifest, validate_state
 from appyard.server.services.paging import keyset_page
 
 LOG_TAIL_LINES = 10
@@ -152,25 +153,6 @@ def move(s: Session, t: Task, new: Status, **fields: Any) -> None:
 
 
 # -- reading ------------------------------------------------------------------------------------
-
-
-def get_task(s: Session, p: Principal, task_id: int, need: str = "viewer") -> Task:
-    """The task if the caller may see it (and act with role ``need``); else 404/403."""
-    t = s.get(Task, task_id)
-    missing = NotFoundError(
-        f"Task {task_id} not found, or it is not in one of your teams.", field="task_id"
-    )
-    if t is None:
-        raise missing
-    if p.kind == "agent":
-        if t.agent_id != p.agent_id:
-            raise missing
-        return t
-    try:
-        team_role(s, p, t.team_id, need)  # type: ignore[arg-type]
-    except NotFoundError:
-        raise missing from None
-    return t
 
 
 #: a task's row and the caller's membership of its team, in one read of plain columns
@@ -457,7 +439,7 @@ def _starting_team(s: Session, p: Principal, workspace_id: int) -> int:
 
 
 def _newest_release(s: Session, module_id: int, version: str | None) -> Any:
-    """The release a start runs (id, version, config: not the readme), in one read with the
+    """The release a start runs (id, version, sha256, config: not the readme), in one read with the
     module's; else ``get_module_row`` / ``pick_release``'s own 404, word for word."""
     on = Release.module_id == Module.id
     if version is not None:
@@ -465,7 +447,7 @@ def _newest_release(s: Session, module_id: int, version: str | None) -> Any:
     row = (
         s.connection()
         .execute(
-            select(Release.id, Release.version, Release.config)
+            select(Release.id, Release.version, Release.sha256, Release.config)
             .select_from(Module)
             .outerjoin(Release, on)
             .where(Module.id == module_id)
@@ -506,7 +488,7 @@ def start(s: Session, p: Principal, body: TaskStart, files_dir: Path) -> Session
         raise BadRequestError("params.state must be a JSON object", field="params.state")
     if "context" in params and not isinstance(params["context"], dict):
         raise BadRequestError("params.context must be a JSON object", field="params.context")
-    target = validate_state(release.config, state)
+    target = validate_state(release_manifest(release.sha256, release.config), state)
     checked = check_target(s, files_dir, team_id, target, state)
     if checked is not state:
         state = checked

@@ -1,0 +1,334 @@
+"""The app manifest (``config.json``): one model for the server, the agent and the SDK.
+
+The manifest travels as the JSON its author wrote (the wire never changes: an older server or
+agent reads it as a plain object), and every reader parses it with :meth:`Manifest.parse`, so
+a rule is written once and the readers cannot drift apart. Keys the model does not declare
+(the reference ecosystem's ``icon``, ``docker_image`` options, ``context_menu.context_root``
+...) are accepted and kept in ``model_extra``.
+
+Each check fails with the key path and a sentence for the app's author
+(``config.json: slug must be "owner/name" ...``): :class:`ManifestError` carries both, and the
+server turns it into a 422 naming ``config.<key>``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from appyard.errors import ManifestError
+
+SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_GRACE_S = 3600.0
+DEFAULT_GRACE_S = 10.0
+OPTION_KEYS = frozenset({"title", "help", "choices"})
+
+
+def _fail(problem: str, at: str = "") -> PydanticCustomError:
+    """A manifest error: ``problem`` is the sentence, ``at`` the key path below the field."""
+    return PydanticCustomError("manifest", "{problem}", {"problem": problem, "at": at})
+
+
+def _checked(ok: Callable[[Any], bool], problem: str) -> BeforeValidator:
+    """Check the raw JSON value before Pydantic sees it, so the author reads our sentence
+    (and nothing is coerced: ``"5"`` is not a number, ``1`` is not ``true``)."""
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise _fail(problem)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _inside(path: str) -> bool:
+    """A relative path that cannot climb out of the app folder."""
+    return not path.startswith("/") and ".." not in path.split("/")
+
+
+def json_kind(value: Any) -> str:
+    """The JSON type name of a value, as messages name it (``bool`` is not a number)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+Text = Annotated[str | None, _checked(lambda v: isinstance(v, str), "must be a string")]
+Flag = Annotated[bool, _checked(lambda v: isinstance(v, bool), "must be true or false")]
+
+
+def _main_script(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise _fail("must be a string")
+    if not _inside(value):
+        raise _fail("must be a path inside the app folder")
+    return value
+
+
+def _requirements(value: Any) -> Any:
+    problem = "must be a list of requirement lines, or the path of a file in the app folder"
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return value
+    if isinstance(value, str) and _inside(value.strip()):
+        return value
+    raise _fail(problem)
+
+
+def _targets(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(t, str) for t in value):
+        return value
+    raise _fail("must be a list of target names")
+
+
+class OptionSpec(BaseModel):
+    """``modal_template_options.<key>``: how the run dialog shows one option."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: Text = None
+    help: Text = None
+    #: the values a start may pick from (checked against the option's default by ``Manifest``)
+    choices: list[Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise _fail('must be a JSON object with "title", "help" and/or "choices"')
+        unknown = sorted(set(data) - OPTION_KEYS)
+        if unknown:
+            raise _fail(f"is not known; use {sorted(OPTION_KEYS)}", at=unknown[0])
+        return data
+
+
+class ContextMenu(BaseModel):
+    """``context_menu``: where the app is started from; other keys of it are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    #: target names (``images_project``, ``ecosystem``, ...); a single string means a list of one
+    target: Annotated[list[str], BeforeValidator(_targets)] = Field(default_factory=list)
+
+
+class Manifest(BaseModel):
+    """An app's ``config.json``. Parse with :meth:`parse`, which raises :class:`ManifestError`.
+
+    Fields are declared in the order they are checked, so the first problem reported is the
+    one an author meets first. Undeclared keys are allowed and kept (``model_extra``).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[
+        str,
+        _checked(
+            lambda v: isinstance(v, str) and bool(v.strip()),
+            "is missing; give the app a human-readable name",
+        ),
+    ] = Field("", validate_default=True)
+    #: ``owner/name``: the module the release belongs to
+    slug: Annotated[
+        str,
+        _checked(
+            lambda v: isinstance(v, str) and SLUG_RE.match(v) is not None,
+            'must be "owner/name" (letters, digits, ".", "_", "-")',
+        ),
+    ] = Field("", validate_default=True)
+    #: a file of the app folder: run with the app's Python when it ends in ``.py``, else executed
+    main_script: Annotated[str | None, BeforeValidator(_main_script)] = None
+    #: a command line (split like a shell would, never run by one); wins over ``main_script``
+    entrypoint: Text = None
+    description: Text = None
+    #: the release's version; without it releases are numbered r1, r2, ...
+    version: Text = None
+    docker_image: Text = None
+    #: the options' defaults: what a start's ``params.state`` is checked against
+    modal_template_state: Annotated[
+        dict[str, Any],
+        _checked(lambda v: isinstance(v, dict), "must be a JSON object of option defaults"),
+    ] = Field(default_factory=dict)
+    modal_template_options: Annotated[
+        dict[str, OptionSpec],
+        _checked(
+            lambda v: isinstance(v, dict),
+            'must be a JSON object: option key → {"title": ..., "help": ..., "choices": [...]}',
+        ),
+    ] = Field(default_factory=dict)
+    categories: Annotated[
+        list[str],
+        _checked(
+            lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+            "must be a list of strings",
+        ),
+    ] = Field(default_factory=list)
+    #: true: the app has no UI of its own
+    headless: Flag = False
+    #: seconds between SIGTERM and SIGKILL when the app is stopped
+    stop_grace_s: Annotated[
+        float,
+        _checked(
+            lambda v: _is_number(v) and 0 <= v <= MAX_GRACE_S,
+            f"must be a number of seconds from 0 to {MAX_GRACE_S:g}",
+        ),
+    ] = DEFAULT_GRACE_S
+    context_menu: Annotated[
+        ContextMenu | None,
+        _checked(lambda v: isinstance(v, dict), "must be a JSON object with a target list"),
+    ] = None
+    #: requirement lines, or the path of a requirements file; else ``requirements.txt`` if any
+    requirements: Annotated[list[str] | str | None, BeforeValidator(_requirements)] = None
+
+    _words: tuple[str, ...] | None = PrivateAttr(None)
+
+    @field_validator("modal_template_options", mode="before")
+    @classmethod
+    def _options_fit_defaults(cls, options: Any, info: ValidationInfo) -> Any:
+        """Every option described is an option of ``modal_template_state``, and its choices
+        are distinct values of its default's type, the default among them."""
+        defaults = info.data.get("modal_template_state")
+        if not isinstance(options, dict) or defaults is None:
+            return options  # the shape check of the field reports it (or the defaults' own)
+        for key, spec in options.items():
+            if key not in defaults:
+                raise _fail(
+                    f"describes no option: modal_template_state has no key {key!r} "
+                    f"(its keys: {sorted(defaults)})",
+                    at=key,
+                )
+            if isinstance(spec, dict) and "choices" in spec:
+                _check_choices(f"{key}.choices", spec["choices"], key, defaults[key])
+        return options
+
+    @model_validator(mode="after")
+    def _runnable(self) -> Manifest:
+        """Something to run: ``main_script`` or an ``entrypoint`` that splits into words."""
+        if not (self.main_script or "").strip() and not (self.entrypoint or "").strip():
+            raise _fail(
+                "or entrypoint is needed: the script or command that runs the app",
+                at="main_script",
+            )
+        if self.entrypoint is not None and self.entrypoint.strip():
+            try:
+                self._words = tuple(shlex.split(self.entrypoint))
+            except ValueError as e:
+                raise _fail(f"cannot be split into words: {e}", at="entrypoint") from None
+        return self
+
+    @classmethod
+    def parse(cls, raw: Any) -> Manifest:
+        """The manifest of a ``config.json`` object; :class:`ManifestError` names the first
+        key that breaks a rule and says what is expected."""
+        if not isinstance(raw, dict):
+            raise ManifestError("config.json must hold a JSON object", field=None)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            raise _manifest_error(e) from None
+
+    @property
+    def command_words(self) -> tuple[str, ...] | None:
+        """``entrypoint`` split into words (split once, at parse); None without one."""
+        return self._words
+
+    @property
+    def targets(self) -> list[str]:
+        """The targets of ``context_menu.target``, in manifest order (``ecosystem`` included)."""
+        return list(self.context_menu.target) if self.context_menu is not None else []
+
+    def option_choices(self, key: str) -> list[Any] | None:
+        """The choices listed for option ``key``, if any."""
+        spec = self.modal_template_options.get(key)
+        return spec.choices if spec is not None else None
+
+
+def _check_choices(at: str, choices: Any, key: str, default: Any) -> None:
+    want = json_kind(default)
+    if want not in ("string", "number", "boolean"):
+        raise _fail(
+            f"need an option whose default is a string, number or boolean; "
+            f"modal_template_state.{key} is {want} {default!r}",
+            at=at,
+        )
+    if not isinstance(choices, list) or not choices:
+        raise _fail(f"must be a non-empty list of {want}s (the values to pick from)", at=at)
+    for i, choice in enumerate(choices):
+        got = json_kind(choice)
+        if got != want:
+            raise _fail(
+                f"must all be {want}s like the default {default!r}; item {i} is {got} {choice!r}",
+                at=at,
+            )
+        if isinstance(choice, float) and not math.isfinite(choice):
+            raise _fail(f"must be finite numbers; item {i} is {choice!r}", at=at)
+        if choice in choices[:i]:
+            raise _fail(f"lists {choice!r} twice", at=at)
+    if default not in choices:
+        raise _fail(
+            f"must include the default {default!r} of modal_template_state.{key}; got {choices!r}",
+            at=at,
+        )
+
+
+def _manifest_error(e: ValidationError) -> ManifestError:
+    """The first problem Pydantic found, as ``config.json: <key path> <problem>``."""
+    first = e.errors(include_url=False)[0]
+    ctx = first.get("ctx") or {}
+    parts = [str(p) for p in first["loc"]]
+    if ctx.get("at"):
+        parts.append(str(ctx["at"]))
+    field = ".".join(parts)
+    problem = str(ctx["problem"]) if first["type"] == "manifest" else first["msg"]
+    return ManifestError(f"config.json: {field} {problem}", field=field)
+
+
+class ManifestCache:
+    """Parsed manifests by release sha256: a release never changes, so it is parsed once,
+    not on every start or task. Bounded; a full cache starts over."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._parsed: dict[str, Manifest] = {}
+        self._lock = threading.Lock()
+
+    def get(self, sha256: str, raw: Any) -> Manifest:
+        """The manifest of release ``sha256`` (whose ``config.json`` object is ``raw``)."""
+        found = self._parsed.get(sha256)
+        if found is not None:
+            return found
+        manifest = Manifest.parse(raw)
+        with self._lock:
+            if len(self._parsed) >= self._size:
+                self._parsed.clear()
+            self._parsed[sha256] = manifest
+        return manifest
