@@ -17,7 +17,8 @@ import pytest
 
 from appyard import errors
 from appyard.sdk import Api
-from appyard.sdk._core import RequestSpec, SyncCore
+from appyard.sdk._core import RequestSpec
+from appyard.sdk._sync import SyncCore
 from tests.support import ServerProc, free_port
 
 

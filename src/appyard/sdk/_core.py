@@ -1,5 +1,9 @@
 """The HTTP core under every SDK call: auth, base URL, JSON, typed errors, retries.
 
+This module holds what the blocking core (``_sync.SyncCore``) and the asyncio one
+(``_async.AsyncCore``) share: the request as data, the body rules and the retry rules; those two
+only do the I/O.
+
 One keep-alive connection pool per client, with TCP_NODELAY set: httpx writes a request's
 headers and body in two sends, and with Nagle's algorithm on, the second one waits for the
 server's delayed ACK (~40 ms per POST on loopback).
@@ -13,7 +17,7 @@ been done (its answer was lost) has succeeded: that attempt removed it.
 
 A request body (``content=``) is sent again on a retry only if it can be: bytes, a binary file
 (rewound to where it stood), or a callable giving a fresh iterable per attempt; any other
-iterable is sent once. Downloads to a local file (:meth:`SyncCore.download_to`) stream into a
+iterable is sent once. Downloads to a local file (``download_to`` of either core) stream into a
 temporary file next to the target and are renamed over it when complete; a dropped connection
 starts them again.
 """
@@ -24,9 +28,7 @@ import asyncio
 import os
 import secrets
 import socket
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -48,7 +50,8 @@ _MAYBE_DONE_STATUSES = frozenset({502, 504})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: pieces a file body is read in, and a download written in
 CHUNK = 1024 * 1024
-_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+#: TCP_NODELAY on every connection (see above)
+SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 Params = Mapping[str, str | int | float | bool | None]
 #: a request body: bytes, a binary file, a callable giving a fresh iterable of bytes per attempt,
@@ -83,6 +86,8 @@ class RequestSpec:
     idempotent: bool | None = None  # None: decided by the method
     content: Content | None = None
     headers: dict[str, str] | None = None
+    #: the call needs at least this long, whatever the client's own timeout
+    min_timeout: float | None = None
 
     @property
     def retry_after_send(self) -> bool:
@@ -91,7 +96,7 @@ class RequestSpec:
         return self.method.upper() in _SAFE_METHODS
 
 
-class _Body:
+class Body:
     """A request body, sent anew for each attempt when it can be."""
 
     def __init__(self, content: Content | None) -> None:
@@ -139,13 +144,26 @@ class _Body:
         self.started = True
         yield from parts
 
+    def for_async_attempt(self) -> bytes | AsyncIterator[bytes] | None:
+        """The body for an ``httpx.AsyncClient``: its pieces are read in a worker thread, so a
+        slow disk never blocks the event loop."""
+        parts = self.for_attempt()
+        if parts is None or isinstance(parts, bytes):
+            return parts
+        return _read_aside(parts)
+
+
+async def _read_aside(parts: Iterator[bytes]) -> AsyncIterator[bytes]:
+    while (data := await asyncio.to_thread(next, parts, None)) is not None:
+        yield data
+
 
 def _file_chunks(file: IO[bytes]) -> Iterator[bytes]:
     while data := file.read(CHUNK):
         yield data
 
 
-def _create_beside(target: Path) -> tuple[int, Path]:
+def create_beside(target: Path) -> tuple[int, Path]:
     """A new temporary file next to ``target``, made like any new file (mode 0666 less the
     umask, not mkstemp's 0600)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -188,6 +206,15 @@ class CoreBase:
         self.retry_count = max(0, retry_count)
         self.base_url = self.server_address + API_PREFIX
 
+    def client_kwargs(self) -> dict[str, Any]:
+        """Settings of the ``httpx`` client of either core."""
+        return {
+            "base_url": self.base_url,
+            "headers": {"User-Agent": "appyard-sdk", "Accept": "application/json"},
+            "timeout": self.timeout,
+            "follow_redirects": False,
+        }
+
     def _headers(self, spec: RequestSpec) -> dict[str, str]:
         if not spec.auth:
             return {}
@@ -200,41 +227,37 @@ class CoreBase:
 
     def _timeout(self, spec: RequestSpec) -> httpx.Timeout:
         total = spec.timeout if spec.timeout is not None else self.timeout
+        if spec.min_timeout is not None:
+            total = max(total, spec.min_timeout)
         return httpx.Timeout(total, connect=min(total, 10.0))
 
-    def _unavailable(self, exc: Exception) -> errors.ServerUnavailableError:
+    def request_kwargs(self, spec: RequestSpec, body: Body) -> dict[str, Any]:
+        """Everything of ``client.request`` but the body, which each attempt makes anew."""
+        return {
+            "method": spec.method,
+            "url": spec.path,
+            "params": spec.params,
+            "json": spec.json,
+            "files": spec.files,
+            "headers": {**self._headers(spec), **(spec.headers or {}), **body.headers()},
+            "timeout": self._timeout(spec),
+        }
+
+    def stream_kwargs(self, spec: RequestSpec, accept: str) -> dict[str, Any]:
+        """Everything of ``client.stream`` for a streamed GET."""
+        return {
+            "method": "GET",
+            "url": spec.path,
+            "params": spec.params,
+            "headers": {**self._headers(spec), "Accept": accept},
+            "timeout": self._timeout(spec),
+        }
+
+    def unavailable(self, exc: Exception) -> errors.ServerUnavailableError:
         return errors.ServerUnavailableError(
             f"Cannot reach the appyard server at {self.server_address} ({type(exc).__name__}: "
             f"{exc}). Check SERVER_ADDRESS and that the server runs."
         )
-
-    def _should_retry(self, spec: RequestSpec, exc: Exception, attempt: int) -> bool:
-        if attempt >= self.retry_count:
-            return False
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return True  # the request never left: safe for any method
-        return spec.retry_after_send
-
-    def _retry_status(self, spec: RequestSpec, response: httpx.Response, attempt: int) -> bool:
-        return (
-            response.status_code in _RETRY_STATUSES
-            and spec.retry_after_send
-            and attempt < self.retry_count
-        )
-
-    @staticmethod
-    def _maybe_done(failure: Exception | httpx.Response) -> bool:
-        """Whether an attempt that failed so (an error, or an answer to retry) may have been
-        done by the server all the same."""
-        if isinstance(failure, httpx.Response):
-            return failure.status_code in _MAYBE_DONE_STATUSES
-        return not isinstance(failure, _NOT_SENT)
-
-    @staticmethod
-    def _done_before(spec: RequestSpec, response: httpx.Response, maybe_done: bool) -> bool:
-        """A retried DELETE that finds nothing, after an attempt that may have been done: that
-        attempt removed it (its answer was lost), so the call succeeded."""
-        return maybe_done and spec.method.upper() == "DELETE" and response.status_code == 404
 
     @staticmethod
     def raise_for_response(response: httpx.Response) -> None:
@@ -254,260 +277,71 @@ class CoreBase:
         return response.json()
 
 
-def _client_kwargs(core: CoreBase) -> dict[str, Any]:
-    return {
-        "base_url": core.base_url,
-        "headers": {"User-Agent": "appyard-sdk", "Accept": "application/json"},
-        "timeout": core.timeout,
-        "follow_redirects": False,
-    }
+class Attempts:
+    """The retry rules of one request, for both cores: after each failed attempt, the pause
+    before the next one, or the error to raise when there is none left."""
 
+    def __init__(self, core: CoreBase, spec: RequestSpec, body: Body | None = None) -> None:
+        self.core = core
+        self.spec = spec
+        self.body = body
+        self.attempt = 0
+        self.maybe_done = False  # an earlier attempt may have been done by the server
 
-class SyncCore(CoreBase):
-    """Blocking HTTP core over one keep-alive ``httpx.Client``."""
+    def _can_resend(self) -> bool:
+        return self.body is None or self.body.can_resend()
 
-    def __init__(
-        self,
-        server_address: str,
-        token: str | None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry_count: int = DEFAULT_RETRY_COUNT,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(server_address, token, timeout=timeout, retry_count=retry_count)
-        self.client = httpx.Client(
-            transport=transport or httpx.HTTPTransport(socket_options=_SOCKET_OPTIONS),
-            **_client_kwargs(self),
-        )
+    def _next(self, failure: Exception | httpx.Response) -> float:
+        self.maybe_done = self.maybe_done or _maybe_done(failure)
+        delay = backoff_delay(self.attempt)
+        self.attempt += 1
+        return delay
 
-    def close(self) -> None:
-        self.client.close()
+    def after_error(self, exc: httpx.TransportError) -> float:
+        """The pause before the next attempt; ``ServerUnavailableError`` when none is left.
 
-    def send(self, spec: RequestSpec) -> httpx.Response:
-        """Send with retries; return a successful response or raise the typed error."""
-        body = _Body(spec.content)
-        headers = {**self._headers(spec), **(spec.headers or {}), **body.headers()}
-        attempt = 0
-        maybe_done = False  # an earlier attempt may have been done by the server
-        while True:
-            try:
-                response = self.client.request(
-                    spec.method,
-                    spec.path,
-                    params=spec.params,
-                    json=spec.json,
-                    files=spec.files,
-                    content=body.for_attempt(),
-                    headers=headers,
-                    timeout=self._timeout(spec),
-                )
-            except httpx.TransportError as exc:
-                if not (self._should_retry(spec, exc, attempt) and body.can_resend()):
-                    raise self._unavailable(exc) from exc
-                maybe_done = maybe_done or self._maybe_done(exc)
-                time.sleep(backoff_delay(attempt))
-                attempt += 1
-                continue
-            if self._retry_status(spec, response, attempt) and body.can_resend():
-                maybe_done = maybe_done or self._maybe_done(response)
-                time.sleep(backoff_delay(attempt))
-                attempt += 1
-                continue
-            if self._done_before(spec, response, maybe_done):
-                return httpx.Response(204, request=response.request)
-            self.raise_for_response(response)
-            return response
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Params | None = None,
-        json: Any = None,
-        files: Any = None,
-        timeout: float | None = None,
-        auth: bool = True,
-        idempotent: bool | None = None,
-        content: Content | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Any:
-        """One call: the decoded JSON body of a 2xx answer (None if it has none).
-
-        ``content`` is a raw body (see :data:`Content`; a file is streamed from where it stands,
-        with its length); ``headers`` are added to the request's.
+        A request that never left (connect error) is retried whatever its method; one that may
+        have reached the server only when it is safe to repeat.
         """
-        spec = RequestSpec(
-            method,
-            path,
-            clean_params(params),
-            json,
-            files,
-            timeout,
-            auth,
-            idempotent,
-            content=content,
-            headers=headers,
+        left = self.attempt < self.core.retry_count
+        safe = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or (
+            self.spec.retry_after_send
         )
-        return self.decode(self.send(spec))
+        if not (left and safe and self._can_resend()):
+            raise self.core.unavailable(exc) from exc
+        return self._next(exc)
 
-    def download_to(
-        self,
-        path: str | os.PathLike[str],
-        url: str,
-        *,
-        params: Params | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        """Stream the body of ``GET url`` into local file ``path``, which appears whole or not
-        at all.
+    def after_response(self, response: httpx.Response) -> float | None:
+        """The pause before the next attempt, or None when this answer is the final one."""
+        again = (
+            response.status_code in _RETRY_STATUSES
+            and self.spec.retry_after_send
+            and self.attempt < self.core.retry_count
+            and self._can_resend()
+        )
+        return self._next(response) if again else None
 
-        Its folder is made; the body goes into a temporary file next to it, renamed over it when
-        complete. The file is made like any new file (mode 0666 less the umask). A connection
-        dropped midway (or a 502/503/504) starts the download again, by the retry rules of a
-        GET; a 4xx/5xx answer raises its typed error and leaves nothing behind.
+    def final(self, response: httpx.Response) -> httpx.Response:
+        """The answer of the call, or its typed error.
+
+        A retried DELETE that finds nothing, after an attempt that may have been done, has
+        succeeded: that attempt removed it (its answer was lost).
         """
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        spec = RequestSpec("GET", url, clean_params(params), timeout=timeout)
-        headers = {**self._headers(spec), "Accept": "application/octet-stream, application/json"}
-        attempt = 0
-        while True:
-            fd, tmp = _create_beside(target)
-            try:
-                with (
-                    os.fdopen(fd, "wb") as out,
-                    self.client.stream(
-                        "GET", url, params=spec.params, headers=headers, timeout=self._timeout(spec)
-                    ) as response,
-                ):
-                    again = self._retry_status(spec, response, attempt)
-                    if not again:
-                        if not response.is_success:
-                            response.read()
-                            self.raise_for_response(response)
-                        for data in response.iter_bytes(CHUNK):
-                            out.write(data)
-                if not again:
-                    os.replace(tmp, target)
-                    return
-                tmp.unlink(missing_ok=True)
-            except httpx.TransportError as exc:  # the connection broke: start again
-                tmp.unlink(missing_ok=True)
-                if not self._should_retry(spec, exc, attempt):
-                    raise self._unavailable(exc) from exc
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            time.sleep(backoff_delay(attempt))
-            attempt += 1
-
-    @contextmanager
-    def stream(
-        self, path: str, *, params: Params | None = None, timeout: float | None = None
-    ) -> Iterator[httpx.Response]:
-        """A streaming GET (server-sent events); raises the typed error on a 4xx/5xx."""
-        spec = RequestSpec("GET", path, clean_params(params), timeout=timeout)
-        headers = {**self._headers(spec), "Accept": "text/event-stream"}
-        try:
-            with self.client.stream(
-                "GET", path, params=spec.params, headers=headers, timeout=self._timeout(spec)
-            ) as response:
-                if not response.is_success:
-                    response.read()
-                    self.raise_for_response(response)
-                yield response
-        except httpx.TransportError as exc:
-            raise self._unavailable(exc) from exc
+        if self.maybe_done and self.spec.method.upper() == "DELETE" and response.status_code == 404:
+            return httpx.Response(204, request=response.request)
+        self.core.raise_for_response(response)
+        return response
 
 
-class AsyncCore(CoreBase):
-    """Non-blocking twin of :class:`SyncCore` over one ``httpx.AsyncClient``."""
+def _maybe_done(failure: Exception | httpx.Response) -> bool:
+    """Whether an attempt that failed so (an error, or an answer to retry) may have been done
+    by the server all the same."""
+    if isinstance(failure, httpx.Response):
+        return failure.status_code in _MAYBE_DONE_STATUSES
+    return not isinstance(failure, _NOT_SENT)
 
-    def __init__(
-        self,
-        server_address: str,
-        token: str | None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry_count: int = DEFAULT_RETRY_COUNT,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(server_address, token, timeout=timeout, retry_count=retry_count)
-        self.client = httpx.AsyncClient(
-            transport=transport or httpx.AsyncHTTPTransport(socket_options=_SOCKET_OPTIONS),
-            **_client_kwargs(self),
-        )
 
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-    async def send(self, spec: RequestSpec) -> httpx.Response:
-        if spec.content is not None and not isinstance(spec.content, bytes):
-            raise TypeError("the async core sends a request body given as bytes only")
-        headers = {**self._headers(spec), **(spec.headers or {})}
-        attempt = 0
-        maybe_done = False  # an earlier attempt may have been done by the server
-        while True:
-            try:
-                response = await self.client.request(
-                    spec.method,
-                    spec.path,
-                    params=spec.params,
-                    json=spec.json,
-                    files=spec.files,
-                    content=spec.content,
-                    headers=headers,
-                    timeout=self._timeout(spec),
-                )
-            except httpx.TransportError as exc:
-                if not self._should_retry(spec, exc, attempt):
-                    raise self._unavailable(exc) from exc
-                maybe_done = maybe_done or self._maybe_done(exc)
-                await asyncio.sleep(backoff_delay(attempt))
-                attempt += 1
-                continue
-            if self._retry_status(spec, response, attempt):
-                maybe_done = maybe_done or self._maybe_done(response)
-                await asyncio.sleep(backoff_delay(attempt))
-                attempt += 1
-                continue
-            if self._done_before(spec, response, maybe_done):
-                return httpx.Response(204, request=response.request)
-            self.raise_for_response(response)
-            return response
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Params | None = None,
-        json: Any = None,
-        files: Any = None,
-        timeout: float | None = None,
-        auth: bool = True,
-        idempotent: bool | None = None,
-    ) -> Any:
-        spec = RequestSpec(
-            method, path, clean_params(params), json, files, timeout, auth, idempotent
-        )
-        return self.decode(await self.send(spec))
-
-    @asynccontextmanager
-    async def stream(
-        self, path: str, *, params: Params | None = None, timeout: float | None = None
-    ) -> AsyncIterator[httpx.Response]:
-        spec = RequestSpec("GET", path, clean_params(params), timeout=timeout)
-        headers = {**self._headers(spec), "Accept": "text/event-stream"}
-        try:
-            async with self.client.stream(
-                "GET", path, params=spec.params, headers=headers, timeout=self._timeout(spec)
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    self.raise_for_response(response)
-                yield response
-        except httpx.TransportError as exc:
-            raise self._unavailable(exc) from exc
+#: what a download to a file accepts: the file, or a JSON error body
+DOWNLOAD_ACCEPT = "application/octet-stream, application/json"
+#: what a stream of server-sent events accepts
+EVENTS_ACCEPT = "text/event-stream"

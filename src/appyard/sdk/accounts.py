@@ -2,35 +2,25 @@
 
 Every call returns the server's pydantic wire model (``TeamInfo``, ``AgentCreated``, ...):
 typed, and the same objects the server validated. Creating calls are not retried once sent.
+Each resource has an async twin over the same calls (``_calls.accounts``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, TypeAdapter
-
 from appyard.schemas.accounts import (
-    LoginRequest,
-    MemberAdd,
     MemberInfo,
     Role,
-    TeamCreate,
     TeamInfo,
-    TokenCreate,
     TokenCreated,
     TokenInfo,
-    UserCreate,
     UserInfo,
-    WorkspaceCreate,
     WorkspaceInfo,
 )
-from appyard.schemas.agents import AgentCreate, AgentCreated, AgentInfo
-from appyard.sdk._core import SyncCore
-
-
-def _body(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json", exclude_none=True)
+from appyard.schemas.agents import AgentCreated, AgentInfo
+from appyard.sdk._async import AsyncCore
+from appyard.sdk._calls import accounts as calls
+from appyard.sdk._calls.effects import twin_of
+from appyard.sdk._sync import SyncCore
 
 
 class UserApi:
@@ -41,33 +31,60 @@ class UserApi:
 
     def me(self) -> UserInfo:
         """The user the token acts as."""
-        return UserInfo.model_validate(self._core.request("GET", "/users/me"))
+        return self._core.run(calls.me())
 
     def get_list(self) -> list[UserInfo]:
         """All users (instance admin only)."""
-        return TypeAdapter(list[UserInfo]).validate_python(self._core.request("GET", "/users"))
+        return self._core.run(calls.users())
 
     def create(self, login: str, password: str | None = None, is_admin: bool = False) -> UserInfo:
         """Add a user (instance admin only); without a password it signs in with tokens only."""
-        body = _body(UserCreate(login=login, password=password, is_admin=is_admin))
-        return UserInfo.model_validate(self._core.request("POST", "/users", json=body))
+        return self._core.run(calls.create_user(login, password, is_admin))
 
     def create_token(self, name: str = "api", user_id: int | None = None) -> TokenCreated:
         """Mint a token (an admin may for another user); ``.token`` is shown only this once."""
-        body = _body(TokenCreate(name=name, user_id=user_id))
-        return TokenCreated.model_validate(self._core.request("POST", "/tokens", json=body))
+        return self._core.run(calls.create_token(name, user_id))
 
     def get_tokens(self) -> list[TokenInfo]:
-        return TypeAdapter(list[TokenInfo]).validate_python(self._core.request("GET", "/tokens"))
+        """The caller's tokens (never their secret)."""
+        return self._core.run(calls.tokens())
 
     def revoke_token(self, token_id: int) -> None:
-        self._core.request("DELETE", f"/tokens/{int(token_id)}")
+        """Revoke a token; its open streams end too."""
+        self._core.run(calls.revoke_token(token_id))
 
     def login(self, login: str, password: str) -> TokenCreated:
         """Password sign-in: mints a user token (no token needed for this call)."""
-        body = _body(LoginRequest(login=login, password=password))
-        data = self._core.request("POST", "/auth/login", json=body, auth=False)
-        return TokenCreated.model_validate(data)
+        return self._core.run(calls.login(login, password))
+
+
+@twin_of(UserApi)
+class AsyncUserApi:
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def me(self) -> UserInfo:
+        return await self._core.run(calls.me())
+
+    async def get_list(self) -> list[UserInfo]:
+        return await self._core.run(calls.users())
+
+    async def create(
+        self, login: str, password: str | None = None, is_admin: bool = False
+    ) -> UserInfo:
+        return await self._core.run(calls.create_user(login, password, is_admin))
+
+    async def create_token(self, name: str = "api", user_id: int | None = None) -> TokenCreated:
+        return await self._core.run(calls.create_token(name, user_id))
+
+    async def get_tokens(self) -> list[TokenInfo]:
+        return await self._core.run(calls.tokens())
+
+    async def revoke_token(self, token_id: int) -> None:
+        await self._core.run(calls.revoke_token(token_id))
+
+    async def login(self, login: str, password: str) -> TokenCreated:
+        return await self._core.run(calls.login(login, password))
 
 
 class TeamApi:
@@ -78,24 +95,37 @@ class TeamApi:
 
     def get_list(self) -> list[TeamInfo]:
         """Teams of the caller (a task token sees its team)."""
-        return TypeAdapter(list[TeamInfo]).validate_python(self._core.request("GET", "/teams"))
+        return self._core.run(calls.teams())
 
     def create(self, name: str) -> TeamInfo:
         """A new team; the caller becomes its admin."""
-        data = self._core.request("POST", "/teams", json=_body(TeamCreate(name=name)))
-        return TeamInfo.model_validate(data)
+        return self._core.run(calls.create_team(name))
 
     def get_members(self, team_id: int) -> list[MemberInfo]:
-        data = self._core.request("GET", f"/teams/{int(team_id)}/members")
-        return TypeAdapter(list[MemberInfo]).validate_python(data)
+        """The team's members with their roles."""
+        return self._core.run(calls.members(team_id))
 
     def add_member(self, team_id: int, login: str, role: Role = "developer") -> MemberInfo:
         """Add a user to the team, or change its role (team admin only)."""
-        body = _body(MemberAdd(login=login, role=role))
-        data = self._core.request(
-            "POST", f"/teams/{int(team_id)}/members", json=body, idempotent=True
-        )
-        return MemberInfo.model_validate(data)
+        return self._core.run(calls.add_member(team_id, login, role))
+
+
+@twin_of(TeamApi)
+class AsyncTeamApi:
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def get_list(self) -> list[TeamInfo]:
+        return await self._core.run(calls.teams())
+
+    async def create(self, name: str) -> TeamInfo:
+        return await self._core.run(calls.create_team(name))
+
+    async def get_members(self, team_id: int) -> list[MemberInfo]:
+        return await self._core.run(calls.members(team_id))
+
+    async def add_member(self, team_id: int, login: str, role: Role = "developer") -> MemberInfo:
+        return await self._core.run(calls.add_member(team_id, login, role))
 
 
 class WorkspaceApi:
@@ -105,13 +135,24 @@ class WorkspaceApi:
         self._core = core
 
     def get_list(self, team_id: int) -> list[WorkspaceInfo]:
-        data = self._core.request("GET", f"/teams/{int(team_id)}/workspaces")
-        return TypeAdapter(list[WorkspaceInfo]).validate_python(data)
+        """The team's workspaces."""
+        return self._core.run(calls.workspaces(team_id))
 
     def create(self, team_id: int, name: str, description: str = "") -> WorkspaceInfo:
-        body = _body(WorkspaceCreate(name=name, description=description))
-        data = self._core.request("POST", f"/teams/{int(team_id)}/workspaces", json=body)
-        return WorkspaceInfo.model_validate(data)
+        """A new workspace in the team."""
+        return self._core.run(calls.create_workspace(team_id, name, description))
+
+
+@twin_of(WorkspaceApi)
+class AsyncWorkspaceApi:
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def get_list(self, team_id: int) -> list[WorkspaceInfo]:
+        return await self._core.run(calls.workspaces(team_id))
+
+    async def create(self, team_id: int, name: str, description: str = "") -> WorkspaceInfo:
+        return await self._core.run(calls.create_workspace(team_id, name, description))
 
 
 class AgentApi:
@@ -122,15 +163,27 @@ class AgentApi:
 
     def get_list(self, team_id: int) -> list[AgentInfo]:
         """Agents with their online status, slots and running tasks."""
-        data = self._core.request("GET", f"/teams/{int(team_id)}/agents")
-        return TypeAdapter(list[AgentInfo]).validate_python(data)
+        return self._core.run(calls.agents(team_id))
 
     def create(self, team_id: int, name: str) -> AgentCreated:
         """Register an agent; ``.token`` (what ``appyard agent run`` needs) is shown only once."""
-        body = _body(AgentCreate(name=name))
-        data = self._core.request("POST", f"/teams/{int(team_id)}/agents", json=body)
-        return AgentCreated.model_validate(data)
+        return self._core.run(calls.create_agent(team_id, name))
 
     def me(self) -> AgentInfo:
         """The agent this client's token belongs to (with an agent token only)."""
-        return AgentInfo.model_validate(self._core.request("GET", "/agents/me"))
+        return self._core.run(calls.agent_me())
+
+
+@twin_of(AgentApi)
+class AsyncAgentApi:
+    def __init__(self, core: AsyncCore) -> None:
+        self._core = core
+
+    async def get_list(self, team_id: int) -> list[AgentInfo]:
+        return await self._core.run(calls.agents(team_id))
+
+    async def create(self, team_id: int, name: str) -> AgentCreated:
+        return await self._core.run(calls.create_agent(team_id, name))
+
+    async def me(self) -> AgentInfo:
+        return await self._core.run(calls.agent_me())

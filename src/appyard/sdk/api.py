@@ -9,19 +9,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from dotenv import load_dotenv
 
-from appyard.errors import ConfigurationError, NotFoundError
+from appyard.errors import ConfigurationError
 from appyard.sdk import env
-from appyard.sdk._core import DEFAULT_RETRY_COUNT, DEFAULT_TIMEOUT, AsyncCore, SyncCore
-from appyard.sdk.accounts import AgentApi, TeamApi, UserApi, WorkspaceApi
+from appyard.sdk._async import AsyncCore
+from appyard.sdk._calls.effects import twin_of
+from appyard.sdk._calls.server import health
+from appyard.sdk._core import DEFAULT_RETRY_COUNT, DEFAULT_TIMEOUT, CoreBase
+from appyard.sdk._sync import SyncCore
+from appyard.sdk.accounts import (
+    AgentApi,
+    AsyncAgentApi,
+    AsyncTeamApi,
+    AsyncUserApi,
+    AsyncWorkspaceApi,
+    TeamApi,
+    UserApi,
+    WorkspaceApi,
+)
 from appyard.sdk.app_api import AppApi, AsyncAppApi
-from appyard.sdk.file_api import FileApi
-from appyard.sdk.module_api import ModuleApi
-from appyard.sdk.project_api import AnnotationApi, DatasetApi, ImageApi, ProjectApi
+from appyard.sdk.file_api import AsyncFileApi, FileApi
+from appyard.sdk.image_api import AnnotationApi, AsyncAnnotationApi, AsyncImageApi, ImageApi
+from appyard.sdk.module_api import AsyncModuleApi, ModuleApi
+from appyard.sdk.project_api import AsyncDatasetApi, AsyncProjectApi, DatasetApi, ProjectApi
 from appyard.sdk.task_api import AsyncTaskApi, TaskApi
 
 DEFAULT_ENV_FILE = "~/appyard.env"
@@ -57,7 +71,32 @@ def _load_env_file(env_file: str | os.PathLike[str] | None) -> None:
     load_dotenv(path, override=False)
 
 
-class Api:
+class _Client:
+    """What ``Api`` and ``AsyncApi`` share outside any I/O: how they are made from the
+    environment, and what they say about themselves."""
+
+    _core: CoreBase
+
+    @classmethod
+    def from_env(cls, env_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> Self:
+        """Like ``Api()``, loading ``env_file`` (default ``~/appyard.env``) when needed."""
+        _load_env_file(env_file)
+        return cls(**kwargs)
+
+    @property
+    def server_address(self) -> str:
+        """The server's address as called (scheme added, trailing ``/`` cut)."""
+        return self._core.server_address
+
+    @property
+    def token(self) -> str | None:
+        return self._core.token
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(server_address={self.server_address!r})"
+
+
+class Api(_Client):
     """Blocking client of one appyard server; per-resource APIs hang off it.
 
     ``api.app`` (sessions, catalog), ``api.task`` (``api.task.Status``, wait, logs),
@@ -65,6 +104,8 @@ class Api:
     ``api.project``, ``api.dataset``, ``api.image``, ``api.annotation``, ``api.file``.
     One keep-alive connection pool; close it with ``api.close()`` or ``with Api() as api``.
     """
+
+    _core: SyncCore
 
     def __init__(
         self,
@@ -80,7 +121,7 @@ class Api:
             address, token, timeout=timeout, retry_count=retry_count, transport=transport
         )
         self.task = TaskApi(self._core)
-        self.app = AppApi(self._core, self.task)
+        self.app = AppApi(self._core)
         self.module = ModuleApi(self._core)
         self.agent = AgentApi(self._core)
         self.team = TeamApi(self._core)
@@ -92,31 +133,12 @@ class Api:
         self.annotation = AnnotationApi(self._core)
         self.file = FileApi(self._core)
 
-    @classmethod
-    def from_env(cls, env_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> Api:
-        """Like ``Api()``, loading ``env_file`` (default ``~/appyard.env``) when needed."""
-        _load_env_file(env_file)
-        return cls(**kwargs)
-
-    @property
-    def server_address(self) -> str:
-        return self._core.server_address
-
-    @property
-    def token(self) -> str | None:
-        return self._core.token
-
     def health(self) -> dict[str, Any]:
         """The server's liveness answer (no token needed)."""
-        try:
-            data = self._core.request("GET", "/health", auth=False)
-        except NotFoundError:
-            response = self._core.client.get(self.server_address + "/health")
-            self._core.raise_for_response(response)
-            data = response.json()
-        return dict(data or {})
+        return self._core.run(health(self.server_address))
 
     def close(self) -> None:
+        """Close the connection pool."""
         self._core.close()
 
     def __enter__(self) -> Api:
@@ -130,15 +152,14 @@ class Api:
     ) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"Api(server_address={self.server_address!r})"
 
-
-class AsyncApi:
-    """The async twin of :class:`Api` (``app`` and ``task``), over the same HTTP core.
-
-    Use ``async with AsyncApi() as api:`` or ``await api.aclose()``.
+@twin_of(Api)
+class AsyncApi(_Client):
+    """The async twin of :class:`Api`: every resource, every call, over the same calls; only
+    the I/O differs (asyncio). Use ``async with AsyncApi() as api:`` or ``await api.aclose()``.
     """
+
+    _core: AsyncCore
 
     def __init__(
         self,
@@ -154,22 +175,23 @@ class AsyncApi:
             address, token, timeout=timeout, retry_count=retry_count, transport=transport
         )
         self.task = AsyncTaskApi(self._core)
-        self.app = AsyncAppApi(self._core, self.task)
+        self.app = AsyncAppApi(self._core)
+        self.module = AsyncModuleApi(self._core)
+        self.agent = AsyncAgentApi(self._core)
+        self.team = AsyncTeamApi(self._core)
+        self.workspace = AsyncWorkspaceApi(self._core)
+        self.user = AsyncUserApi(self._core)
+        self.project = AsyncProjectApi(self._core)
+        self.dataset = AsyncDatasetApi(self._core)
+        self.image = AsyncImageApi(self._core)
+        self.annotation = AsyncAnnotationApi(self._core)
+        self.file = AsyncFileApi(self._core)
 
-    @classmethod
-    def from_env(cls, env_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> AsyncApi:
-        _load_env_file(env_file)
-        return cls(**kwargs)
-
-    @property
-    def server_address(self) -> str:
-        return self._core.server_address
-
-    @property
-    def token(self) -> str | None:
-        return self._core.token
+    async def health(self) -> dict[str, Any]:
+        return await self._core.run(health(self.server_address))
 
     async def aclose(self) -> None:
+        """Close the connection pool."""
         await self._core.aclose()
 
     async def __aenter__(self) -> AsyncApi:
@@ -182,6 +204,3 @@ class AsyncApi:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"AsyncApi(server_address={self.server_address!r})"

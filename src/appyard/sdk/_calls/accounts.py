@@ -1,0 +1,129 @@
+"""The calls of ``api.user``, ``api.team``, ``api.workspace``, ``api.agent``."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter
+
+from appyard.schemas.accounts import (
+    LoginRequest,
+    MemberAdd,
+    MemberInfo,
+    Role,
+    TeamCreate,
+    TeamInfo,
+    TokenCreate,
+    TokenCreated,
+    TokenInfo,
+    UserCreate,
+    UserInfo,
+    WorkspaceCreate,
+    WorkspaceInfo,
+)
+from appyard.schemas.agents import AgentCreate, AgentCreated, AgentInfo
+from appyard.sdk._calls.effects import Op, request
+
+M = TypeVar("M")
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(as_type: Any) -> TypeAdapter[Any]:
+    """One adapter per wire type, made on first use."""
+    adapter = _ADAPTERS.get(as_type)
+    if adapter is None:
+        adapter = _ADAPTERS[as_type] = TypeAdapter(as_type)
+    return adapter
+
+
+def _body(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def _get(path: str, as_type: type[M]) -> Op[M]:
+    validated: M = _adapter(as_type).validate_python((yield from request("GET", path)))
+    return validated
+
+
+def _post(path: str, body: BaseModel, as_type: type[M], **kwargs: Any) -> Op[M]:
+    data = yield from request("POST", path, json=_body(body), **kwargs)
+    validated: M = _adapter(as_type).validate_python(data)
+    return validated
+
+
+# -- users -------------------------------------------------------------------------------------
+
+
+def me() -> Op[UserInfo]:
+    return _get("/users/me", UserInfo)
+
+
+def users() -> Op[list[UserInfo]]:
+    return _get("/users", list[UserInfo])
+
+
+def create_user(login: str, password: str | None, is_admin: bool) -> Op[UserInfo]:
+    return _post("/users", UserCreate(login=login, password=password, is_admin=is_admin), UserInfo)
+
+
+def create_token(name: str, user_id: int | None) -> Op[TokenCreated]:
+    return _post("/tokens", TokenCreate(name=name, user_id=user_id), TokenCreated)
+
+
+def tokens() -> Op[list[TokenInfo]]:
+    return _get("/tokens", list[TokenInfo])
+
+
+def revoke_token(token_id: int) -> Op[None]:
+    yield from request("DELETE", f"/tokens/{int(token_id)}")
+
+
+def login(login: str, password: str) -> Op[TokenCreated]:
+    body = LoginRequest(login=login, password=password)
+    return _post("/auth/login", body, TokenCreated, auth=False)
+
+
+# -- teams and workspaces ----------------------------------------------------------------------
+
+
+def teams() -> Op[list[TeamInfo]]:
+    return _get("/teams", list[TeamInfo])
+
+
+def create_team(name: str) -> Op[TeamInfo]:
+    return _post("/teams", TeamCreate(name=name), TeamInfo)
+
+
+def members(team_id: int) -> Op[list[MemberInfo]]:
+    return _get(f"/teams/{int(team_id)}/members", list[MemberInfo])
+
+
+def add_member(team_id: int, login: str, role: Role) -> Op[MemberInfo]:
+    path = f"/teams/{int(team_id)}/members"
+    return _post(path, MemberAdd(login=login, role=role), MemberInfo, idempotent=True)
+
+
+def workspaces(team_id: int) -> Op[list[WorkspaceInfo]]:
+    return _get(f"/teams/{int(team_id)}/workspaces", list[WorkspaceInfo])
+
+
+def create_workspace(team_id: int, name: str, description: str) -> Op[WorkspaceInfo]:
+    body = WorkspaceCreate(name=name, description=description)
+    return _post(f"/teams/{int(team_id)}/workspaces", body, WorkspaceInfo)
+
+
+# -- agents ------------------------------------------------------------------------------------
+
+
+def agents(team_id: int) -> Op[list[AgentInfo]]:
+    return _get(f"/teams/{int(team_id)}/agents", list[AgentInfo])
+
+
+def create_agent(team_id: int, name: str) -> Op[AgentCreated]:
+    return _post(f"/teams/{int(team_id)}/agents", AgentCreate(name=name), AgentCreated)
+
+
+def agent_me() -> Op[AgentInfo]:
+    return _get("/agents/me", AgentInfo)
