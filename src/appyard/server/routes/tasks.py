@@ -41,6 +41,7 @@ from appyard.server.routes.deps import (
 )
 from appyard.server.security import Principal
 from appyard.server.services import tasks as svc
+from appyard.server.services.task_rows import status_key
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["tasks"])
 T = TypeVar("T")
@@ -154,7 +155,7 @@ async def wait(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(timeout, ctx.settings.poll_timeout_s)
     # woken only by the statuses it answers at, not by every step on the way to them
-    keys = sorted(svc.status_key(task_id, st) for st in wanted)
+    keys = sorted(status_key(task_id, st) for st in wanted)
     with ctx.notifier.subscribe(*keys) as sub:
         while True:
             sub.clear()

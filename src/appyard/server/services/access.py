@@ -16,8 +16,9 @@ reads, with the same refusals.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Row, Table, bindparam, select
 from sqlalchemy.orm import Session, undefer
 
 from appyard.errors import NotFoundError, PermissionDeniedError
@@ -146,14 +147,39 @@ def get_task(s: Session, p: Principal, task_id: int, need: Role = "viewer") -> T
     return t
 
 
-def own_agent(s: Session, p: Principal, agent_id: int | None = None) -> Agent:
-    """The agent of an agent token (which must be ``agent_id``'s, when given): only an agent
-    speaks its own protocol."""
-    if p.kind != "agent" or (agent_id is not None and agent_id != p.agent_id):
+def _speaks_for(p: Principal, agent_id: int | None) -> int:
+    """The agent id of an agent token (``agent_id``'s, when given); else 403."""
+    if p.kind != "agent" or p.agent_id is None or (agent_id is not None and agent_id != p.agent_id):
         raise PermissionDeniedError(
             "Only the agent's own token can speak the agent protocol for it."
         )
-    agent = s.get(Agent, p.agent_id)
+    return p.agent_id
+
+
+def _agent_missing(agent_id: int) -> NotFoundError:
+    return NotFoundError(f"Agent {agent_id} not found.", field="agent_id")
+
+
+def own_agent(s: Session, p: Principal, agent_id: int | None = None) -> Agent:
+    """The agent of an agent token (which must be ``agent_id``'s, when given): only an agent
+    speaks its own protocol."""
+    agent = s.get(Agent, _speaks_for(p, agent_id))
     if agent is None:
-        raise NotFoundError(f"Agent {p.agent_id} not found.", field="agent_id")
+        raise _agent_missing(p.agent_id or 0)
+    return agent
+
+
+_AGENTS = cast(Table, Agent.__table__)
+#: what a poll needs of its agent, as a plain row (a poll is on every session's path)
+_POLLING = select(_AGENTS.c.id, _AGENTS.c.team_id, _AGENTS.c.slots, _AGENTS.c.online).where(
+    _AGENTS.c.id == bindparam("agent_id")
+)
+
+
+def own_agent_row(s: Session, p: Principal, agent_id: int) -> Row[int, int, int, bool]:
+    """``own_agent`` as a row of id, team_id, slots and online, with the same refusals."""
+    own = _speaks_for(p, agent_id)
+    agent = s.connection().execute(_POLLING, {"agent_id": own}).first()
+    if agent is None:
+        raise _agent_missing(own)
     return agent

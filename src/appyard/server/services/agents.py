@@ -8,9 +8,9 @@ handed out once.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import cast
 
-from sqlalchemy import Select, false, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import ON_AGENT, TERMINAL, Status
@@ -30,10 +30,11 @@ from appyard.schemas.manifest import DEFAULT_GRACE_S
 from appyard.server.db.models import Agent, Module, Release, Task, Team, Token, utcnow
 from appyard.server.notifier import emit
 from appyard.server.security import Principal, hash_token, new_token
-from appyard.server.services.access import own_agent
+from appyard.server.services.access import own_agent, own_agent_row
 from appyard.server.services.accounts import mint_token, team_role
 from appyard.server.services.manifest import release_manifest
-from appyard.server.services.tasks import error_text, move
+from appyard.server.services.task_rows import TASKS, AnyRow, move, moved
+from appyard.server.services.tasks import error_text
 from appyard.server.settings import Settings
 
 ON_AGENT_VALUES = [st.value for st in ON_AGENT]
@@ -113,23 +114,27 @@ def _requeue_or_fail(s: Session, t: Task, reason: str) -> None:
         move(s, t, Status.ERROR, error=error_text(s, t.id, reason))
 
 
-def _reconcile(s: Session, agent: Agent, held: set[int], reason: str) -> tuple[list[int], set[int]]:
+#: the ids of the tasks the database has on an agent (every poll reads them)
+_ON_AGENT = select(TASKS.c.id).where(
+    TASKS.c.agent_id == bindparam("agent_id"), TASKS.c.status.in_(ON_AGENT_VALUES)
+)
+
+
+def _reconcile(
+    s: Session, agent_id: int, held: set[int], reason: str
+) -> tuple[list[int], set[int]]:
     """Make the database agree with what the agent says it holds; return ids to stop, and
     the ids on the agent now (what it holds of them: the others were taken back or ended)."""
     stop: list[int] = []
     # ids only: on every poll, and what it holds is normally just what the database has on it
-    on_agent = set(
-        s.scalars(
-            select(Task.id).where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
-        )
-    )
+    on_agent = set(s.connection().execute(_ON_AGENT, {"agent_id": agent_id}).scalars())
     for task_id in sorted(on_agent - held):
         t = s.get(Task, task_id)
         if t is not None:
             _requeue_or_fail(s, t, reason)
     for task_id in held - on_agent:  # the others are on this agent and running: all is well
         h = s.get(Task, task_id)
-        if h is None or h.agent_id != agent.id:
+        if h is None or h.agent_id != agent_id:
             stop.append(task_id)  # not this agent's (any more): the app must not run on
         elif Status(h.status) in TERMINAL and not h.stop_delivered:
             h.stop_delivered = True  # ended by the server meanwhile (lost, stopped): say it once
@@ -146,7 +151,7 @@ def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> Age
     agent.online = True
     held = {h.task_id for h in body.held}
     stop, _ = _reconcile(
-        s, agent, held, f"agent lost: agent {agent.id} restarted and no longer has this app"
+        s, agent.id, held, f"agent lost: agent {agent.id} restarted and no longer has this app"
     )
     # stops asked for while it was away are delivered again on its next poll
     s.execute(
@@ -164,17 +169,16 @@ def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> Age
     )
 
 
-def _assignment(s: Session, t: Task, token: str) -> TaskAssignment:
-    # what the agent needs of the release and its module, in one read (not the readme)
-    release = (
-        s.connection()
-        .execute(
-            select(Release.sha256, Release.config, Module.name)
-            .join(Module, Module.id == Release.module_id)
-            .where(Release.id == t.release_id)
-        )
-        .one()
-    )
+#: what the agent needs of the release and its module, in one read (not the readme)
+_RELEASE = (
+    select(Release.sha256, Release.config, Module.name)
+    .join(Module, Module.id == Release.module_id)
+    .where(Release.id == bindparam("release_id"))
+)
+
+
+def _assignment(s: Session, t: AnyRow, token: str) -> TaskAssignment:
+    release = s.connection().execute(_RELEASE, {"release_id": t.release_id}).one()
     try:
         manifest = release_manifest(release.sha256, release.config)
         app_name, grace_s = manifest.name, manifest.stop_grace_s
@@ -206,53 +210,72 @@ def _assignment(s: Session, t: Task, token: str) -> TaskAssignment:
     )
 
 
+_AGENTS = cast(Table, Agent.__table__)
+_SEEN = (
+    _AGENTS.update()
+    .where(_AGENTS.c.id == bindparam("_id"))
+    .values(last_seen_at=bindparam("_at"), online=True)
+)
+#: stopped tasks of the agent it has not been told of ("= false", not "IS false": an index
+#: lookup on (agent_id, status, stop_delivered), not a read of every task it ever ran)
+_UNTOLD = select(TASKS.c.id).where(
+    TASKS.c.agent_id == bindparam("agent_id"),
+    TASKS.c.status.in_([Status.TERMINATING.value, Status.STOPPED.value]),
+    TASKS.c.stop_delivered == false(),
+)
+_TOLD = (
+    TASKS.update()
+    .where(TASKS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(stop_delivered=True)
+)
+#: queued tasks this agent may take, oldest first (not those it still holds: one taken back
+#: from it goes to it again once it let go)
+_PICK = (
+    select(TASKS.c.id)
+    .where(
+        TASKS.c.team_id == bindparam("team_id"),
+        TASKS.c.status == Status.QUEUED.value,
+        or_(
+            TASKS.c.requested_agent_id == bindparam("agent_id"),
+            TASKS.c.requested_agent_id.is_(None),
+        ),
+        TASKS.c.id.not_in(bindparam("held", expanding=True)),
+    )
+    .order_by(TASKS.c.id)
+    .limit(bindparam("n"))
+)
+_PICK_LOCKED = _PICK.with_for_update(skip_locked=True)
+_TASK_TOKEN = cast(Table, Token.__table__).insert()
+
+
 def poll_once(
     s: Session, p: Principal, agent_id: int, req: PollRequest, postgres: bool
 ) -> PollResponse:
     """One look for work: reconcile, claim up to ``free_slots`` tasks, collect stops."""
-    agent = own_agent(s, p, agent_id)
-    agent.last_seen_at = utcnow()
+    agent = own_agent_row(s, p, agent_id)
+    db = s.connection()
+    db.execute(_SEEN, {"_id": agent.id, "_at": utcnow()})
     if not agent.online:
-        agent.online = True
         emit(s, f"team:{agent.team_id}")
     held = set(req.running)
-    stops, on_agent = _reconcile(s, agent, held, f"agent {agent.id} no longer runs this app")
-    to_stop = s.scalars(
-        select(Task).where(
-            Task.agent_id == agent.id,
-            Task.status.in_([Status.TERMINATING.value, Status.STOPPED.value]),
-            # "= false", not "IS false": an index lookup on (agent_id, status, stop_delivered),
-            # not a read of every stopped task the agent ever ran
-            Task.stop_delivered == false(),
-        )
-    ).all()
-    for t in to_stop:
-        t.stop_delivered = True
-        if t.id in held:
-            stops.append(t.id)
+    stops, on_agent = _reconcile(s, agent.id, held, f"agent {agent.id} no longer runs this app")
+    untold = list(db.execute(_UNTOLD, {"agent_id": agent.id}).scalars())
+    if untold:
+        db.execute(_TOLD, {"ids": untold})
+        stops += [task_id for task_id in untold if task_id in held]
     tasks: list[TaskAssignment] = []
     free = max(0, agent.slots - len(on_agent))  # read in this transaction just now
     if free > 0:
-        pick = _queued_for(agent).limit(free)
-        if held:  # one it still holds was taken back; it gets it again once it let go
-            pick = pick.where(Task.id.not_in(held))
-        if postgres:
-            pick = pick.with_for_update(skip_locked=True)
-        for task_id in s.scalars(pick).all():
-            c = s.get(Task, task_id)
-            if c is None or c.status != Status.QUEUED.value:
-                continue
-            t = c
-            try:
-                move(s, t, Status.CONSUMED, agent_id=agent.id)
-            except Exception:  # lost the race for it to another agent: fine
-                s.refresh(t)
-                continue
+        pick = _PICK_LOCKED if postgres else _PICK
+        params = {"team_id": agent.team_id, "agent_id": agent.id, "held": sorted(held), "n": free}
+        for task_id in list(db.execute(pick, params).scalars()):
+            t = moved(s, task_id, Status.QUEUED, Status.CONSUMED, agent_id=agent.id)
+            if t is None:
+                continue  # lost the race for it to another agent: fine
             raw = new_token("task")  # as mint_token, in one plain INSERT
-            s.connection().execute(
-                insert(Token).values(
-                    hash=hash_token(raw), kind="task", name=f"task {t.id}", task_id=t.id
-                )
+            db.execute(
+                _TASK_TOKEN,
+                {"hash": hash_token(raw), "kind": "task", "name": f"task {t.id}", "task_id": t.id},
             )
             tasks.append(_assignment(s, t, raw))
     return PollResponse(tasks=tasks, stop=sorted(set(stops)))
@@ -267,18 +290,6 @@ def _free_slots(s: Session, agent: Agent) -> int:
         .where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
     )
     return max(0, agent.slots - (on_agent or 0))
-
-
-def _queued_for(agent: Agent) -> Select[Any]:
-    return (
-        select(Task.id)
-        .where(
-            Task.team_id == agent.team_id,
-            Task.status == Status.QUEUED.value,
-            or_(Task.requested_agent_id == agent.id, Task.requested_agent_id.is_(None)),
-        )
-        .order_by(Task.id)
-    )
 
 
 def claimable(s: Session, p: Principal, agent_id: int) -> tuple[int, int]:

@@ -12,12 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, insert, select, union_all, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from appyard.domain.status import TERMINAL, Status, can_transition, status_after_exit
+from appyard.domain.status import TERMINAL, Status, status_after_exit
 from appyard.domain.targets import TARGETS
 from appyard.errors import (
     BadRequestError,
@@ -49,7 +48,6 @@ from appyard.server.db.models import (
     Release,
     Task,
     TaskLog,
-    Token,
     Workspace,
     utcnow,
 )
@@ -61,20 +59,19 @@ from appyard.server.services.ecosystem import get_module_row, pick_release
 from appyard.server.services.files import TeamFiles, normalize
 from appyard.server.services.manifest import release_manifest, validate_state
 from appyard.server.services.paging import keyset_page
+from appyard.server.services.task_rows import (
+    TASKS,
+    AnyRow,
+    move,
+    read_row,
+    set_columns,
+    task_keys,
+)
 
 LOG_TAIL_LINES = 10
-TIMESTAMP_OF: dict[Status, str] = {
-    Status.CONSUMED: "consumed_at",
-    Status.STARTED: "started_at",
-    Status.DEPLOYED: "deployed_at",
-    Status.TERMINATING: "terminating_at",
-    Status.FINISHED: "ended_at",
-    Status.ERROR: "ended_at",
-    Status.STOPPED: "ended_at",
-}
 
 
-def task_info(t: Task) -> TaskInfo:
+def task_info(t: Task | AnyRow) -> TaskInfo:
     return TaskInfo(
         id=t.id,
         team_id=t.team_id,
@@ -106,52 +103,6 @@ def task_info(t: Task) -> TaskInfo:
     )
 
 
-def task_keys(t: Task) -> tuple[str, ...]:
-    """Notifier keys a change of ``t`` wakes: its waiters and its team's live views."""
-    return (f"task:{t.id}", f"team:{t.team_id}")
-
-
-def status_key(task_id: int, status: Status) -> str:
-    """The notifier key of a task reaching ``status`` (a ``wait`` sleeps through the rest)."""
-    return f"task:{task_id}:{status.value}"
-
-
-def move(s: Session, t: Task, new: Status, **fields: Any) -> None:
-    """Move ``t`` to ``new`` with a conditional UPDATE on the status read; 409 if it lost a race."""
-    old = Status(t.status)
-    if not can_transition(old, new):
-        raise ConflictError(
-            f"Task {t.id} is {old}; it cannot become {new}.",
-            field="status",
-            details={"status": str(old)},
-        )
-    now = utcnow()
-    values: dict[str, Any] = {"status": new.value, "updated_at": now, **fields}
-    stamp = TIMESTAMP_OF.get(new)
-    if stamp and stamp not in values:
-        values[stamp] = now
-    result = s.execute(
-        update(Task).where(Task.id == t.id, Task.status == old.value).values(**values),
-        execution_options={"synchronize_session": False},  # ``t`` is brought up to date below
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        s.refresh(t)
-        raise ConflictError(
-            f"Task {t.id} changed meanwhile (now {t.status}); it cannot become {new}.",
-            field="status",
-            details={"status": t.status},
-        )
-    if s.info.get("postgres"):
-        s.refresh(t)  # other columns may have been changed since ``t`` was read
-    else:  # SQLite: this transaction has held the write lock since ``t`` was read
-        for key, value in values.items():
-            set_committed_value(t, key, value)
-    emit(s, *task_keys(t), status_key(t.id, new))
-    if new in TERMINAL:
-        # its token dies with it (also refused at once by authenticate on the status)
-        s.execute(update(Token).where(Token.task_id == t.id).values(revoked=True))
-
-
 # -- reading ------------------------------------------------------------------------------------
 
 
@@ -176,11 +127,11 @@ def read_task_info(s: Session, p: Principal, task_id: int) -> TaskInfo:
         seen = True  # every task's team exists (the task goes with it)
     else:  # a member may view ("viewer" is the lowest role); a task token: in its team only
         seen = t.member_role is not None and (p.kind == "user" or t.team_id == p.team_id)
-    if not seen:
+    if t is None or not seen:
         raise NotFoundError(
             f"Task {task_id} not found, or it is not in one of your teams.", field="task_id"
         )
-    return task_info(cast(Task, t))  # the row has the task's attribute names
+    return task_info(cast(AnyRow, t))  # the row has the task's attribute names
 
 
 def list_tasks(
@@ -438,28 +389,42 @@ def _starting_team(s: Session, p: Principal, workspace_id: int) -> int:
     return get_workspace(s, p, workspace_id, "developer").team_id  # refuses as it always has
 
 
+def _release_of(on_version: bool) -> Select[Any]:
+    on = Release.module_id == Module.id
+    if on_version:
+        on = and_(on, Release.version == bindparam("version"))
+    return (
+        select(Release.id, Release.version, Release.sha256, Release.config)
+        .select_from(Module)
+        .outerjoin(Release, on)
+        .where(Module.id == bindparam("module_id"))
+        .order_by(Release.id.desc())
+        .limit(1)
+    )
+
+
+#: a module's newest release, and its release of a version
+_NEWEST_RELEASE, _RELEASE_OF_VERSION = _release_of(False), _release_of(True)
+
+
 def _newest_release(s: Session, module_id: int, version: str | None) -> Any:
     """The release a start runs (id, version, sha256, config: not the readme), in one read with the
     module's; else ``get_module_row`` / ``pick_release``'s own 404, word for word."""
-    on = Release.module_id == Module.id
-    if version is not None:
-        on = and_(on, Release.version == version)
-    row = (
-        s.connection()
-        .execute(
-            select(Release.id, Release.version, Release.sha256, Release.config)
-            .select_from(Module)
-            .outerjoin(Release, on)
-            .where(Module.id == module_id)
-            .order_by(Release.id.desc())
-            .limit(1)
-        )
-        .first()
-    )
+    statement = _NEWEST_RELEASE if version is None else _RELEASE_OF_VERSION
+    params = {"module_id": module_id, "version": version}
+    row = s.connection().execute(statement, params).first()
     if row is None or row.id is None:
         get_module_row(s, module_id)
         return pick_release(s, module_id, version)
     return row
+
+
+#: what a start reads and writes beyond the release: the agent's team, the team's app, the task
+_AGENT_TEAM = select(Agent.team_id).where(Agent.id == bindparam("agent_id"))
+_APP_OF = select(App.id).where(
+    App.team_id == bindparam("team_id"), App.module_id == bindparam("module_id")
+)
+_NEW_TASK = TASKS.insert().returning(TASKS.c.id)
 
 
 def start(s: Session, p: Principal, body: TaskStart, files_dir: Path) -> SessionStarted:
@@ -495,16 +460,14 @@ def start(s: Session, p: Principal, body: TaskStart, files_dir: Path) -> Session
         params = {**params, "state": state}
     db = s.connection()  # plain statements from here: a start is on every session's path
     if body.agent_id is not None:
-        agent_team = db.execute(select(Agent.team_id).where(Agent.id == body.agent_id)).scalar()
+        agent_team = db.execute(_AGENT_TEAM, {"agent_id": body.agent_id}).scalar()
         if agent_team != team_id:
             raise BadRequestError(
                 f"agent_id {body.agent_id} is not an agent of team {team_id}; "
                 "list the team's agents with api.agent.get_list(team_id).",
                 field="agent_id",
             )
-    app_id = db.execute(
-        select(App.id).where(App.team_id == team_id, App.module_id == module_id)
-    ).scalar()
+    app_id = db.execute(_APP_OF, {"team_id": team_id, "module_id": module_id}).scalar()
     if app_id is None:
         app = App(team_id=team_id, module_id=module_id)
         s.add(app)
@@ -513,8 +476,8 @@ def start(s: Session, p: Principal, body: TaskStart, files_dir: Path) -> Session
     now = utcnow()
     try:
         task_id = db.execute(
-            insert(Task)
-            .values(
+            _NEW_TASK,
+            dict(
                 team_id=team_id,
                 workspace_id=body.workspace_id,
                 user_id=user_id,
@@ -533,8 +496,7 @@ def start(s: Session, p: Principal, body: TaskStart, files_dir: Path) -> Session
                 outputs={},
                 created_at=now,
                 updated_at=now,
-            )
-            .returning(Task.id)
+            ),
         ).scalar_one()
     except IntegrityError:
         raise ConflictError(
@@ -585,9 +547,10 @@ def stop(s: Session, p: Principal, task_id: int) -> StopResult:
 # -- what the agent reports -----------------------------------------------------------------------
 
 
-def _held_by(s: Session, p: Principal, task_id: int) -> Task:
-    t = s.get(Task, task_id)
-    if t is None or p.kind != "agent" or t.agent_id != p.agent_id:
+def _held_by(s: Session, p: Principal, task_id: int) -> AnyRow:
+    """The task's row if this agent holds it; else 404 (also to any other kind of caller)."""
+    t = read_row(s, task_id) if p.kind == "agent" else None
+    if t is None or t.agent_id != p.agent_id:
         raise NotFoundError(f"Task {task_id} is not held by this agent.", field="task_id")
     return t
 
@@ -607,9 +570,9 @@ def error_text(s: Session, task_id: int, reason: str) -> str:
 
 
 def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskInfo:
-    if ev.logs is not None:  # the log's last batch first, exactly as if sent just before
-        append_logs(s, p, task_id, ev.logs)
     t = _held_by(s, p, task_id)
+    if ev.logs is not None:  # the log's last batch first, exactly as if sent just before
+        t = _append(s, t, ev.logs)
     status = Status(t.status)
     if ev.kind == "started":
         if status is Status.QUEUED:
@@ -620,13 +583,12 @@ def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskIn
                 details={"status": str(status)},
             )
         if status is Status.CONSUMED:
-            move(s, t, Status.STARTED, pid=ev.pid)
-        elif status in TERMINAL or status is not Status.STARTED:
-            # already reported, or stopped meanwhile (the agent learns of the stop on its poll)
-            pass
+            t = move(s, t, Status.STARTED, pid=ev.pid)
+        # else already reported, or stopped meanwhile (the agent learns of the stop on its poll)
         return task_info(t)
     if status in TERMINAL:
-        t.stop_delivered = True
+        if not t.stop_delivered:
+            t = set_columns(s, t.id, stop_delivered=True)
         return task_info(t)  # a retried report after the end: nothing more to do
     # the agent knows the app ended (no stop to send: ``stop_delivered``, written with the
     # move below), and its long-poll wakes: a slot is free
@@ -635,10 +597,9 @@ def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskIn
         reason = ev.error or "the app could not be started"
         new = Status.STOPPED if status is Status.TERMINATING else Status.ERROR
         error = error_text(s, t.id, reason) if new is Status.ERROR else None
-        move(s, t, new, error=error, stop_delivered=True)
-        return task_info(t)
+        return task_info(move(s, t, new, error=error, stop_delivered=True))
     if ev.stopped and status in (Status.STARTED, Status.DEPLOYED):
-        move(s, t, Status.TERMINATING)
+        t = move(s, t, Status.TERMINATING)
         status = Status.TERMINATING
     new = status_after_exit(status, ev.exit_code)
     error = None
@@ -651,53 +612,61 @@ def agent_event(s: Session, p: Principal, task_id: int, ev: TaskEvent) -> TaskIn
         if ev.error:
             reason += f": {ev.error}"
         error = error_text(s, t.id, reason)
-    move(s, t, new, exit_code=ev.exit_code, error=error, stop_delivered=True)
-    return task_info(t)
+    return task_info(move(s, t, new, exit_code=ev.exit_code, error=error, stop_delivered=True))
+
+
+#: a batch is appended only where the stored log ends (``log_offset`` read): at most once
+_APPEND = (
+    TASKS.update()
+    .where(TASKS.c.id == bindparam("_id"), TASKS.c.log_offset == bindparam("_offset"))
+    .values(log_offset=bindparam("_end"), log_count=TASKS.c.log_count + bindparam("_n"))
+    .returning(*TASKS.c)
+)
+_LOG_LINES = cast(Table, TaskLog.__table__).insert()
 
 
 def append_logs(s: Session, p: Principal, task_id: int, batch: LogBatch) -> int:
     """Append a batch at most once: it must begin where the stored log ends."""
-    t = _held_by(s, p, task_id)
+    return int(_append(s, _held_by(s, p, task_id), batch).log_offset)
+
+
+def _append(s: Session, t: AnyRow, batch: LogBatch) -> AnyRow:
+    """``append_logs`` on the task's row; the row after it."""
     if batch.end_offset <= t.log_offset:
-        return t.log_offset  # a retry of a batch already written
+        return t  # a retry of a batch already written
     if batch.offset != t.log_offset:
         raise ConflictError(
-            f"Log batch starts at {batch.offset} but task {task_id}'s log ends at {t.log_offset}; "
+            f"Log batch starts at {batch.offset} but task {t.id}'s log ends at {t.log_offset}; "
             "resend from there.",
             field="offset",
             details={"end_offset": t.log_offset},
         )
     n = len(batch.lines)
-    first = t.log_count + 1
-    result = s.execute(
-        update(Task)
-        .where(Task.id == t.id, Task.log_offset == batch.offset)
-        .values(log_offset=batch.end_offset, log_count=Task.log_count + n),
-        execution_options={"synchronize_session": False},  # ``t`` is brought up to date below
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    db = s.connection()
+    params = {"_id": t.id, "_offset": batch.offset, "_end": batch.end_offset, "_n": n}
+    after = db.execute(_APPEND, params).first()
+    if after is None:
         # another request (a retry of this very batch, say) wrote meanwhile: look again
-        s.refresh(t)
-        if batch.end_offset <= t.log_offset:
-            return t.log_offset
+        now = read_row(s, t.id)
+        assert now is not None  # (a task is never deleted while its agent holds it)
+        if batch.end_offset <= now.log_offset:
+            return now
         raise ConflictError(
-            f"Task {task_id}'s log now ends at {t.log_offset}; resend from there.",
+            f"Task {t.id}'s log now ends at {now.log_offset}; resend from there.",
             field="offset",
-            details={"end_offset": t.log_offset},
+            details={"end_offset": now.log_offset},
         )
-    # the row had the offset read, so it had the count read too: both moved by this batch
-    set_committed_value(t, "log_offset", batch.end_offset)
-    set_committed_value(t, "log_count", t.log_count + n)
-    if batch.lines:  # one multi-row INSERT, not an ORM object per line
-        s.execute(
-            insert(TaskLog),
+    if batch.lines:  # one multi-row INSERT
+        first = t.log_count + 1  # the row had the offset read, so it had the count read too
+        db.execute(
+            _LOG_LINES,
             [
                 {"task_id": t.id, "seq": first + i, "t": ln.t, "level": ln.level, "text": ln.text}
                 for i, ln in enumerate(batch.lines)
             ],
         )
     emit(s, f"log:{t.id}")
-    return batch.end_offset
+    return after
 
 
 def read_logs(s: Session, p: Principal, task_id: int, after: int = 0, limit: int = 1000) -> LogPage:
