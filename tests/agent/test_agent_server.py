@@ -117,7 +117,10 @@ def test_stop_while_preparing_never_runs_the_app(world: World, tmp_path: Path) -
     assert world.admin.ok("POST", f"/tasks/{tid}/stop")["status"] == "stopped"
     td = TaskDir(agent.work_dir / "tasks" / str(tid), tid)
     wait_for(
-        lambda: json.loads(td.state_file.read_text()).get("reported"), 60, "the agent to drop it"
+        # (the stop may come before the agent has made the task's folder: not there yet)
+        lambda: td.state_file.exists() and json.loads(td.state_file.read_text()).get("reported"),
+        60,
+        "the agent to drop it",
     )
     assert not td.pids_file.exists()  # no app process was ever started
     task = world.admin.ok("GET", f"/tasks/{tid}")
