@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from appyard.agent.exit_codes import RET_REFUSED, meaning
+from appyard.cli.children import Child
 from tests.sdk.helpers import PASCAL_CONFIG, FakeAgent, Tenant
 from tests.support import ServerProc
 
@@ -112,6 +115,29 @@ def test_accounts_commands(server: ServerProc) -> None:
     assert "shown only this once" in out.stdout
     assert f"appyard agent run --server {server.url} --token " in out.stdout
     assert "gpu-box" in appyard("agent", "list", env=env).stdout
+
+
+def test_agent_run_with_a_refused_token_exits_with_its_named_code(
+    server: ServerProc, tmp_path: Path
+) -> None:
+    """``appyard agent run`` runs the real agent, whose exit code ``appyard up`` then names."""
+    out = appyard(
+        "agent",
+        "run",
+        "--server",
+        server.url,
+        "--token",
+        "not-an-agent-token",
+        env={"APPYARD_HOME": str(tmp_path)},
+    )
+    assert out.returncode == RET_REFUSED, out.stderr
+    assert "refused the agent's hello" in out.stderr
+    agent = Child("agent", [], {}, signal.SIGHUP, explain_exit=meaning)
+    assert agent.exit_text(out.returncode) == (
+        "the agent exited with code 3 "
+        "(the server refused it: a bad or revoked token, or the agent was deleted)"
+    )
+    assert agent.exit_text(-9) == "the agent exited with code -9"  # a signal: no name
 
 
 def test_start_wait_sessions_logs(server: ServerProc, tenant: Tenant, agent: FakeAgent) -> None:

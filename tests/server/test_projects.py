@@ -895,12 +895,12 @@ def test_meta_changed_between_check_and_write(
             {"items": [{"image_id": i, "annotation": a} for i, a in anns]}
         )
         with db.reader() as s:
-            targets = svc.annotation_targets(s, principal, body)
+            targets = svc.annotation_targets(s, principal, body=body)
         return svc.check_annotations(targets)
 
     def write(batch: svc.CheckedBatch) -> list[Any]:
         with db.session() as s:
-            return svc.write_annotations(s, principal, batch)
+            return svc.write_annotations(s, principal, batch=batch)
 
     def meta(classes: list[dict[str, Any]], tags: list[str]) -> None:
         c.ok(

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from appyard.agent.exit_codes import RET_CONFIG
 from appyard.agent.loop import AgentConfig, run_agent
 from appyard.errors import ConfigurationError
 
@@ -67,15 +68,15 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run an agent until SIGTERM/SIGINT; returns the process exit code."""
+    """Run an agent until SIGTERM/SIGINT; returns the process exit code (``exit_codes``)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     if not args.server or not args.token:
         log.error("give --server and --token (or APPYARD_SERVER and APPYARD_AGENT_TOKEN)")
-        return 2
+        return RET_CONFIG
     if args.slots < 1:
         log.error("--slots must be at least 1")
-        return 2
+        return RET_CONFIG
     config = AgentConfig(
         server=args.server,
         token=args.token,
@@ -101,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
         return run_agent(config, stop)
     except ConfigurationError as e:
         log.error("%s", e)
-        return 2
+        return RET_CONFIG

@@ -1,18 +1,11 @@
-"""``appyard agent|user|token|team|workspace ...``: tenancy, tokens and agents."""
+"""``appyard user|token|team|workspace ...``: tenancy and tokens (agents: ``agent_cmd``)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, cast
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from appyard.cli._common import (
     TEAM_HELP,
@@ -25,116 +18,10 @@ from appyard.cli._common import (
 )
 from appyard.schemas.accounts import Role
 
-agent_app = typer.Typer(help="Agents: the machines that run sessions.", no_args_is_help=True)
 user_app = typer.Typer(help="Users (instance admins manage them).", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 team_app = typer.Typer(help="Teams and their members.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Workspaces of a team.", no_args_is_help=True)
-
-AGENT_TOKEN_ENV = "APPYARD_AGENT_TOKEN"
-
-
-# -- agents ------------------------------------------------------------------------------------
-
-
-@agent_app.command("create")
-def agent_create(
-    name: Annotated[str, typer.Argument(help="A name for the agent (e.g. the machine's).")],
-    team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = None,
-) -> None:
-    """Register an agent; prints its token (only this once) and the command to run it."""
-    with get_api() as api:
-        created = api.agent.create(team_id(team), name)
-        address = api.server_address
-    console.print(f"Agent {created.name!r} created (id {created.id}, team {created.team_id}).")
-    console.print("Its token, shown only this once:")
-    console.print(Text(created.token, style="bold"))
-    console.print("Run it on the machine that should run the apps:")
-    console.print(
-        Text(f"appyard agent run --server {address} --token {created.token}", style="cyan"),
-        soft_wrap=True,
-    )
-
-
-@agent_app.command("list")
-def agent_list(team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = None) -> None:
-    """List the team's agents with their status and load."""
-    with get_api() as api:
-        agents = api.agent.get_list(team_id(team))
-    table = Table("ID", "NAME", "STATUS", "SLOTS", "RUNNING", "HOST", "VERSION", "LAST SEEN")
-    for a in agents:
-        table.add_row(
-            str(a.id),
-            a.name,
-            Text(a.status, style="green" if a.status == "online" else "dim"),
-            str(a.slots),
-            str(a.running),
-            a.hostname or "-",
-            a.version or "-",
-            fmt_time(a.last_seen_at),
-        )
-    console.print(table)
-
-
-def agent_argv(
-    server: str, slots: int, work_dir: Path | None, stop_apps_on_exit: bool
-) -> list[str]:
-    """The agent's arguments; the token goes by APPYARD_AGENT_TOKEN, not argv (``ps`` shows
-    argv to every user of the machine)."""
-    argv = ["--server", server, "--slots", str(slots)]
-    if work_dir is not None:
-        argv += ["--work-dir", str(work_dir)]
-    if stop_apps_on_exit:
-        argv.append("--stop-apps-on-exit")
-    return argv
-
-
-def _agent_entry() -> Callable[[list[str]], int | None] | None:
-    """The agent's ``main(argv)``, when this install has the agent package."""
-    for module_name in ("appyard.agent.command", "appyard.agent.loop"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name not in (module_name, "appyard.agent"):
-                raise
-            continue
-        entry = getattr(module, "main", None)
-        if callable(entry):
-            return cast(Callable[[list[str]], int | None], entry)
-    return None
-
-
-@agent_app.command("run")
-def agent_run(
-    server: Annotated[str, typer.Option(envvar="SERVER_ADDRESS", help="The server's address.")],
-    token: Annotated[
-        str,
-        typer.Option(
-            envvar=AGENT_TOKEN_ENV,
-            help=f"The agent's token from `agent create` (better: env {AGENT_TOKEN_ENV}).",
-        ),
-    ],
-    slots: Annotated[int, typer.Option(min=1, help="Sessions it runs at once.")] = 4,
-    work_dir: Annotated[
-        Path | None,
-        typer.Option(help="Tasks and the release cache (default: $APPYARD_HOME/agent-<id>)."),
-    ] = None,
-    stop_apps_on_exit: Annotated[
-        bool, typer.Option(help="Stop the running apps when the agent exits.")
-    ] = False,
-) -> None:
-    """Run an agent in the foreground (its apps survive an agent restart)."""
-    argv = agent_argv(server, slots, work_dir, stop_apps_on_exit)
-    os.environ[AGENT_TOKEN_ENV] = token
-    entry = _agent_entry()
-    if entry is not None:
-        raise typer.Exit(int(entry(argv) or 0))
-    if importlib.util.find_spec("appyard.agent.__main__") is None:
-        exit_with("this appyard install has no agent (appyard.agent is missing)")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # exec, not a child: signals (SIGTERM from `appyard up`, Ctrl-C) reach the agent itself
-    os.execv(sys.executable, [sys.executable, "-m", "appyard.agent", *argv])
 
 
 # -- users and tokens --------------------------------------------------------------------------

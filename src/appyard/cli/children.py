@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from appyard.cli._common import err_console
@@ -54,6 +54,8 @@ class Child:
     quiet: bool = False  # its output is not shown (``appyard demo``)
     #: keep the last lines of stderr (passed through unless quiet) to explain a failed start
     capture_stderr: bool = False
+    #: what an exit code of this program means (``agent.exit_codes.meaning``), for messages
+    explain_exit: Callable[[int], str | None] | None = None
     proc: subprocess.Popen[bytes] | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     _reader: threading.Thread | None = None
@@ -103,6 +105,12 @@ class Child:
         if self._reader is not None:
             self._reader.join(2.0)  # the last lines it wrote before dying
         return self.proc.returncode
+
+    def exit_text(self, code: int) -> str:
+        """``the agent exited with code 3 (the server refused it: ...)``."""
+        said = f"the {self.name} exited with code {code}"
+        why = self.explain_exit(code) if self.explain_exit is not None else None
+        return f"{said} ({why})" if why else said
 
     def may_restart(self) -> bool:
         """False once it has ended more than MAX_RESTARTS times within RESTART_WINDOW_S."""

@@ -9,7 +9,8 @@ from rich.text import Text
 
 from appyard import __version__
 from appyard.cli._common import err_console, load_env_file
-from appyard.cli.accounts_cmd import agent_app, team_app, token_app, user_app, workspace_app
+from appyard.cli.accounts_cmd import team_app, token_app, user_app, workspace_app
+from appyard.cli.agent_cmd import agent_app
 from appyard.cli.app_cmd import app as app_app
 from appyard.cli.app_cmd import task_app
 from appyard.cli.demo_cmd import demo

@@ -24,8 +24,9 @@ import typer
 from dotenv import dotenv_values, set_key, unset_key
 from rich.console import Console
 
+from appyard.agent.exit_codes import meaning as agent_exit_meaning
 from appyard.cli._common import console, err_console, exit_with, home_dir
-from appyard.cli.accounts_cmd import AGENT_TOKEN_ENV
+from appyard.cli.agent_cmd import AGENT_TOKEN_ENV, agent_argv
 from appyard.cli.children import (
     MAX_RESTARTS,
     RESTART_WINDOW_S,
@@ -34,7 +35,7 @@ from appyard.cli.children import (
     wait_for_server,
 )
 from appyard.cli.demo_project import ensure_demo_project
-from appyard.domain.status import Status
+from appyard.domain.status import ON_AGENT
 from appyard.errors import AppyardError, AuthenticationError, TaskFinishedWithError
 from appyard.sdk import Api
 from appyard.sdk.api import default_env_file
@@ -237,11 +238,10 @@ def _stop_apps(api: Api, state: UpState, timeout: float) -> None:
     """
     if state.team_id is None or state.agent_id is None:
         return
-    live = (Status.CONSUMED, Status.STARTED, Status.DEPLOYED, Status.TERMINATING)
     try:
         tasks = [
             t
-            for t in api.task.get_list(state.team_id, statuses=live)
+            for t in api.task.get_list(state.team_id, statuses=sorted(ON_AGENT))
             if t.agent_id == state.agent_id
         ]
         if not tasks:
@@ -330,12 +330,12 @@ class Local:
             if not child.may_restart():
                 self.keep_apps = True  # not a deliberate stop: the apps are not ours to end
                 return (
-                    f"the {child.name} exited with code {code}, {MAX_RESTARTS + 1} times within "
+                    f"{child.exit_text(code)}, {MAX_RESTARTS + 1} times within "
                     f"{RESTART_WINDOW_S:g} s; giving up. Running apps keep running; the next "
                     "appyard up re-adopts them"
                 )
             err_console.print(
-                f"[yellow]the {child.name} exited with code {code}; starting it again[/yellow]"
+                f"[yellow]{child.exit_text(code)}; starting it again[/yellow]"
                 + (" (running apps keep running)" if child is self.agent else "")
             )
             child.start()
@@ -400,23 +400,15 @@ def running_appyard(
             assert state.agent_token is not None
             agent_env = {k: v for k, v in os.environ.items() if k not in _CLIENT_VARS}
             agent_env.update({"APPYARD_HOME": str(home), AGENT_TOKEN_ENV: state.agent_token})
+            # --stop-apps-on-exit: on SIGTERM; SIGHUP leaves them (see agent/command)
+            run_args = agent_argv(address, slots, work_dir=None, stop_apps_on_exit=True)
             agent = Child(
                 "agent",
-                [
-                    sys.executable,
-                    "-m",
-                    "appyard.cli",
-                    "agent",
-                    "run",
-                    "--server",
-                    address,
-                    "--slots",
-                    str(slots),
-                    "--stop-apps-on-exit",  # on SIGTERM; SIGHUP leaves them (see agent/command)
-                ],
+                [sys.executable, "-m", "appyard.cli", "agent", "run", *run_args],
                 agent_env,
                 death_signal=signal.SIGHUP,
                 quiet=quiet,
+                explain_exit=agent_exit_meaning,  # a refused token does not read as a crash
             )
             agent.start()
             ensure_demo_project(api, state, lambda: state.save(state_path), out)

@@ -25,14 +25,8 @@ class Status(StrEnum):
     def is_terminal(self) -> bool:
         return self in TERMINAL
 
-    @property
-    def is_running(self) -> bool:
-        """An app process exists (or may exist) for the task."""
-        return self in RUNNING
-
 
 TERMINAL: frozenset[Status] = frozenset({Status.FINISHED, Status.ERROR, Status.STOPPED})
-RUNNING: frozenset[Status] = frozenset({Status.STARTED, Status.DEPLOYED, Status.TERMINATING})
 #: statuses in which the task is held by an agent
 ON_AGENT: frozenset[Status] = frozenset(
     {Status.CONSUMED, Status.STARTED, Status.DEPLOYED, Status.TERMINATING}
@@ -58,11 +52,6 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 def can_transition(old: Status, new: Status) -> bool:
     """True when ``old -> new`` is a legal move of the state machine."""
     return new in TRANSITIONS[old]
-
-
-def sources_of(new: Status) -> frozenset[Status]:
-    """All statuses from which ``new`` may be reached (the WHERE clause of a status UPDATE)."""
-    return frozenset(old for old, targets in TRANSITIONS.items() if new in targets)
 
 
 def status_after_exit(current: Status, exit_code: int | None) -> Status:

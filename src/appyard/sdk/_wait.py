@@ -13,8 +13,9 @@ from appyard.schemas.tasks import LogLine, TaskInfo
 DEFAULT_ATTEMPTS = 999
 DEFAULT_DELAY_S = 1.0
 MAX_POLL_S = 25.0  # the server holds a wait open at most this long
-#: statuses at which ``wait`` returns whatever the target (the reference's rule)
-RETURN_AT: frozenset[Status] = frozenset({Status.FINISHED, Status.DEPLOYED, Status.STOPPED})
+#: statuses at which ``wait`` returns whatever the target (the reference's rule): every end
+#: but ``error`` (which raises unless it is the target), and ``deployed`` (a serving app is up)
+RETURN_AT: frozenset[Status] = (TERMINAL - {Status.ERROR}) | {Status.DEPLOYED}
 TAIL_LINES = 20
 
 
@@ -112,7 +113,3 @@ def error_message(task: TaskInfo, tail: list[LogLine]) -> str:
 
 def finished_with_error(task: TaskInfo, tail: list[LogLine]) -> TaskFinishedWithError:
     return TaskFinishedWithError(error_message(task, tail), task_id=task.id, error=task.error)
-
-
-def is_terminal(status: Status) -> bool:
-    return status in TERMINAL

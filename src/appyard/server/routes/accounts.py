@@ -27,7 +27,7 @@ public = APIRouter(tags=["accounts"])
 
 @public.post("/auth/login", response_model=TokenCreated)
 def login(request: Request, body: LoginRequest) -> TokenCreated:
-    return run_anon(request, lambda s: svc.login(s, body.login, body.password))
+    return run_anon(request, lambda s: svc.login(s, login_name=body.login, password=body.password))
 
 
 @router.get("/users/me", response_model=UserInfo)
@@ -37,7 +37,7 @@ def me(request: Request) -> UserInfo:
 
 @router.post("/users", response_model=UserInfo, status_code=201)
 def create_user(request: Request, body: UserCreate) -> UserInfo:
-    return run(request, lambda s, p: svc.create_user(s, p, body))
+    return run(request, lambda s, p: svc.create_user(s, p, body=body))
 
 
 @router.get("/users", response_model=list[UserInfo])
@@ -47,7 +47,7 @@ def list_users(request: Request) -> list[UserInfo]:
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
 def create_token(request: Request, body: TokenCreate) -> TokenCreated:
-    return run(request, lambda s, p: svc.create_token(s, p, body))
+    return run(request, lambda s, p: svc.create_token(s, p, body=body))
 
 
 @router.get("/tokens", response_model=list[TokenInfo])
@@ -57,7 +57,7 @@ def list_tokens(request: Request) -> list[TokenInfo]:
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(request: Request, token_id: PathId) -> Response:
-    run(request, lambda s, p: svc.revoke_token(s, p, token_id))
+    run(request, lambda s, p: svc.revoke_token(s, p, token_id=token_id))
     return Response(status_code=204)
 
 
@@ -68,24 +68,24 @@ def list_teams(request: Request) -> list[TeamInfo]:
 
 @router.post("/teams", response_model=TeamInfo, status_code=201)
 def create_team(request: Request, body: TeamCreate) -> TeamInfo:
-    return run(request, lambda s, p: svc.create_team(s, p, body))
+    return run(request, lambda s, p: svc.create_team(s, p, body=body))
 
 
 @router.get("/teams/{team_id}/members", response_model=list[MemberInfo])
 def list_members(request: Request, team_id: PathId) -> list[MemberInfo]:
-    return read(request, lambda s, p: svc.list_members(s, p, team_id))
+    return read(request, lambda s, p: svc.list_members(s, p, team_id=team_id))
 
 
 @router.post("/teams/{team_id}/members", response_model=MemberInfo, status_code=201)
 def add_member(request: Request, team_id: PathId, body: MemberAdd) -> MemberInfo:
-    return run(request, lambda s, p: svc.add_member(s, p, team_id, body))
+    return run(request, lambda s, p: svc.add_member(s, p, team_id=team_id, body=body))
 
 
 @router.get("/teams/{team_id}/workspaces", response_model=list[WorkspaceInfo])
 def list_workspaces(request: Request, team_id: PathId) -> list[WorkspaceInfo]:
-    return read(request, lambda s, p: svc.list_workspaces(s, p, team_id))
+    return read(request, lambda s, p: svc.list_workspaces(s, p, team_id=team_id))
 
 
 @router.post("/teams/{team_id}/workspaces", response_model=WorkspaceInfo, status_code=201)
 def create_workspace(request: Request, team_id: PathId, body: WorkspaceCreate) -> WorkspaceInfo:
-    return run(request, lambda s, p: svc.create_workspace(s, p, team_id, body))
+    return run(request, lambda s, p: svc.create_workspace(s, p, team_id=team_id, body=body))

@@ -24,7 +24,7 @@ PathQuery = Annotated[str, Query(description="Team path, like /exports/result.ta
 
 def _files(request: Request, team_id: int, need: Role) -> svc.TeamFiles:
     """The team's files once the caller's role allows ``need`` (404 for another team)."""
-    read(request, lambda s, p: svc.authorize(s, p, team_id, need))
+    read(request, lambda s, p: svc.authorize(s, p, team_id=team_id, need=need))
     return svc.TeamFiles(context(request).settings.files_dir, team_id)
 
 
@@ -74,7 +74,7 @@ def download(request: Request, team_id: PathId, path: PathQuery) -> StreamingRes
 @router.put("/teams/{team_id}/files/content", response_model=FileInfo)
 async def upload(request: Request, team_id: PathId, path: PathQuery) -> FileInfo:
     """The raw body becomes the file, streamed to disk and renamed into place when complete."""
-    await aread(request, lambda s, p: svc.authorize(s, p, team_id, "developer"))
+    await aread(request, lambda s, p: svc.authorize(s, p, team_id=team_id, need="developer"))
     rel = svc.normalize(path)
     ctx = context(request)
     length = request.headers.get("content-length", "")

@@ -68,41 +68,45 @@ def _collect(request: Request, shas: list[str]) -> None:
 
 @router.post("/projects", response_model=ProjectInfo, status_code=201)
 def create_project(request: Request, body: ProjectCreate) -> ProjectInfo:
-    return run(request, lambda s, p: project_svc.create_project(s, p, body))
+    return run(request, lambda s, p: project_svc.create_project(s, p, body=body))
 
 
 @router.get("/projects", response_model=list[ProjectInfo])
 def list_projects(request: Request, workspace_id: QueryId) -> list[ProjectInfo]:
-    return read(request, lambda s, p: project_svc.list_projects(s, p, workspace_id))
+    return read(request, lambda s, p: project_svc.list_projects(s, p, workspace_id=workspace_id))
 
 
 @router.get("/projects/lookup", response_model=ProjectInfo)
 def lookup_project(
     request: Request, workspace_id: QueryId, name: str = Query(min_length=1, max_length=200)
 ) -> ProjectInfo:
-    return read(request, lambda s, p: project_svc.lookup_project(s, p, workspace_id, name))
+    return read(
+        request, lambda s, p: project_svc.lookup_project(s, p, workspace_id=workspace_id, name=name)
+    )
 
 
 @router.get("/projects/{project_id}", response_model=ProjectInfo)
 def get_project(request: Request, project_id: PathId) -> ProjectInfo:
-    return read(request, lambda s, p: project_svc.project_by_id(s, p, project_id))
+    return read(request, lambda s, p: project_svc.project_by_id(s, p, project_id=project_id))
 
 
 @router.delete("/projects/{project_id}", status_code=204)
 def delete_project(request: Request, project_id: PathId) -> Response:
-    shas = run(request, lambda s, p: project_svc.delete_project(s, p, project_id))
+    shas = run(request, lambda s, p: project_svc.delete_project(s, p, project_id=project_id))
     _collect(request, shas)
     return Response(status_code=204)
 
 
 @router.get("/projects/{project_id}/meta", response_model=ProjectMeta)
 def get_meta(request: Request, project_id: PathId) -> ProjectMeta:
-    return read(request, lambda s, p: project_svc.get_meta(s, p, project_id))
+    return read(request, lambda s, p: project_svc.get_meta(s, p, project_id=project_id))
 
 
 @router.put("/projects/{project_id}/meta", response_model=ProjectMeta)
 def update_meta(request: Request, project_id: PathId, body: ProjectMeta) -> ProjectMeta:
-    return run(request, lambda s, p: project_svc.update_meta(s, p, project_id, body))
+    return run(
+        request, lambda s, p: project_svc.update_meta(s, p, project_id=project_id, meta=body)
+    )
 
 
 # -- datasets -----------------------------------------------------------------------------------
@@ -110,17 +114,17 @@ def update_meta(request: Request, project_id: PathId, body: ProjectMeta) -> Proj
 
 @router.post("/datasets", response_model=DatasetInfo, status_code=201)
 def create_dataset(request: Request, body: DatasetCreate) -> DatasetInfo:
-    return run(request, lambda s, p: dataset_svc.create_dataset(s, p, body))
+    return run(request, lambda s, p: dataset_svc.create_dataset(s, p, body=body))
 
 
 @router.get("/datasets", response_model=list[DatasetInfo])
 def list_datasets(request: Request, project_id: QueryId) -> list[DatasetInfo]:
-    return read(request, lambda s, p: dataset_svc.list_datasets(s, p, project_id))
+    return read(request, lambda s, p: dataset_svc.list_datasets(s, p, project_id=project_id))
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetInfo)
 def get_dataset(request: Request, dataset_id: PathId) -> DatasetInfo:
-    return read(request, lambda s, p: dataset_svc.dataset_by_id(s, p, dataset_id))
+    return read(request, lambda s, p: dataset_svc.dataset_by_id(s, p, dataset_id=dataset_id))
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -147,7 +151,12 @@ def upload_image(
     read(
         request,
         lambda s, p: image_svc.check_upload(
-            s, p, dataset_id, name, change_name_if_conflict, problem
+            s,
+            p,
+            dataset_id=dataset_id,
+            name=name,
+            change_name_if_conflict=change_name_if_conflict,
+            problem=problem,
         ),
     )
     assert probed is not None
@@ -158,7 +167,12 @@ def upload_image(
         info = run(
             request,
             lambda s, p: image_svc.add_image(
-                s, p, dataset_id, name, image, change_name_if_conflict
+                s,
+                p,
+                dataset_id=dataset_id,
+                name=name,
+                file=image,
+                change_name_if_conflict=change_name_if_conflict,
             ),
         )
     except BaseException:
@@ -187,17 +201,20 @@ def list_images(
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: QueryId | None = None,
 ) -> Page[ImageInfo]:
-    return read(request, lambda s, p: image_svc.list_images(s, p, dataset_id, limit, cursor))
+    return read(
+        request,
+        lambda s, p: image_svc.list_images(s, p, dataset_id=dataset_id, limit=limit, cursor=cursor),
+    )
 
 
 @router.get("/images/{image_id}", response_model=ImageInfo)
 def get_image(request: Request, image_id: PathId) -> ImageInfo:
-    return read(request, lambda s, p: image_svc.image_by_id(s, p, image_id))
+    return read(request, lambda s, p: image_svc.image_by_id(s, p, image_id=image_id))
 
 
 @router.get("/images/{image_id}/file")
 def download_image(request: Request, image_id: PathId) -> FileResponse:
-    info = read(request, lambda s, p: image_svc.image_by_id(s, p, image_id))
+    info = read(request, lambda s, p: image_svc.image_by_id(s, p, image_id=image_id))
     path = _store(request).path(info.sha256)
     if not path.exists():
         raise NotFoundError(
@@ -212,14 +229,14 @@ def download_image(request: Request, image_id: PathId) -> FileResponse:
 
 @router.delete("/images/{image_id}", status_code=204)
 def delete_image(request: Request, image_id: PathId) -> Response:
-    shas = run(request, lambda s, p: image_svc.delete_image(s, p, image_id))
+    shas = run(request, lambda s, p: image_svc.delete_image(s, p, image_id=image_id))
     _collect(request, shas)
     return Response(status_code=204)
 
 
 @router.get("/images/{image_id}/annotation", response_model=AnnotationInfo)
 def get_annotation(request: Request, image_id: PathId) -> AnnotationInfo:
-    return read(request, lambda s, p: annotation_svc.get_annotation(s, p, image_id))
+    return read(request, lambda s, p: annotation_svc.get_annotation(s, p, image_id=image_id))
 
 
 # -- annotations --------------------------------------------------------------------------------
@@ -271,9 +288,9 @@ def upload_annotations(request: Request, body: AnnotationUpload) -> list[Annotat
     """Read the batch's images and metas (a read transaction), check it in no transaction
     (decoding bitmaps takes time: no lock is held, no connection taken), then write it in a
     short write transaction that looks again at what the check relied on."""
-    targets = read(request, lambda s, p: annotation_svc.annotation_targets(s, p, body))
+    targets = read(request, lambda s, p: annotation_svc.annotation_targets(s, p, body=body))
     checked = annotation_svc.check_annotations(targets)
-    return run(request, lambda s, p: annotation_svc.write_annotations(s, p, checked))
+    return run(request, lambda s, p: annotation_svc.write_annotations(s, p, batch=checked))
 
 
 router.add_api_route(
@@ -287,4 +304,4 @@ router.add_api_route(
 
 @router.post("/annotations/download", response_model=list[AnnotationInfo])
 def download_annotations(request: Request, body: AnnotationIds) -> list[AnnotationInfo]:
-    return read(request, lambda s, p: annotation_svc.download_annotations(s, p, body))
+    return read(request, lambda s, p: annotation_svc.download_annotations(s, p, body=body))

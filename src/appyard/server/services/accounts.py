@@ -168,7 +168,7 @@ def _user_info(u: User) -> UserInfo:
     return UserInfo(id=u.id, login=u.login, is_admin=u.is_admin, created_at=u.created_at)
 
 
-def create_user(s: Session, p: Principal | None, body: UserCreate) -> UserInfo:
+def create_user(s: Session, p: Principal | None, *, body: UserCreate) -> UserInfo:
     if p is not None:
         require_admin(p)
     if s.scalar(select(User.id).where(User.login == body.login)) is not None:
@@ -198,7 +198,7 @@ def _token_info(t: Token) -> TokenInfo:
     return TokenInfo(id=t.id, name=t.name, kind=t.kind, user_id=t.user_id, created_at=t.created_at)
 
 
-def create_token(s: Session, p: Principal, body: TokenCreate) -> TokenCreated:
+def create_token(s: Session, p: Principal, *, body: TokenCreate) -> TokenCreated:
     user_id = require_user(p)
     if p.kind != "user":
         raise PermissionDeniedError("A task token cannot mint tokens.")
@@ -221,7 +221,7 @@ def list_tokens(s: Session, p: Principal) -> list[TokenInfo]:
     return [_token_info(t) for t in rows]
 
 
-def revoke_token(s: Session, p: Principal, token_id: int) -> None:
+def revoke_token(s: Session, p: Principal, *, token_id: int) -> None:
     user_id = require_user(p)
     row = s.get(Token, token_id)
     if row is None or row.kind != "user" or (row.user_id != user_id and not p.is_admin):
@@ -229,7 +229,7 @@ def revoke_token(s: Session, p: Principal, token_id: int) -> None:
     row.revoked = True
 
 
-def login(s: Session, login_name: str, password: str) -> TokenCreated:
+def login(s: Session, *, login_name: str, password: str) -> TokenCreated:
     user = s.scalar(select(User).where(User.login == login_name))
     if user is None or not check_password(password, user.password_hash):
         raise AuthenticationError("Wrong login or password.")
@@ -290,7 +290,7 @@ def list_teams(s: Session, p: Principal) -> list[TeamInfo]:
     ]
 
 
-def create_team(s: Session, p: Principal, body: TeamCreate) -> TeamInfo:
+def create_team(s: Session, p: Principal, *, body: TeamCreate) -> TeamInfo:
     if p.kind != "user":
         raise PermissionDeniedError("Only a user token can create a team.")
     user_id = require_user(p)
@@ -301,7 +301,7 @@ def create_team(s: Session, p: Principal, body: TeamCreate) -> TeamInfo:
     return TeamInfo(id=team.id, name=team.name, role="admin", created_at=team.created_at)
 
 
-def list_members(s: Session, p: Principal, team_id: int) -> list[MemberInfo]:
+def list_members(s: Session, p: Principal, *, team_id: int) -> list[MemberInfo]:
     team_role(s, p, team_id)
     rows = s.execute(
         select(Member, User.login)
@@ -312,7 +312,7 @@ def list_members(s: Session, p: Principal, team_id: int) -> list[MemberInfo]:
     return [MemberInfo(user_id=m.user_id, login=login, role=m.role) for m, login in rows]  # type: ignore[arg-type]
 
 
-def add_member(s: Session, p: Principal, team_id: int, body: MemberAdd) -> MemberInfo:
+def add_member(s: Session, p: Principal, *, team_id: int, body: MemberAdd) -> MemberInfo:
     if p.kind != "user":
         raise PermissionDeniedError("Only a user token can manage members.")
     team_role(s, p, team_id, "admin")
@@ -333,14 +333,14 @@ def _ws_info(w: Workspace) -> WorkspaceInfo:
     )
 
 
-def list_workspaces(s: Session, p: Principal, team_id: int) -> list[WorkspaceInfo]:
+def list_workspaces(s: Session, p: Principal, *, team_id: int) -> list[WorkspaceInfo]:
     team_role(s, p, team_id)
     rows = s.scalars(select(Workspace).where(Workspace.team_id == team_id).order_by(Workspace.id))
     return [_ws_info(w) for w in rows]
 
 
 def create_workspace(
-    s: Session, p: Principal, team_id: int, body: WorkspaceCreate
+    s: Session, p: Principal, *, team_id: int, body: WorkspaceCreate
 ) -> WorkspaceInfo:
     team_role(s, p, team_id, "developer")
     exists = s.scalar(

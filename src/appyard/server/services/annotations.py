@@ -54,11 +54,11 @@ def _annotation_info(im: Image) -> AnnotationInfo:
     )
 
 
-def get_annotation(s: Session, p: Principal, image_id: int) -> AnnotationInfo:
+def get_annotation(s: Session, p: Principal, *, image_id: int) -> AnnotationInfo:
     return _annotation_info(get_image(s, p, image_id, annotation=True))
 
 
-def download_annotations(s: Session, p: Principal, body: AnnotationIds) -> list[AnnotationInfo]:
+def download_annotations(s: Session, p: Principal, *, body: AnnotationIds) -> list[AnnotationInfo]:
     images = images_in_order(
         s, p, body.image_ids, "viewer", lambda i: f"image_ids[{i}]", annotation=True
     )
@@ -150,7 +150,7 @@ def _metas(s: Session, project_ids: Iterable[int], lock: bool = False) -> dict[i
     return {pid: meta for pid, meta in s.execute(stmt)}
 
 
-def annotation_targets(s: Session, p: Principal, body: AnnotationUpload) -> BatchTargets:
+def annotation_targets(s: Session, p: Principal, *, body: AnnotationUpload) -> BatchTargets:
     """First step of an annotation upload, in a read transaction: each item's image (the
     caller may write to it; an image twice is a 422, one missing a 404, naming the item) and
     their projects' metas."""
@@ -187,7 +187,7 @@ def check_annotations(targets: BatchTargets) -> CheckedBatch:
     )
 
 
-def write_annotations(s: Session, p: Principal, batch: CheckedBatch) -> list[AnnotationInfo]:
+def write_annotations(s: Session, p: Principal, *, batch: CheckedBatch) -> list[AnnotationInfo]:
     """Last step, in a short write transaction: write a checked batch, all of it or nothing.
     What the check relied on is looked at again: an image removed meanwhile is a 404 naming
     its item; an item whose project's meta changed meanwhile is checked again against the new

@@ -52,7 +52,7 @@ def _dataset_infos(s: Session, project: Project, where: ColumnElement[bool]) -> 
     return [dataset_info(ds, project, n) for ds, n in rows]
 
 
-def create_dataset(s: Session, p: Principal, body: DatasetCreate) -> DatasetInfo:
+def create_dataset(s: Session, p: Principal, *, body: DatasetCreate) -> DatasetInfo:
     project = get_project(s, p, body.project_id, "developer")
     check_description(body.description)
     dataset = insert_named(
@@ -76,11 +76,11 @@ def create_dataset(s: Session, p: Principal, body: DatasetCreate) -> DatasetInfo
     return dataset_info(dataset, project, 0)
 
 
-def list_datasets(s: Session, p: Principal, project_id: int) -> list[DatasetInfo]:
+def list_datasets(s: Session, p: Principal, *, project_id: int) -> list[DatasetInfo]:
     project = get_project(s, p, project_id)
     return _dataset_infos(s, project, Dataset.project_id == project.id)
 
 
-def dataset_by_id(s: Session, p: Principal, dataset_id: int) -> DatasetInfo:
+def dataset_by_id(s: Session, p: Principal, *, dataset_id: int) -> DatasetInfo:
     dataset, project = get_dataset(s, p, dataset_id)
     return _dataset_infos(s, project, Dataset.id == dataset.id)[0]

@@ -127,7 +127,7 @@ def _can_publish(s: Session, p: Principal) -> int:
     return user_id
 
 
-def publish(s: Session, p: Principal, data: bytes, store: ReleaseStore) -> PublishResult:
+def publish(s: Session, p: Principal, *, data: bytes, store: ReleaseStore) -> PublishResult:
     """Add a release; the same content published again returns the release it already has."""
     user_id = _can_publish(s, p)
     config, manifest, readme = read_archive(data)
@@ -212,7 +212,7 @@ def get_module_row(s: Session, module_id: int) -> Module:
     return module
 
 
-def module_info(s: Session, p: Principal, module_id: int, version: str | None) -> ModuleInfoWire:
+def module_info(s: Session, p: Principal, *, module_id: int, version: str | None) -> ModuleInfoWire:
     module = get_module_row(s, module_id)
     releases = releases_of(s, module_id)
     release = pick_release(s, module_id, version)
@@ -235,22 +235,22 @@ def module_info(s: Session, p: Principal, module_id: int, version: str | None) -
     )
 
 
-def lookup(s: Session, p: Principal, slug: str) -> int:
+def lookup(s: Session, p: Principal, *, slug: str) -> int:
     module_id = s.scalar(select(Module.id).where(Module.slug == slug))
     if module_id is None:
         raise NotFoundError(f"Module {slug} not found in ecosystem", field="slug")
     return module_id
 
 
-def list_modules(s: Session, p: Principal, q: str | None = None) -> list[ModuleInfoWire]:
+def list_modules(s: Session, p: Principal, *, q: str | None = None) -> list[ModuleInfoWire]:
     stmt = select(Module.id).order_by(Module.id)
     if q:
         like = f"%{q}%"
         stmt = stmt.where(or_(Module.slug.ilike(like), Module.name.ilike(like)))
-    return [module_info(s, p, mid, None) for mid in s.scalars(stmt)]
+    return [module_info(s, p, module_id=mid, version=None) for mid in s.scalars(stmt)]
 
 
-def release_for_download(s: Session, p: Principal, sha256: str) -> Release:
+def release_for_download(s: Session, p: Principal, *, sha256: str) -> Release:
     release = s.scalar(select(Release).where(Release.sha256 == sha256))
     if release is None:
         raise NotFoundError(f"No release with sha256 {sha256}.", field="sha256")

@@ -142,6 +142,7 @@ def _image_name_taken(dataset_id: int, name: str) -> ConflictError:
 def check_upload(
     s: Session,
     p: Principal,
+    *,
     dataset_id: int,
     name: str,
     change_name_if_conflict: bool,
@@ -161,6 +162,7 @@ def check_upload(
 def add_image(
     s: Session,
     p: Principal,
+    *,
     dataset_id: int,
     name: str,
     file: ImageFile,
@@ -201,7 +203,7 @@ def add_image(
 
 
 def list_images(
-    s: Session, p: Principal, dataset_id: int, limit: int = 100, cursor: int | None = None
+    s: Session, p: Principal, *, dataset_id: int, limit: int = 100, cursor: int | None = None
 ) -> Page[ImageInfo]:
     """A page of the dataset's images by id; ``next_cursor`` is the last id of this page."""
     dataset, _ = get_dataset(s, p, dataset_id)
@@ -211,11 +213,11 @@ def list_images(
     return keyset_page(list(s.scalars(stmt.order_by(Image.id).limit(limit + 1))), limit, image_info)
 
 
-def image_by_id(s: Session, p: Principal, image_id: int) -> ImageInfo:
+def image_by_id(s: Session, p: Principal, *, image_id: int) -> ImageInfo:
     return image_info(get_image(s, p, image_id))
 
 
-def delete_image(s: Session, p: Principal, image_id: int) -> list[str]:
+def delete_image(s: Session, p: Principal, *, image_id: int) -> list[str]:
     """Remove the image; returns its file's sha256 (collected after the commit if unused)."""
     image = get_image(s, p, image_id, "developer")
     s.execute(delete(Image).where(Image.id == image.id))

@@ -70,7 +70,7 @@ def _project_infos(s: Session, where: ColumnElement[bool]) -> list[ProjectInfo]:
     return [project_info(pr, dc, ic) for pr, dc, ic in rows]
 
 
-def create_project(s: Session, p: Principal, body: ProjectCreate) -> ProjectInfo:
+def create_project(s: Session, p: Principal, *, body: ProjectCreate) -> ProjectInfo:
     ws = get_workspace(s, p, body.workspace_id, "developer")
     check_description(body.description)
     project = insert_named(
@@ -101,17 +101,17 @@ def create_project(s: Session, p: Principal, body: ProjectCreate) -> ProjectInfo
     return project_info(project, 0, 0)
 
 
-def list_projects(s: Session, p: Principal, workspace_id: int) -> list[ProjectInfo]:
+def list_projects(s: Session, p: Principal, *, workspace_id: int) -> list[ProjectInfo]:
     ws = get_workspace(s, p, workspace_id)
     return _project_infos(s, Project.workspace_id == ws.id)
 
 
-def project_by_id(s: Session, p: Principal, project_id: int) -> ProjectInfo:
+def project_by_id(s: Session, p: Principal, *, project_id: int) -> ProjectInfo:
     project = get_project(s, p, project_id)
     return _project_infos(s, Project.id == project.id)[0]
 
 
-def lookup_project(s: Session, p: Principal, workspace_id: int, name: str) -> ProjectInfo:
+def lookup_project(s: Session, p: Principal, *, workspace_id: int, name: str) -> ProjectInfo:
     ws = get_workspace(s, p, workspace_id)
     # a name no project can have is not looked for (PostgreSQL refuses a NUL in a query)
     possible = len(name) <= NAME_MAX and re.fullmatch(NAME_PATTERN, name) is not None
@@ -126,7 +126,7 @@ def lookup_project(s: Session, p: Principal, workspace_id: int, name: str) -> Pr
     return found[0]
 
 
-def delete_project(s: Session, p: Principal, project_id: int) -> list[str]:
+def delete_project(s: Session, p: Principal, *, project_id: int) -> list[str]:
     """Remove the project with its datasets and images; returns the sha256 of the files its
     images used (the caller collects those no other image uses, after the commit)."""
     project = get_project(s, p, project_id, "developer", lock=True)
@@ -135,7 +135,7 @@ def delete_project(s: Session, p: Principal, project_id: int) -> list[str]:
     return shas
 
 
-def get_meta(s: Session, p: Principal, project_id: int) -> ProjectMeta:
+def get_meta(s: Session, p: Principal, *, project_id: int) -> ProjectMeta:
     return ProjectMeta.model_validate(get_project(s, p, project_id).meta)
 
 
@@ -157,7 +157,7 @@ def _images_word(n: int) -> str:
     return f"{n} image" if n == 1 else f"{n} images"
 
 
-def update_meta(s: Session, p: Principal, project_id: int, meta: ProjectMeta) -> ProjectMeta:
+def update_meta(s: Session, p: Principal, *, project_id: int, meta: ProjectMeta) -> ProjectMeta:
     """Replace the meta; a class or tag still in use may not go, nor a used class change shape."""
     project = get_project(s, p, project_id, "developer", lock=True)
     old = ProjectMeta.model_validate(project.meta)
