@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from appyard.agent import proc
-from appyard.agent.runner import AppHandle, Launcher, launch
+from appyard.agent.handle import AppHandle
+from appyard.agent.launch import launch
+from appyard.agent.launcher import Launcher
 from appyard.agent.state import TaskDir, TaskState, WorkDir
 from tests.support import alive, wait_for
 

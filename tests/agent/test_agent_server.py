@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from appyard.agent.exit_codes import RET_CONFIG
 from appyard.agent.state import TaskDir
 from tests.agent.test_runner_and_cache import make_wheel
 from tests.support import APPS, AgentProc, World, alive, wait_for
@@ -240,7 +241,7 @@ def test_default_work_dir_is_found_again_and_locked(world: World, tmp_path: Path
         ident = json.loads((folder / "agent.json").read_text())
         assert ident["agent_id"] == agent_id and token not in json.dumps(ident)
         second, log2 = run()  # same token: finds the same folder, which is taken
-        assert second.wait(30) == 2
+        assert second.wait(30) == RET_CONFIG
         assert "another agent" in log2.read_text()
     finally:
         first.send_signal(signal.SIGTERM)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from appyard.agent.appspec import app_command, app_env
 from appyard.agent.cache import PrepareError, ReleaseCache, VenvCache, requirements_of, unpack
 from appyard.agent.logship import read_batch
-from appyard.agent.runner import app_command, app_env
 from appyard.errors import ManifestError
 from appyard.schemas.agents import TaskAssignment
 from appyard.schemas.manifest import Manifest

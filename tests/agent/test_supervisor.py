@@ -1,4 +1,4 @@
-"""The supervisor and runner on their own: real processes, real signals, no server."""
+"""The supervisor and its launch on their own: real processes, real signals, no server."""
 
 from __future__ import annotations
 
@@ -12,9 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from appyard.agent import supervisor
-from appyard.agent.runner import SUPERVISOR, SpawnError, launch, sigterm_blocked
+from appyard.agent.handle import adopt, kill_orphan
+from appyard.agent.launch import (
+    SUPERVISOR,
+    SpawnError,
+    job_for,
+    launch,
+    make_task_files,
+    sigterm_blocked,
+)
 from appyard.agent.state import WorkDir
+from appyard.agent.supervisor.app import EXEC_FAILED
+from appyard.agent.supervisor.lines import CUT_MARK
 from tests.agent.helpers import (
     alive,
     app_texts,
@@ -82,7 +91,7 @@ def test_levels_long_lines_and_odd_bytes(tmp_path: Path) -> None:
     assert by_text["2024-01-01 10:00:00,"]["level"] == "debug"
     assert by_text["bad \ufffd byte"]["text"] == "bad \ufffd byte"
     long = by_text["x" * 20]
-    assert len(long["text"]) == 65536 and long["text"].endswith(supervisor.CUT_MARK)
+    assert len(long["text"]) == 65536 and long["text"].endswith(CUT_MARK)
     assert app_texts(td)[-2:] == ["after the long one", "no newline at the end"]
 
 
@@ -183,7 +192,7 @@ def test_a_program_that_cannot_be_executed(tmp_path: Path) -> None:
         launch(td, ["/no/such/program", "x"], dict(os.environ), 5.0)
     info = td.exit_info()
     assert info is not None
-    assert info.exit_code == supervisor.EXEC_FAILED and not info.spawned
+    assert info.exit_code == EXEC_FAILED and not info.spawned
     assert info.error and "No such file" in info.error
     assert [r["level"] for r in log_lines(td)] == ["error"]
 
@@ -201,14 +210,24 @@ def test_supervisor_ignores_hangup_and_interrupt(tmp_path: Path) -> None:
 
 
 def test_early_sigterm_is_not_lost(tmp_path: Path) -> None:
-    """A stop that arrives while the supervisor is still starting stops the app at once."""
+    """A stop sent once the job is written, while the supervisor is still starting, stops the
+    app at once."""
     td = new_task(tmp_path)
-    cmd = [sys.executable, "-I", "-S", str(SUPERVISOR), "--task-dir", str(td.path)]
-    cmd += ["--grace", "30", "--", sys.executable, "-c", "import time; time.sleep(600)"]
-    with sigterm_blocked():  # as launch() does
-        sup = subprocess.Popen(cmd, start_new_session=True)
+    job = job_for(td, [sys.executable, "-c", "import time; time.sleep(600)"], os.environ, 30.0)
+    make_task_files(td)
+    job_r, job_w = os.pipe()
+    status_r, status_w = os.pipe()
+    cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
+    cmd += ["--job-fd", str(job_r), "--status-fd", str(status_w)]
+    with sigterm_blocked():  # as the agent starts every supervisor
+        sup = subprocess.Popen(cmd, pass_fds=(job_r, status_w), start_new_session=True)
+    os.close(job_r)
+    os.close(status_w)
+    os.write(job_w, job)  # all of it: it fits in the pipe
     sup.send_signal(signal.SIGTERM)  # long before its handler exists
     assert sup.wait(15) == 0
+    os.close(job_w)
+    os.close(status_r)
     info = td.exit_info()
     assert info is not None and info.stop_requested and info.exit_code == -signal.SIGTERM
 
@@ -277,7 +296,6 @@ time.sleep(600)
 
 
 def test_agent_killed_app_lives_on_and_is_readopted(tmp_path: Path) -> None:
-    from appyard.agent.runner import adopt
     from appyard.agent.state import Found
 
     launcher = _agent_side(
@@ -313,7 +331,6 @@ def test_agent_killed_app_lives_on_and_is_readopted(tmp_path: Path) -> None:
 
 
 def test_lost_supervisor_and_a_reused_pid(tmp_path: Path) -> None:
-    from appyard.agent.runner import adopt, kill_orphan
     from appyard.agent.state import Found
 
     td = new_task(tmp_path, 3)

@@ -1,6 +1,6 @@
 """Launches through a warm (pre-started) supervisor: what the app gets, and what the warm one is.
 
-A warm launch must be indistinguishable from a cold one (``runner.launch``) for the app and for
+A warm launch must be indistinguishable from a cold one (``launch.launch``) for the app and for
 whoever reads the task's files later; the warm supervisor itself must hold nothing it should
 not, survive no agent, and take no stop that was not meant for its task.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from appyard.agent import supervisor
-from appyard.agent.runner import SUPERVISOR, Launcher, adopt, encode_job, launch
+from appyard.agent.handle import adopt
+from appyard.agent.launch import SUPERVISOR, SpawnError, launch
+from appyard.agent.launcher import Launcher
 from appyard.agent.state import Found, WorkDir
+from appyard.agent.supervisor.job import Job, decode_job, encode_job
 from tests.agent.helpers import (
     alive,
     app_texts,
@@ -170,26 +173,41 @@ def test_the_app_gets_exactly_what_a_cold_launch_gives_it(
 
 
 def test_job_encoding_round_trip(tmp_path: Path) -> None:
-    td = new_task(tmp_path)
     argv = ["prog", "a b", "", os.fsdecode(b"\xff"), "ü"]
     env = {"A": "1", "B": "x=y", "EMPTY": "", "Ü": os.fsdecode(b"\xfe")}
-    job = encode_job(td, argv, env, 2.5)
-    assert job is not None
-    head, _, body = job.partition(b"\n")
+    data = encode_job(Job("supervisor.log", str(tmp_path), "work", 2.5, argv, env))
+    head, _, body = data.partition(b"\n")
     assert int(head) == len(body)
-    log, task_dir, cwd, grace, got_argv, got_env = supervisor.parse_job(body)
-    assert (log, task_dir, cwd, grace) == (
-        str(td.supervisor_log),
-        str(td.path),
-        str(td.work),
+    job = decode_job(body)
+    # paths are made absolute where the agent's own working folder is known
+    assert (job.log, job.task_dir, job.cwd, job.grace) == (
+        os.path.abspath("supervisor.log"),
+        str(tmp_path),
+        os.path.abspath("work"),
         2.5,
     )
-    assert got_argv == argv and list(got_env.items()) == list(env.items())
-    # what exec or Popen refuse is left to the cold launch, to fail as it does
-    assert encode_job(td, argv, {"A=B": "1"}, 1.0) is None
-    assert encode_job(td, argv, {"A": "1\0"}, 1.0) is None
-    assert encode_job(td, ["prog", "a\0"], env, 1.0) is None
-    assert encode_job(td, [], env, 1.0) is None
+    assert job.argv == argv and list(job.env.items()) == list(env.items())
+    # what exec refuses is no job
+    for bad_argv, bad_env in [
+        (argv, {"A=B": "1"}),
+        (argv, {"A": "1\0"}),
+        (argv, {"": "1"}),
+        (["prog", "a\0"], env),
+        ([], env),
+    ]:
+        with pytest.raises(ValueError):
+            encode_job(Job("l", "t", "w", 1.0, bad_argv, bad_env))
+
+
+def test_a_command_no_program_can_get_is_a_spawn_error(tmp_path: Path, launcher: Launcher) -> None:
+    """Cold or warm, it fails before any supervisor has it; the waiting one stays for the next."""
+    pid = ready(launcher)
+    argv = [sys.executable, "-c", "print(1)\0"]
+    for how, start in (("cold", launch), ("warm", launcher.launch)):
+        td = new_task(tmp_path / how)
+        with pytest.raises(SpawnError, match="NUL"):
+            start(td, argv, dict(os.environ), 1.0)
+    assert launcher.warm_pid == pid
 
 
 def test_a_warm_supervisor_holds_only_its_pipes(launcher: Launcher) -> None:
@@ -250,6 +268,23 @@ def test_a_warm_supervisor_imports_no_more_than_a_cold_one() -> None:
     assert {"signal", "subprocess", "threading", "locale"}.isdisjoint(imported)
 
 
+def test_the_zygote_imports_no_socket_module() -> None:
+    """It starts once per agent, but alongside the first tasks: ``socket`` would cost it enum
+    and selectors (~10 ms of CPU), so it speaks to the agent through ``_socket``."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cmd = [sys.executable, "-I", "-S", "-X", "importtime", str(SUPERVISOR)]
+    cmd += ["--zygote-fd", str(theirs.fileno())]
+    zygote = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, pass_fds=(theirs.fileno(),))
+    theirs.close()
+    ours.close()  # EOF: it exits
+    _, err = zygote.communicate(timeout=15)
+    assert zygote.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in err.splitlines() if "|" in line}
+    assert "supervisor.zygote" in imported
+    banned = ("appyard", "json", "re", "enum", "socket", "selectors")
+    assert not {m for m in imported if m.startswith(banned)}
+
+
 def test_close_ends_the_warm_supervisor(tmp_path: Path, launcher: Launcher) -> None:
     pid = ready(launcher)
     warm = launcher._warm
@@ -269,7 +304,7 @@ def test_a_warm_supervisor_exits_when_its_agent_is_killed(tmp_path: Path) -> Non
     script = textwrap.dedent(
         """
         import time
-        from appyard.agent.runner import Launcher
+        from appyard.agent.launcher import Launcher
         from tests.support import wait_for
         launcher = Launcher()
         launcher.prime()
@@ -399,7 +434,7 @@ def test_agent_killed_after_a_warm_launch_app_lives_on_and_is_readopted(tmp_path
     script = f"""
 import json, time, textwrap
 from pathlib import Path
-from appyard.agent.runner import Launcher
+from appyard.agent.launcher import Launcher
 from tests.agent.helpers import launch_snippet, new_task
 from tests.support import wait_for
 launcher = Launcher()

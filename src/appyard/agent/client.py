@@ -1,6 +1,12 @@
-"""The agent's HTTP client: the agent protocol, with the retry rules of a report.
+"""The agent's HTTP client: the agent protocol over the SDK's sync core, with the retry rule of
+a report.
 
-Reports (task events, log batches) are retried with capped exponential backoff until the
+The core (``appyard.sdk._sync.SyncCore``) is the one every SDK user has: address normalizing,
+the keep-alive TCP_NODELAY transport, typed errors, downloads that appear whole or not at all.
+What is the agent's own is when a request is tried again (``ReportRetry``, handed to the core
+per request) and that its waits between attempts end when the agent shuts down.
+
+Reports (hello, task events, log batches) are retried with capped exponential backoff until the
 server answers, across a server restart or outage: nothing is lost and, since the server
 ignores a log batch it already has and a repeated event is refused as a conflict, nothing is
 doubled. A 4xx is final (the server understood and said no: e.g. 409, the task moved on);
@@ -11,17 +17,12 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel
 
-from appyard.errors import ApiError, AppyardError, ServerUnavailableError, error_from_response
+from appyard.errors import AppyardError, ServerUnavailableError
 from appyard.schemas.agents import (
     AgentHello,
     AgentWelcome,
@@ -30,33 +31,25 @@ from appyard.schemas.agents import (
     PollResponse,
     TaskEvent,
 )
+from appyard.sdk._core import CoreBase, RequestSpec
+from appyard.sdk._sync import SyncCore
 
 log = logging.getLogger("appyard.agent")
-M = TypeVar("M", bound=BaseModel)
 
-API = "/api/v1"
 #: statuses worth a retry: the server is restarting, overloaded or behind a proxy that is
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
-
-
-def _transport() -> httpx.HTTPTransport:
-    """Keep-alive with TCP_NODELAY: a request's headers and body go out without waiting for
-    the ACK of the first write (Nagle meeting delayed ACK costs 40 ms a request)."""
-    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+#: a report's answer is small and quick; a poll's timeout is its own plus this margin
+REPORT_TIMEOUT_S = 30.0
+POLL_MARGIN_S = 15.0
+DOWNLOAD_TIMEOUT_S = 60.0
+DOWNLOAD_ATTEMPTS = 5
+_JSON = {"Content-Type": "application/json"}
 
 
 class Abandoned(AppyardError):
     """The agent is shutting down: a report still unsent is left for the next agent."""
-
-
-def normalize_server(address: str) -> str:
-    """``host:port`` → ``http://host:port``; no trailing slash (as the SDK does)."""
-    address = address.strip()
-    if "://" not in address:
-        address = "http://" + address
-    return address.rstrip("/")
 
 
 class Backoff:
@@ -76,111 +69,121 @@ class Backoff:
         self.attempt = 0
 
 
-class AgentClient:
-    """One agent's calls to the server. Thread-safe (httpx pools the connections)."""
+class ReportRetry:
+    """The agent's retry rule for one request (a ``sdk._core.Retry``): an outage (no answer,
+    or one of ``RETRY_STATUSES``) is tried again with ``Backoff`` until the server answers, or
+    until ``attempts`` ran out; any other answer is final.
 
-    def __init__(self, server: str, token: str, *, abandon: threading.Event | None = None):
-        self.server = normalize_server(server)
+    Every request of the agent may be repeated: the server recognizes a report it already has.
+    """
+
+    def __init__(
+        self, server: str, what: str, attempts: int | None = None, backoff: Backoff | None = None
+    ) -> None:
+        self.server = server
+        self.what = what
+        self.attempts = attempts
+        self.backoff = backoff or Backoff()
+
+    def _left(self) -> bool:
+        return self.attempts is None or self.backoff.attempt + 1 < self.attempts
+
+    def _again(self, problem: str) -> float:
+        delay = self.backoff.next()
+        n = self.backoff.attempt
+        if n == 1 or n % 10 == 0:
+            log.warning("%s: %s; retrying (attempt %d)", self.what, problem, n)
+        return delay
+
+    def after_error(self, exc: httpx.TransportError) -> float:
+        problem = f"no answer from {self.server}: {exc!r}"
+        if not self._left():
+            raise ServerUnavailableError(problem) from exc
+        return self._again(problem)
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        if response.status_code not in RETRY_STATUSES or not self._left():
+            return None
+        return self._again(f"HTTP {response.status_code}")
+
+    def final(self, response: httpx.Response) -> httpx.Response:
+        CoreBase.raise_for_response(response)
+        return response
+
+
+class AgentClient:
+    """One agent's calls to the server. Thread-safe (httpx pools the connections).
+
+    ``transport`` replaces the network (tests); by default each core has the SDK's.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        *,
+        abandon: threading.Event | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.abandon = abandon or threading.Event()
-        headers = {"Authorization": f"Bearer {token}", "User-Agent": "appyard-agent"}
-        timeout = httpx.Timeout(30.0, connect=5.0)
-        # one client for the long poll, one for everything else: a report never waits
-        # behind a poll for a pooled connection
-        self._poll = httpx.Client(
-            base_url=self.server, headers=headers, timeout=timeout, transport=_transport()
+        # one core for the long poll, one for everything else: a report never waits behind a
+        # poll for a pooled connection
+        self._poll = self._core_for(server, token, transport)
+        self._http = self._core_for(server, token, transport)
+        self.server = self._http.server_address
+
+    def _core_for(self, server: str, token: str, transport: httpx.BaseTransport | None) -> SyncCore:
+        core = SyncCore(
+            server, token, timeout=REPORT_TIMEOUT_S, transport=transport, pause=self._pause
         )
-        self._http = httpx.Client(
-            base_url=self.server, headers=headers, timeout=timeout, transport=_transport()
-        )
+        core.client.headers["User-Agent"] = "appyard-agent"
+        return core
+
+    def _pause(self, seconds: float) -> None:
+        """The wait between two attempts; it ends the retries when the agent shuts down."""
+        if self.abandon.wait(seconds):
+            raise Abandoned("given up: the agent is shutting down")
 
     def close(self) -> None:
         self._poll.close()
         self._http.close()
 
-    # --- plumbing ---------------------------------------------------------------------------
-    @staticmethod
-    def _check(resp: httpx.Response) -> httpx.Response:
-        if resp.status_code >= 400:
-            try:
-                body: Any = resp.json()
-            except ValueError:
-                body = None
-            raise error_from_response(resp.status_code, body)
-        return resp
-
-    def _send_once(
-        self, client: httpx.Client, method: str, path: str, body: BaseModel | None, **kw: Any
-    ) -> httpx.Response:
-        content = body.model_dump_json().encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        try:
-            resp = client.request(method, path, content=content, headers=headers, **kw)
-        except httpx.TransportError as e:
-            raise ServerUnavailableError(f"{self.server} cannot be reached: {e!r}") from e
-        return self._check(resp)
-
-    def _send(self, method: str, path: str, body: BaseModel | None, what: str) -> httpx.Response:
-        """Send until the server answers with something other than an outage."""
-        backoff = Backoff()
-        while True:
-            try:
-                return self._send_once(self._http, method, path, body)
-            except ServerUnavailableError as e:
-                problem = str(e)
-            except ApiError as e:
-                if e.status_code not in RETRY_STATUSES:
-                    raise
-                problem = f"HTTP {e.status_code}: {e}"
-            delay = backoff.next()
-            if backoff.attempt == 1 or backoff.attempt % 10 == 0:
-                log.warning("%s: %s; retrying (attempt %d)", what, problem, backoff.attempt)
-            if self.abandon.wait(delay):
-                raise Abandoned(f"{what}: given up, the agent is shutting down")
+    def _report(self, path: str, body: bytes, what: str) -> httpx.Response:
+        """POST until the server answers with something other than an outage."""
+        spec = RequestSpec("POST", path, content=body, headers=_JSON)
+        return self._http.send(spec, ReportRetry(self.server, what))
 
     # --- the protocol -----------------------------------------------------------------------
     def hello(self, hello: AgentHello) -> AgentWelcome:
-        resp = self._send("POST", f"{API}/agents/hello", hello, "hello")
+        resp = self._report("/agents/hello", hello.model_dump_json().encode(), "hello")
         return AgentWelcome.model_validate_json(resp.content)
 
     def poll(self, agent_id: int, request: PollRequest) -> PollResponse:
         """One long poll (no retry: the poll loop owns the reconnect backoff)."""
-        timeout = httpx.Timeout(request.timeout_s + 15.0, connect=5.0)
-        resp = self._send_once(
-            self._poll, "POST", f"{API}/agents/{agent_id}/poll", request, timeout=timeout
+        spec = RequestSpec(
+            "POST",
+            f"/agents/{agent_id}/poll",
+            content=request.model_dump_json().encode(),
+            headers=_JSON,
+            timeout=request.timeout_s + POLL_MARGIN_S,
         )
+        resp = self._poll.send(spec, ReportRetry(self.server, "poll", attempts=1))
         return PollResponse.model_validate_json(resp.content)
 
     def event(self, task_id: int, event: TaskEvent) -> None:
-        self._send("POST", f"{API}/tasks/{task_id}/events", event, f"task {task_id} {event.kind}")
+        body = event.model_dump_json().encode()
+        self._report(f"/tasks/{task_id}/events", body, f"task {task_id} {event.kind}")
 
     def logs(self, task_id: int, batch: LogBatch) -> None:
-        self._send("POST", f"{API}/tasks/{task_id}/logs", batch, f"task {task_id} logs")
+        body = batch.model_dump_json().encode()
+        self._report(f"/tasks/{task_id}/logs", body, f"task {task_id} logs")
 
-    @contextmanager
-    def _stream(self, url: str) -> Iterator[httpx.Response]:
-        with self._http.stream("GET", url, timeout=httpx.Timeout(60.0, connect=5.0)) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                self._check(resp)
-            yield resp
-
-    def download(self, url: str, dest: Path, attempts: int = 5) -> None:
-        """GET ``url`` (absolute, or relative to the server) into ``dest``; retries outages."""
-        backoff = Backoff(first=0.5)
-        for attempt in range(1, attempts + 1):
-            try:
-                with self._stream(url) as resp, open(dest, "wb") as f:
-                    for chunk in resp.iter_bytes(1 << 20):
-                        f.write(chunk)
-                return
-            except httpx.TransportError as e:
-                problem: Exception = ServerUnavailableError(f"download of {url} failed: {e!r}")
-            except ApiError as e:
-                if e.status_code not in RETRY_STATUSES:
-                    raise
-                problem = e
-            if attempt == attempts:
-                raise problem
-            log.warning("%s; retrying", problem)
-            if self.abandon.wait(backoff.next()):
-                raise Abandoned(f"download of {url}: given up, the agent is shutting down")
+    def download(self, url: str, dest: Path, attempts: int = DOWNLOAD_ATTEMPTS) -> None:
+        """GET ``url`` (absolute, or relative to the server address, e.g. ``/api/v1/...``) into
+        ``dest``, which appears whole or not at all; tried up to ``attempts`` times in an
+        outage."""
+        if "://" not in url:
+            url = self.server + "/" + url.lstrip("/")  # the core's base URL ends in /api/v1
+        spec = RequestSpec("GET", url, timeout=DOWNLOAD_TIMEOUT_S)
+        retry = ReportRetry(self.server, f"download of {url}", attempts, Backoff(first=0.5))
+        self._http.download(dest, spec, retry)

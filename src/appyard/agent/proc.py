@@ -12,7 +12,7 @@ import select
 import signal
 from functools import cache
 
-from appyard.agent.supervisor import proc_start_time
+from appyard.agent.supervisor.procs import proc_start_time
 
 __all__ = ["boot_id", "open_pidfd", "pidfd_exited", "proc_start_time", "same_process", "send"]
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from appyard.agent import proc
-from appyard.agent.supervisor import EXIT_NAME, LOG_NAME, PIDS_NAME
+from appyard.agent.supervisor.files import EXIT_NAME, LOG_NAME, PIDS_NAME
 from appyard.errors import ConfigurationError
 
 STATE_NAME = "state.json"

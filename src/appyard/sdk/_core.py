@@ -24,14 +24,13 @@ starts them again.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import httpx
 
@@ -154,6 +153,8 @@ class Body:
 
 
 async def _read_aside(parts: Iterator[bytes]) -> AsyncIterator[bytes]:
+    import asyncio  # here: the blocking core (the agent's) has no use for asyncio
+
     while (data := await asyncio.to_thread(next, parts, None)) is not None:
         yield data
 
@@ -232,11 +233,14 @@ class CoreBase:
         return httpx.Timeout(total, connect=min(total, 10.0))
 
     def request_kwargs(self, spec: RequestSpec, body: Body) -> dict[str, Any]:
-        """Everything of ``client.request`` but the body, which each attempt makes anew."""
+        """Everything of ``client.request`` but the body, which each attempt makes anew.
+
+        No params are passed as None: httpx parses the URL once more for any dict, even ``{}``.
+        """
         return {
             "method": spec.method,
             "url": spec.path,
-            "params": spec.params,
+            "params": spec.params or None,
             "json": spec.json,
             "files": spec.files,
             "headers": {**self._headers(spec), **(spec.headers or {}), **body.headers()},
@@ -248,7 +252,7 @@ class CoreBase:
         return {
             "method": "GET",
             "url": spec.path,
-            "params": spec.params,
+            "params": spec.params or None,
             "headers": {**self._headers(spec), "Accept": accept},
             "timeout": self._timeout(spec),
         }
@@ -275,6 +279,23 @@ class CoreBase:
         if not response.content:
             return None
         return response.json()
+
+
+class Retry(Protocol):
+    """The retry rule of one request: what a core asks after each attempt. ``Attempts`` is the
+    SDK's; a client with rules of its own (the agent's reports) gives the sync core another."""
+
+    def after_error(self, exc: httpx.TransportError) -> float:
+        """The pause before the next attempt; raises the error of the call when none is left."""
+        ...
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        """The pause before the next attempt, or None when this answer is the final one."""
+        ...
+
+    def final(self, response: httpx.Response) -> httpx.Response:
+        """The answer of the call, or its typed error."""
+        ...
 
 
 class Attempts:

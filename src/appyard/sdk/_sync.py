@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from itertools import count
 from pathlib import Path
@@ -28,6 +28,7 @@ from appyard.sdk._core import (
     CoreBase,
     Params,
     RequestSpec,
+    Retry,
     clean_params,
     create_beside,
 )
@@ -47,8 +48,12 @@ class SyncCore(CoreBase):
         timeout: float = DEFAULT_TIMEOUT,
         retry_count: int = DEFAULT_RETRY_COUNT,
         transport: httpx.BaseTransport | None = None,
+        pause: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(server_address, token, timeout=timeout, retry_count=retry_count)
+        #: the wait between two attempts of a request; one that raises ends the retries (the
+        #: agent's, when it shuts down)
+        self.pause = pause
         self.client = httpx.Client(
             transport=transport or httpx.HTTPTransport(socket_options=SOCKET_OPTIONS),
             **self.client_kwargs(),
@@ -110,21 +115,25 @@ class SyncCore(CoreBase):
 
     # -- I/O -----------------------------------------------------------------------------------
 
-    def send(self, spec: RequestSpec) -> httpx.Response:
-        """Send with retries; return a successful response or raise the typed error."""
+    def send(self, spec: RequestSpec, retry: Retry | None = None) -> httpx.Response:
+        """Send with retries; return a successful response or raise the typed error.
+
+        ``retry``: the rule of this request instead of the SDK's (``Attempts``); it is not told
+        about the body, so give it one that can be sent again (bytes).
+        """
         body = Body(spec.content)
-        tries = Attempts(self, spec, body)
+        tries = retry if retry is not None else Attempts(self, spec, body)
         kwargs = self.request_kwargs(spec, body)
         while True:
             try:
                 response = self.client.request(content=body.for_attempt(), **kwargs)
             except httpx.TransportError as exc:
-                time.sleep(tries.after_error(exc))
+                self.pause(tries.after_error(exc))
                 continue
             delay = tries.after_response(response)
             if delay is None:
                 return tries.final(response)
-            time.sleep(delay)
+            self.pause(delay)
 
     def download_to(
         self,
@@ -137,17 +146,17 @@ class SyncCore(CoreBase):
         """Stream the body of ``GET url`` into local file ``path`` (see :meth:`download`)."""
         self.download(Path(path), RequestSpec("GET", url, clean_params(params), timeout=timeout))
 
-    def download(self, target: Path, spec: RequestSpec) -> None:
+    def download(self, target: Path, spec: RequestSpec, retry: Retry | None = None) -> None:
         """Stream the body of ``spec`` into local file ``target``, which appears whole or not
         at all.
 
         Its folder is made; the body goes into a temporary file next to it, renamed over it when
         complete. The file is made like any new file (mode 0666 less the umask). A connection
         dropped midway (or a 502/503/504) starts the download again, by the retry rules of a
-        GET; a 4xx/5xx answer raises its typed error and leaves nothing behind.
+        GET (or by ``retry``); a 4xx/5xx answer raises its typed error and leaves nothing behind.
         """
         target.parent.mkdir(parents=True, exist_ok=True)
-        tries = Attempts(self, spec)
+        tries = retry if retry is not None else Attempts(self, spec)
         kwargs = self.stream_kwargs(spec, DOWNLOAD_ACCEPT)
         while True:
             fd, tmp = create_beside(target)
@@ -167,7 +176,7 @@ class SyncCore(CoreBase):
                 delay = tries.after_error(exc)
             finally:
                 tmp.unlink(missing_ok=True)
-            time.sleep(delay)
+            self.pause(delay)
 
     @contextmanager
     def stream(
