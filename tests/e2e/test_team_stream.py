@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 import appyard as ay
 from appyard.server.db.models import Base, Member, Task, Team, User
 from appyard.server.security import Principal
-from appyard.server.services import tasks as svc
+from appyard.server.services import task_feeds as svc
 from tests.e2e.conftest import Env
 from tests.support import Client, ServerProc, World, wait_for
 
@@ -287,7 +287,7 @@ def test_a_look_reads_what_committed_late_and_repeats_nothing() -> None:
     feed = svc.TeamFeed(1, t0)
 
     def look() -> list[tuple[int, str]]:
-        return [(i.id, i.status.value) for i in svc.team_changes(s, viewer, feed).items]
+        return [(i.id, i.status.value) for i in svc.team_changes(s, viewer, feed=feed).items]
 
     _put(s, 9, t0 - svc.STREAM_OVERLAP - timedelta(seconds=1))  # long before it opened
     _put(s, 1, t0 + timedelta(seconds=1))
@@ -319,7 +319,7 @@ def test_a_long_backlog_comes_in_batches_each_task_once() -> None:
     feed = svc.TeamFeed(1, t0 - timedelta(minutes=1))
     got: list[int] = []
     while True:
-        batch = svc.team_changes(s, viewer, feed)
+        batch = svc.team_changes(s, viewer, feed=feed)
         got += [i.id for i in batch.items]
         if not batch.more:
             break
@@ -340,7 +340,9 @@ def test_the_look_reads_the_index() -> None:
     _put(s, 1, datetime.now(UTC))
     statements.clear()
     svc.team_changes(
-        s, Principal(kind="user", token_id=1, user_id=1), svc.TeamFeed(1, datetime.now(UTC))
+        s,
+        Principal(kind="user", token_id=1, user_id=1),
+        feed=svc.TeamFeed(1, datetime.now(UTC)),
     )
     event.remove(engine, "before_cursor_execute", record)
     assert len(statements) == 2, statements  # the stamps, then the rows not sent yet

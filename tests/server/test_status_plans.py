@@ -27,7 +27,7 @@ from appyard.server.db.engine import make_engine
 from appyard.server.db.migrate import alembic_config
 from appyard.server.db.models import Task
 from appyard.server.db.stats import refresh_statistics
-from appyard.server.services.tasks import list_statement
+from appyard.server.services.task_feeds import list_statement
 from tests.history import Share, seed_ended
 from tests.support import APPS, Client, ServerProc, World, pg_available, pg_database
 

@@ -62,7 +62,7 @@ async def _sweeper(ctx: ServerContext) -> None:
 
     def once() -> None:
         with ctx.db.session() as s:
-            lost = sweep_lost(s, ctx.settings.agent_ttl_s)
+            lost = sweep_lost(s, ttl_s=ctx.settings.agent_ttl_s)
         if lost:
             log.warning("agents lost (no poll for %.0f s): %s", ctx.settings.agent_ttl_s, lost)
 

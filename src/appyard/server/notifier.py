@@ -1,15 +1,16 @@
 """Wakes waiters (agent polls, task waits, log streams) the moment something changes.
 
-Services run in worker threads and record *keys* (``task:42``, ``agent:7``, ``team:3``) on
-the database session; after the commit those keys are published here, and every waiter
-subscribed to one of them wakes and re-reads the database. A waiter always subscribes
-*before* it reads, so a change between its read and its wait cannot be missed.
+Services run in worker threads and record *keys* (``task:42``, ``agent:7``, ``team:3``, each
+built by ``keys.py``) on the database session; after the commit those keys are published here,
+and every waiter subscribed to one of them wakes and re-reads the database. A waiter always
+subscribes *before* it reads (``routes/follow.py``), so a change between its read and its wait
+cannot be missed.
 
-A key that starts with ``queue:`` (a task any agent of a team may take) wakes ONE waiter, the
-one that has waited longest, not all of them: with 100 agents polling, one start would
-otherwise make 100 polls look at the database at once. The woken poll takes what it can, and
-passes the wake on (``pass_on``) to the next waiter of the same *wave* while work is left that
-it could not take; a wave ends when every waiter has had it once.
+A key that starts with ``queue:`` (``keys.queue``: a task any agent of a team may take) wakes
+ONE waiter, the one that has waited longest, not all of them: with 100 agents polling, one
+start would otherwise make 100 polls look at the database at once. The woken poll takes what it
+can, and passes the wake on (``pass_on``) to the next waiter of the same *wave* while work is
+left that it could not take; a wave ends when every waiter has had it once.
 
 With PostgreSQL the same keys also go out as ``NOTIFY appyard`` inside the transaction
 (delivered on commit), and a listener thread feeds what other replicas publish into this
@@ -26,9 +27,11 @@ from collections.abc import Iterable
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
+from appyard.server.keys import QUEUE, Key
+
 log = logging.getLogger("appyard.server.notifier")
 CHANNEL = "appyard"
-ONE_AT_A_TIME = "queue:"
+ONE_AT_A_TIME = QUEUE
 
 
 class Wave:
@@ -42,7 +45,7 @@ class Wave:
 class Subscription:
     """A waiter's interest in some keys; ``wait`` returns True once any of them fired."""
 
-    def __init__(self, hub: Notifier, keys: Iterable[str]) -> None:
+    def __init__(self, hub: Notifier, keys: Iterable[Key]) -> None:
         self._hub = hub
         self.keys = tuple(keys)
         self._event = asyncio.Event()
@@ -64,7 +67,7 @@ class Subscription:
         self._event.clear()
         return fired
 
-    def pass_on(self, key: str) -> None:
+    def pass_on(self, key: Key) -> None:
         """Hand the wave of ``key`` taken last to the next waiter that has not had it."""
         wave = self.waves.pop(key, None)
         if wave is not None:
@@ -112,7 +115,7 @@ class Notifier:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def subscribe(self, *keys: str) -> Subscription:
+    def subscribe(self, *keys: Key) -> Subscription:
         return Subscription(self, keys)
 
     def _add(self, sub: Subscription) -> None:
@@ -189,7 +192,7 @@ def _forget_after_rollback(session: Session) -> None:
     session.info.pop("notify", None)
 
 
-def emit(session: Session, *keys: str) -> None:
+def emit(session: Session, *keys: Key) -> None:
     """Record keys to publish when ``session`` commits (nothing is published on rollback)."""
     pending: set[str] = session.info.setdefault("notify", set())
     pending.update(keys)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -26,7 +24,7 @@ from appyard.schemas.tasks import (
     TaskStart,
     WaitResult,
 )
-from appyard.server.notifier import Subscription
+from appyard.server import keys
 from appyard.server.routes.deps import (
     PathId,
     QueryId,
@@ -39,13 +37,12 @@ from appyard.server.routes.deps import (
     read,
     run,
 )
+from appyard.server.routes.follow import KEEPALIVE, KEEPALIVE_S, Follow, event_stream
 from appyard.server.security import Principal
-from appyard.server.services import tasks as svc
-from appyard.server.services.task_rows import status_key
+from appyard.server.services import agent_reports, app_reports, task_feeds, task_start
+from appyard.server.services import tasks as sessions
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["tasks"])
-T = TypeVar("T")
-KEEPALIVE_S = 15.0
 #: a team stream waits this long after a wake before it looks: a burst of changes is one look
 STREAM_COALESCE_S = 0.1
 
@@ -71,7 +68,9 @@ def parse_statuses(raw: str | None, field: str) -> list[Status]:
 @router.post("/tasks", response_model=SessionStarted, status_code=201)
 async def start(request: Request, body: TaskStart) -> Response:
     files_dir = context(request).settings.files_dir
-    return await arun_json(request, lambda s, p: svc.start(s, p, body, files_dir), 201)
+    return await arun_json(
+        request, lambda s, p: task_start.start(s, p, body=body, files_dir=files_dir), 201
+    )
 
 
 @router.get("/tasks", response_model=Page[TaskInfo])
@@ -87,7 +86,16 @@ def list_tasks(
     statuses = parse_statuses(status, "status")
     return run(
         request,
-        lambda s, p: svc.list_tasks(s, p, team_id, module_id, statuses, name, limit, cursor),
+        lambda s, p: task_feeds.list_tasks(
+            s,
+            p,
+            team_id=team_id,
+            module_id=module_id,
+            statuses=statuses,
+            name=name,
+            limit=limit,
+            cursor=cursor,
+        ),
     )
 
 
@@ -104,42 +112,44 @@ async def stream_team(
     writes committed out of order; what was already sent from it is not sent again).
     """
     raw = after if after is not None else request.headers.get("last-event-id")
-    feed = svc.TeamFeed(team_id, svc.parse_after(raw))
+    feed = task_feeds.TeamFeed(team_id, task_feeds.parse_after(raw))
 
-    def look(s: Session, p: Principal) -> svc.TeamChanges:
-        return svc.team_changes(s, p, feed)
+    def look(s: Session, p: Principal) -> task_feeds.TeamChanges:
+        return task_feeds.team_changes(s, p, feed=feed)
 
-    sub, first = await _subscribe_then_read(request, (f"team:{team_id}",), look)
+    follow = Follow(
+        context(request).notifier,
+        (keys.team(team_id),),
+        lambda _: aread(request, look),
+        keepalive_s=KEEPALIVE_S,
+        again=lambda batch: batch.more,  # the batch was full: look again at once
+        settle_s=STREAM_COALESCE_S,
+        look_on_keepalive=False,  # a look reads what changed: without a wake, nothing did
+    )
+    await follow.open()
 
     async def events() -> AsyncIterator[str]:
-        batch = first
-        with sub:
-            while True:
-                for info in batch.items:
-                    yield (
-                        f"id: {svc.stream_id(info.updated_at)}\nevent: task\n"
-                        f"data: {info.model_dump_json()}\n\n"
-                    )
-                if sub.closing:
-                    return  # server shutting down: the client resumes from its last id
-                if not batch.more:
-                    while not await sub.wait(KEEPALIVE_S):
-                        yield ": keepalive\n\n"
-                    if sub.closing:
-                        return
-                    await asyncio.sleep(STREAM_COALESCE_S)  # let a burst of changes gather
-                sub.clear()
-                try:
-                    batch = await aread(request, look)
-                except NotFoundError:
-                    return  # no longer a member: reopening answers 404
+        async with follow:
+            try:
+                async for batch in follow.looks():
+                    if batch is None:
+                        yield KEEPALIVE
+                        continue
+                    for info in batch.items:
+                        yield (
+                            f"id: {task_feeds.stream_id(info.updated_at)}\nevent: task\n"
+                            f"data: {info.model_dump_json()}\n\n"
+                        )
+            except NotFoundError:
+                return  # no longer a member: reopening answers 404
+        # ended at shutdown: the client resumes from its last id
 
-    return _event_stream(events())
+    return event_stream(events())
 
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)
 async def get_task(request: Request, task_id: PathId) -> Response:
-    return await aread_json(request, lambda s, p: svc.read_task_info(s, p, task_id))
+    return await aread_json(request, _task_reader(task_id))
 
 
 @router.get("/tasks/{task_id}/wait", response_model=WaitResult)
@@ -150,22 +160,19 @@ async def wait(
     timeout: float = Query(default=25.0, ge=0, le=600),
 ) -> Response:
     """Long-poll: answers the moment the status is one of ``until`` or terminal."""
-    ctx = context(request)
     wanted = set(parse_statuses(until, "until")) | TERMINAL
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(timeout, ctx.settings.poll_timeout_s)
     # woken only by the statuses it answers at, not by every step on the way to them
-    keys = sorted(status_key(task_id, st) for st in wanted)
-    with ctx.notifier.subscribe(*keys) as sub:
-        while True:
-            sub.clear()
-            info = await aread(request, _task_reader(task_id))
-            if info.status in wanted:
-                return json_response(WaitResult(task=info, timed_out=False))
-            remaining = deadline - loop.time()
-            if remaining <= 0 or sub.closing:
-                return json_response(WaitResult(task=info, timed_out=True))
-            await sub.wait(remaining)
+    status_keys = sorted(keys.task_status(task_id, st) for st in wanted)
+    ctx = context(request)
+    read_task = _task_reader(task_id)
+    follow = Follow(
+        ctx.notifier,
+        status_keys,
+        lambda _: aread(request, read_task),
+        timeout=min(timeout, ctx.settings.poll_timeout_s),
+    )
+    info = await follow.until(lambda info: info.status in wanted)
+    return json_response(WaitResult(task=info, timed_out=info.status not in wanted))
 
 
 @router.get("/tasks/{task_id}/watch")
@@ -176,14 +183,21 @@ async def watch(request: Request, task_id: PathId) -> StreamingResponse:
     Changes that come faster than a client reads are coalesced: it gets the newest state.
     """
     read_task = _task_reader(task_id)
-    sub, first = await _subscribe_then_read(
-        request, (f"task:{task_id}", f"progress:{task_id}"), read_task
+    follow = Follow(
+        context(request).notifier,
+        (keys.task(task_id), keys.progress(task_id)),
+        lambda _: aread(request, read_task),
+        keepalive_s=KEEPALIVE_S,
     )
+    await follow.open()
 
     async def events() -> AsyncIterator[str]:
-        info, sent = first, ""
-        with sub:
-            while True:
+        sent = ""
+        async with follow:
+            async for info in follow.looks():
+                if info is None:
+                    yield KEEPALIVE
+                    continue
                 data = info.model_dump_json()
                 if data != sent:
                     yield f"event: task\ndata: {data}\n\n"
@@ -191,19 +205,14 @@ async def watch(request: Request, task_id: PathId) -> StreamingResponse:
                 if info.status in TERMINAL:
                     yield "event: end\ndata: {}\n\n"
                     return
-                if sub.closing:
-                    return  # server shutting down: the client opens the watch again
-                if not await sub.wait(KEEPALIVE_S):
-                    yield ": keepalive\n\n"
-                sub.clear()
-                info = await aread(request, read_task)
+        # ended at shutdown: the client opens the watch again
 
-    return _event_stream(events())
+    return event_stream(events())
 
 
 @router.post("/tasks/{task_id}/stop", response_model=StopResult)
 def stop(request: Request, task_id: PathId) -> StopResult:
-    return run(request, lambda s, p: svc.stop(s, p, task_id))
+    return run(request, lambda s, p: sessions.stop(s, p, task_id=task_id))
 
 
 @router.get("/tasks/{task_id}/logs", response_model=LogPage)
@@ -213,7 +222,10 @@ def read_logs(
     after: int = Query(default=0, ge=0, le=MAX_ID),
     limit: int = Query(default=1000, ge=1, le=10000),
 ) -> Response:
-    page = read(request, lambda s, p: svc.read_logs(s, p, task_id, after, limit))
+    page = read(
+        request,
+        lambda s, p: task_feeds.read_logs(s, p, task_id=task_id, after=after, limit=limit),
+    )
     # serialized once, here: the page is already a LogPage, no second validation pass
     return Response(page.model_dump_json(), media_type="application/json")
 
@@ -223,81 +235,69 @@ async def stream_logs(
     request: Request, task_id: PathId, after: int = Query(default=0, ge=0, le=MAX_ID)
 ) -> StreamingResponse:
     """Server-sent events: ``log`` per line (id = seq) as they arrive, then one ``end``."""
-    sub, first = await _subscribe_then_read(
-        request, (f"log:{task_id}", f"task:{task_id}"), _reader(task_id, after)
+    cursor = after
+
+    def read_page(s: Session, p: Principal) -> LogPage:
+        return task_feeds.read_logs(s, p, task_id=task_id, after=cursor, limit=1000)
+
+    follow = Follow(
+        context(request).notifier,
+        (keys.log(task_id), keys.task(task_id)),
+        lambda _: aread(request, read_page),
+        keepalive_s=KEEPALIVE_S,
+        again=lambda page: bool(page.items),  # a page of lines: more may be waiting
     )
+    await follow.open()
 
     async def events() -> AsyncIterator[str]:
-        page = first
-        cursor = after
-        with sub:
-            while True:
+        nonlocal cursor
+        async with follow:
+            async for page in follow.looks():
+                if page is None:
+                    yield KEEPALIVE
+                    continue
                 for line in page.items:
                     yield f"id: {line.seq}\nevent: log\ndata: {line.model_dump_json()}\n\n"
                 cursor = page.next_seq
                 if page.ended:
                     yield f"event: end\ndata: {json.dumps({'next_seq': cursor})}\n\n"
                     return
-                if sub.closing:
-                    return  # server shutting down: the client resumes from its last id
-                if not page.items and not await sub.wait(KEEPALIVE_S):
-                    yield ": keepalive\n\n"
-                sub.clear()
-                page = await aread(request, _reader(task_id, cursor))
+        # ended at shutdown: the client resumes from its last id
 
-    return _event_stream(events())
-
-
-async def _subscribe_then_read(
-    request: Request, keys: tuple[str, ...], fn: Callable[[Session, Principal], T]
-) -> tuple[Subscription, T]:
-    """Subscribe to ``keys``, then read: a change between the two is not missed. The caller
-    owns the subscription (``with sub:``); a failed read closes it."""
-    sub = context(request).notifier.subscribe(*keys).__enter__()
-    try:
-        return sub, await aread(request, fn)
-    except BaseException:
-        sub.__exit__(None, None, None)
-        raise
-
-
-def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(
-        events,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return event_stream(events())
 
 
 def _task_reader(task_id: int) -> Callable[[Session, Principal], TaskInfo]:
-    return lambda s, p: svc.read_task_info(s, p, task_id)
-
-
-def _reader(task_id: int, after: int) -> Callable[[Session, Principal], LogPage]:
-    return lambda s, p: svc.read_logs(s, p, task_id, after, 1000)
+    return lambda s, p: sessions.read_task_info(s, p, task_id=task_id)
 
 
 @router.post("/tasks/{task_id}/progress", response_model=TaskInfo)
 def set_progress(request: Request, task_id: PathId, body: ProgressUpdate) -> TaskInfo:
-    return run(request, lambda s, p: svc.set_progress(s, p, task_id, body))
+    return run(request, lambda s, p: app_reports.set_progress(s, p, task_id=task_id, body=body))
 
 
 @router.post("/tasks/{task_id}/outputs", response_model=TaskInfo)
 def set_outputs(request: Request, task_id: PathId, body: OutputsUpdate) -> TaskInfo:
     files_dir = context(request).settings.files_dir
-    return run(request, lambda s, p: svc.set_outputs(s, p, task_id, body, files_dir))
+    return run(
+        request,
+        lambda s, p: app_reports.set_outputs(s, p, task_id=task_id, body=body, files_dir=files_dir),
+    )
 
 
 @router.post("/tasks/{task_id}/ready", response_model=TaskInfo)
 def set_ready(request: Request, task_id: PathId, body: ReadyUpdate) -> TaskInfo:
-    return run(request, lambda s, p: svc.set_ready(s, p, task_id, body))
+    return run(request, lambda s, p: app_reports.set_ready(s, p, task_id=task_id, body=body))
 
 
 @router.post("/tasks/{task_id}/events", response_model=TaskInfo)
 async def agent_event(request: Request, task_id: PathId, body: TaskEvent) -> Response:
-    return await arun_json(request, lambda s, p: svc.agent_event(s, p, task_id, body))
+    return await arun_json(
+        request, lambda s, p: agent_reports.agent_event(s, p, task_id=task_id, ev=body)
+    )
 
 
 @router.post("/tasks/{task_id}/logs")
 def append_logs(request: Request, task_id: PathId, body: LogBatch) -> dict[str, int]:
-    return {"end_offset": run(request, lambda s, p: svc.append_logs(s, p, task_id, body))}
+    end = run(request, lambda s, p: agent_reports.append_logs(s, p, task_id=task_id, batch=body))
+    return {"end_offset": end}

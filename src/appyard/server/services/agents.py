@@ -27,14 +27,15 @@ from appyard.schemas.agents import (
     TaskAssignment,
 )
 from appyard.schemas.manifest import DEFAULT_GRACE_S
+from appyard.server import keys
 from appyard.server.db.models import Agent, Module, Release, Task, Team, Token, utcnow
 from appyard.server.notifier import emit
 from appyard.server.security import Principal, hash_token, new_token
 from appyard.server.services.access import own_agent, own_agent_row
 from appyard.server.services.accounts import mint_token, team_role
+from appyard.server.services.agent_reports import error_text
 from appyard.server.services.manifest import release_manifest
 from appyard.server.services.task_rows import TASKS, AnyRow, move, moved
-from appyard.server.services.tasks import error_text
 from appyard.server.settings import Settings
 
 ON_AGENT_VALUES = [st.value for st in ON_AGENT]
@@ -67,7 +68,7 @@ def is_online(a: Agent, ttl_s: float) -> bool:
 
 
 def create_agent(
-    s: Session, p: Principal, team_id: int, body: AgentCreate, ttl_s: float
+    s: Session, p: Principal, *, team_id: int, body: AgentCreate, ttl_s: float
 ) -> AgentCreated:
     team_role(s, p, team_id, "developer")
     if p.kind != "user":
@@ -88,7 +89,7 @@ def create_agent(
     return AgentCreated(**_info(s, agent, ttl_s).model_dump(), token=raw)
 
 
-def list_agents(s: Session, p: Principal, team_id: int, ttl_s: float) -> list[AgentInfo]:
+def list_agents(s: Session, p: Principal, *, team_id: int, ttl_s: float) -> list[AgentInfo]:
     team_role(s, p, team_id)
     rows = s.scalars(select(Agent).where(Agent.team_id == team_id).order_by(Agent.id))
     return [_info(s, a, ttl_s) for a in rows]
@@ -107,11 +108,12 @@ def _requeue_or_fail(s: Session, t: Task, reason: str) -> None:
             consumed_at=None,
             attempt=t.attempt + 1,
         )
-        emit(s, f"agent:{t.requested_agent_id}" if t.requested_agent_id else f"queue:{t.team_id}")
+        wake = keys.agent(t.requested_agent_id) if t.requested_agent_id else keys.queue(t.team_id)
+        emit(s, wake)
     elif status is Status.TERMINATING:
         move(s, t, Status.STOPPED)
     else:
-        move(s, t, Status.ERROR, error=error_text(s, t.id, reason))
+        move(s, t, Status.ERROR, error=error_text(s, task_id=t.id, reason=reason))
 
 
 #: the ids of the tasks the database has on an agent (every poll reads them)
@@ -142,7 +144,7 @@ def _reconcile(
     return stop, on_agent & held
 
 
-def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> AgentWelcome:
+def hello(s: Session, p: Principal, *, body: AgentHello, settings: Settings) -> AgentWelcome:
     agent = own_agent(s, p)
     agent.slots = body.slots
     agent.hostname = body.hostname or None
@@ -159,7 +161,7 @@ def hello(s: Session, p: Principal, body: AgentHello, settings: Settings) -> Age
         .where(Task.agent_id == agent.id, Task.status == Status.TERMINATING.value)
         .values(stop_delivered=False)
     )
-    emit(s, f"team:{agent.team_id}")
+    emit(s, keys.team(agent.team_id))
     return AgentWelcome(
         agent_id=agent.id,
         team_id=agent.team_id,
@@ -249,14 +251,14 @@ _TASK_TOKEN = cast(Table, Token.__table__).insert()
 
 
 def poll_once(
-    s: Session, p: Principal, agent_id: int, req: PollRequest, postgres: bool
+    s: Session, p: Principal, *, agent_id: int, req: PollRequest, postgres: bool
 ) -> PollResponse:
     """One look for work: reconcile, claim up to ``free_slots`` tasks, collect stops."""
     agent = own_agent_row(s, p, agent_id)
     db = s.connection()
     db.execute(_SEEN, {"_id": agent.id, "_at": utcnow()})
     if not agent.online:
-        emit(s, f"team:{agent.team_id}")
+        emit(s, keys.team(agent.team_id))
     held = set(req.running)
     stops, on_agent = _reconcile(s, agent.id, held, f"agent {agent.id} no longer runs this app")
     untold = list(db.execute(_UNTOLD, {"agent_id": agent.id}).scalars())
@@ -292,7 +294,7 @@ def _free_slots(s: Session, agent: Agent) -> int:
     return max(0, agent.slots - (on_agent or 0))
 
 
-def claimable(s: Session, p: Principal, agent_id: int) -> tuple[int, int]:
+def claimable(s: Session, p: Principal, *, agent_id: int) -> tuple[int, int]:
     """Read-only: the agent's free slots, and how many tasks any agent of its team may take
     (counted up to 64: enough to know whether to hand a wake on)."""
     agent = own_agent(s, p, agent_id)
@@ -310,18 +312,13 @@ def claimable(s: Session, p: Principal, agent_id: int) -> tuple[int, int]:
     return _free_slots(s, agent), queued
 
 
-def touch(s: Session, p: Principal, agent_id: int) -> None:
-    agent = own_agent(s, p, agent_id)
-    agent.last_seen_at = utcnow()
-
-
-def sweep_lost(s: Session, ttl_s: float) -> list[int]:
+def sweep_lost(s: Session, *, ttl_s: float) -> list[int]:
     """Agents silent for the TTL go offline; what they ran becomes error ("agent lost")."""
     cutoff = utcnow() - timedelta(seconds=ttl_s)
     lost = s.scalars(select(Agent).where(Agent.online.is_(True), Agent.last_seen_at < cutoff)).all()
     for agent in lost:
         agent.online = False
-        emit(s, f"team:{agent.team_id}")
+        emit(s, keys.team(agent.team_id))
         reason = f"agent lost: agent {agent.id} ({agent.name}) sent nothing for {ttl_s:g} s"
         for t in s.scalars(
             select(Task).where(Task.agent_id == agent.id, Task.status.in_(ON_AGENT_VALUES))
@@ -330,10 +327,11 @@ def sweep_lost(s: Session, ttl_s: float) -> list[int]:
     return [a.id for a in lost]
 
 
-def me(s: Session, p: Principal, ttl_s: float) -> AgentInfo:
+def me(s: Session, p: Principal, *, ttl_s: float) -> AgentInfo:
     """The agent a token belongs to (lets a tool check an agent token without side effects)."""
     return _info(s, own_agent(s, p), ttl_s)
 
 
-def team_of_agent(s: Session, p: Principal, agent_id: int) -> int:
+def team_of_agent(s: Session, p: Principal, *, agent_id: int) -> int:
+    """The agent's team (a poll follows its team's queue)."""
     return own_agent(s, p, agent_id).team_id

@@ -20,7 +20,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from appyard.domain.status import TERMINAL, Status, can_transition
 from appyard.errors import ConflictError
+from appyard.server import keys
 from appyard.server.db.models import Task, Token, utcnow
+from appyard.server.keys import Key
 from appyard.server.notifier import emit
 
 #: the tables themselves (``Model.__table__`` is typed as any FromClause)
@@ -76,14 +78,9 @@ def set_columns(s: Session, task_id: int, **values: Any) -> AnyRow:
     return row
 
 
-def task_keys(t: TaskLike) -> tuple[str, ...]:
+def task_keys(t: TaskLike) -> tuple[Key, Key]:
     """Notifier keys a change of ``t`` wakes: its waiters and its team's live views."""
-    return (f"task:{t.id}", f"team:{t.team_id}")
-
-
-def status_key(task_id: int, status: Status) -> str:
-    """The notifier key of a task reaching ``status`` (a ``wait`` sleeps through the rest)."""
-    return f"task:{task_id}:{status.value}"
+    return keys.task(t.id), keys.team(t.team_id)
 
 
 def moved(s: Session, task_id: int, old: Status, new: Status, **fields: Any) -> AnyRow | None:
@@ -98,7 +95,7 @@ def moved(s: Session, task_id: int, old: Status, new: Status, **fields: Any) -> 
     row = db.execute(_MOVE, {"_id": task_id, "_old": old.value, **values}).first()
     if row is None:
         return None
-    emit(s, *task_keys(row), status_key(task_id, new))
+    emit(s, *task_keys(row), keys.task_status(task_id, new))
     if new in TERMINAL:
         # its token dies with it (also refused at once by authenticate on the status)
         db.execute(_REVOKE, {"_task": task_id})

@@ -1,0 +1,56 @@
+"""Every notifier key, built here and nowhere else: one function per kind of event.
+
+A service records keys on its database session (``notifier.emit``); a long-poll or a stream
+follows keys (``routes/follow.py``). Both sides build them with these functions, so a waiter
+cannot listen on a key no write sends: a misspelt key would let it sleep until its timeout,
+and no test would fail fast. ``Key`` is a type of its own, and ``emit`` and ``subscribe`` take
+nothing else, so mypy refuses a key written by hand; ``tests/server/test_keys.py`` checks that
+every kind a service emits is one a route follows, and the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import NewType
+
+from appyard.domain.status import Status
+
+Key = NewType("Key", str)
+
+#: the prefix of the keys that wake ONE waiter at a time, passed on in a wave (``notifier``)
+QUEUE = "queue:"
+
+
+def task(task_id: int) -> Key:
+    """The task changed (status, outputs, readiness): its watch and its log stream look."""
+    return Key(f"task:{task_id}")
+
+
+def task_status(task_id: int, status: Status) -> Key:
+    """The task reached ``status``: a ``wait`` is woken only at the statuses it answers at."""
+    return Key(f"task:{task_id}:{status.value}")
+
+
+def team(team_id: int) -> Key:
+    """A task or an agent of the team changed: the team's live feed looks."""
+    return Key(f"team:{team_id}")
+
+
+def agent(agent_id: int) -> Key:
+    """Work or a stop for this agent, or a slot freed on it: its held poll looks."""
+    return Key(f"agent:{agent_id}")
+
+
+def queue(team_id: int) -> Key:
+    """A task any agent of the team may take: ONE held poll of the team looks, and hands the
+    wake on while work is left (with 100 agents, one start must not make 100 looks)."""
+    return Key(f"{QUEUE}{team_id}")
+
+
+def log(task_id: int) -> Key:
+    """Log lines were appended to the task: its log streams read them."""
+    return Key(f"log:{task_id}")
+
+
+def progress(task_id: int) -> Key:
+    """The app reported progress: its watch sends it (a ``wait`` sleeps on)."""
+    return Key(f"progress:{task_id}")

@@ -1,0 +1,157 @@
+"""The one loop of every push endpoint: subscribe, look, wait for a wake, look again.
+
+A task's ``wait`` and an agent's ``poll`` (long-polls), and a task's ``watch``, its log stream
+and the team stream (server-sent events) all follow notifier keys (``keys.py``) this way:
+
+- subscribe *before* the first look, so a change between a look and the wait after it wakes
+  that wait: nothing is missed;
+- look: the route's database reads, in a worker thread, one hop each (``aread``/``arun``);
+- hand the look to the route, which answers or sends what it shows;
+- wait for a wake (a long-poll until its deadline; a stream with a keepalive tick every
+  ``keepalive_s``), clear what fired, and look again;
+- at server shutdown (``Notifier.close`` wakes every waiter) end after the look in hand: a
+  long-poll answers with it, a stream ends, and clients reconnect to the next server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from fastapi.responses import StreamingResponse
+
+from appyard.server.keys import Key
+from appyard.server.notifier import Notifier, Subscription
+
+T = TypeVar("T")
+
+#: what "fired" before the first look (a look that acts on what woke it, the poll, tells it so)
+FIRST = "first look"
+#: a stream sends a comment this often when nothing happens, so that proxies keep it open
+KEEPALIVE_S = 15.0
+KEEPALIVE = ": keepalive\n\n"
+
+
+class Follow(Generic[T]):
+    """Looks of a long-poll or a stream, each after a wake of one of ``keys``.
+
+    ``look(fired)`` does the reads and gets the keys fired since the last look (``{FIRST}``
+    the first time). A long-poll gives ``timeout``: ``until(done)`` answers. A stream gives
+    ``keepalive_s``: ``open()`` makes the first look before the response starts (its refusal is
+    the answer), then ``async with follow: async for x in follow.looks()`` yields each look, and
+    ``None`` for a keepalive tick. Options: ``again(x)``, look again at once (a full page: more
+    is waiting); ``settle_s``, wait this long after a wake, so that a burst is one look (a wake
+    at shutdown then ends it without a look); ``look_on_keepalive=False``, a tick does not look.
+    """
+
+    #: the newest look
+    last: T
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        keys: Sequence[Key],
+        look: Callable[[set[str]], Awaitable[T]],
+        *,
+        timeout: float | None = None,
+        keepalive_s: float | None = None,
+        again: Callable[[T], bool] | None = None,
+        settle_s: float = 0.0,
+        look_on_keepalive: bool = True,
+    ) -> None:
+        if (timeout is None) == (keepalive_s is None):
+            raise TypeError("Follow needs a long-poll's timeout or a stream's keepalive_s")
+        self._notifier = notifier
+        self._keys = keys
+        self._look = look
+        self._loop = asyncio.get_running_loop()
+        self._deadline = None if timeout is None else self._loop.time() + timeout
+        self._keepalive_s = keepalive_s or 0.0
+        self._again = again
+        self._settle_s = settle_s
+        self._look_on_keepalive = look_on_keepalive
+        self._sub: Subscription | None = None
+        self._looks: AsyncGenerator[T | None, None] | None = None
+
+    async def open(self) -> T:
+        """Subscribe, then make the first look; a refusal in it (a 404, say) closes the
+        subscription and is raised. Once open, it only answers the first look."""
+        if self._sub is None:
+            self._sub = self._notifier.subscribe(*self._keys).__enter__()
+            try:
+                self.last = await self._look({FIRST})
+            except BaseException:
+                self._close()
+                raise
+        return self.last
+
+    async def __aenter__(self) -> Follow[T]:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._looks is not None:
+            await self._looks.aclose()  # now, not when it is collected (that costs a task)
+        self._close()
+
+    def _close(self) -> None:
+        if self._sub is not None:
+            self._sub.__exit__(None, None, None)
+            self._sub = None
+
+    def pass_on(self, key: Key) -> None:
+        """Hand the wave of the ``queue:`` key that woke this look to the next waiter."""
+        if self._sub is not None:
+            self._sub.pass_on(key)
+
+    async def until(self, done: Callable[[T], bool]) -> T:
+        """A long-poll's answer: the first look ``done`` accepts, else the last one (at the
+        deadline, or at shutdown)."""
+        async with self:
+            async for result in self.looks():
+                if result is not None and done(result):
+                    return result
+        return self.last
+
+    def looks(self) -> AsyncIterator[T | None]:
+        """The first look, then one after each wake; ``None`` for a keepalive tick."""
+        self._looks = self._run()
+        return self._looks
+
+    async def _run(self) -> AsyncGenerator[T | None, None]:
+        sub = self._sub
+        if sub is None:
+            raise RuntimeError("open the Follow before its looks")
+        result = self.last
+        while True:
+            yield result
+            if sub.closing:
+                return  # the server shuts down: the look in hand is the last
+            if self._again is None or not self._again(result):
+                if self._deadline is not None:  # a long-poll
+                    remaining = self._deadline - self._loop.time()
+                    if remaining <= 0:
+                        return
+                    await sub.wait(remaining)
+                else:  # a stream
+                    woke = await sub.wait(self._keepalive_s)
+                    while not woke:
+                        yield None
+                        if self._look_on_keepalive:
+                            break
+                        woke = await sub.wait(self._keepalive_s)
+                    if woke and self._settle_s:
+                        if sub.closing:
+                            return
+                        await asyncio.sleep(self._settle_s)
+            self.last = result = await self._look(sub.take())
+
+
+def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    """Server-sent events, sent as they come (no caching, no proxy buffering)."""
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

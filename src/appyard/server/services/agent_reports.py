@@ -1,0 +1,149 @@
+"""What an agent reports of the sessions it holds: started, exited or failed, and log lines.
+
+The exit report carries the log's last batch, and ``started`` / the exit are on every session's
+path: the task is read and moved as a plain row (``task_rows``), and a batch is appended with
+one conditional UPDATE and one multi-row INSERT.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.orm import Session
+
+from appyard.domain.status import TERMINAL, Status, status_after_exit
+from appyard.errors import ConflictError, NotFoundError
+from appyard.schemas.agents import LogBatch, TaskEvent
+from appyard.schemas.tasks import TaskInfo
+from appyard.server import keys
+from appyard.server.db.models import TaskLog
+from appyard.server.notifier import emit
+from appyard.server.security import Principal
+from appyard.server.services.task_rows import TASKS, AnyRow, move, read_row, set_columns
+from appyard.server.services.tasks import task_info
+
+LOG_TAIL_LINES = 10
+
+
+def _held_by(s: Session, p: Principal, task_id: int) -> AnyRow:
+    """The task's row if this agent holds it; else 404 (also to any other kind of caller)."""
+    t = read_row(s, task_id) if p.kind == "agent" else None
+    if t is None or t.agent_id != p.agent_id:
+        raise NotFoundError(f"Task {task_id} is not held by this agent.", field="task_id")
+    return t
+
+
+def log_tail(s: Session, *, task_id: int, n: int = LOG_TAIL_LINES) -> list[str]:
+    rows = s.scalars(
+        select(TaskLog.text).where(TaskLog.task_id == task_id).order_by(TaskLog.seq.desc()).limit(n)
+    ).all()
+    return list(reversed(rows))
+
+
+def error_text(s: Session, *, task_id: int, reason: str) -> str:
+    """``reason`` and the log's last lines: what a session that ended in error says why."""
+    tail = log_tail(s, task_id=task_id)
+    if not tail:
+        return reason
+    return reason + "\nLast log lines:\n" + "\n".join(tail)
+
+
+def agent_event(s: Session, p: Principal, *, task_id: int, ev: TaskEvent) -> TaskInfo:
+    t = _held_by(s, p, task_id)
+    if ev.logs is not None:  # the log's last batch first, exactly as if sent just before
+        t = _append(s, t, ev.logs)
+    status = Status(t.status)
+    if ev.kind == "started":
+        if status is Status.QUEUED:
+            # it was taken back (the agent was thought lost): the app must not run on
+            raise ConflictError(
+                f"Task {t.id} was queued again while this agent prepared it; stop the app.",
+                field="status",
+                details={"status": str(status)},
+            )
+        if status is Status.CONSUMED:
+            t = move(s, t, Status.STARTED, pid=ev.pid)
+        # else already reported, or stopped meanwhile (the agent learns of the stop on its poll)
+        return task_info(t)
+    if status in TERMINAL:
+        if not t.stop_delivered:
+            t = set_columns(s, t.id, stop_delivered=True)
+        return task_info(t)  # a retried report after the end: nothing more to do
+    # the agent knows the app ended (no stop to send: ``stop_delivered``, written with the
+    # move below), and its long-poll wakes: a slot is free
+    emit(s, keys.agent(t.agent_id))
+    if ev.kind == "failed":
+        reason = ev.error or "the app could not be started"
+        new = Status.STOPPED if status is Status.TERMINATING else Status.ERROR
+        error = error_text(s, task_id=t.id, reason=reason) if new is Status.ERROR else None
+        return task_info(move(s, t, new, error=error, stop_delivered=True))
+    if ev.stopped and status in (Status.STARTED, Status.DEPLOYED):
+        t = move(s, t, Status.TERMINATING)
+        status = Status.TERMINATING
+    new = status_after_exit(status, ev.exit_code)
+    error = None
+    if new is Status.ERROR:
+        code = ev.exit_code
+        if code is not None and code < 0:
+            reason = f"the app was killed by signal {-code}"
+        else:
+            reason = f"the app exited with code {code}"
+        if ev.error:
+            reason += f": {ev.error}"
+        error = error_text(s, task_id=t.id, reason=reason)
+    return task_info(move(s, t, new, exit_code=ev.exit_code, error=error, stop_delivered=True))
+
+
+#: a batch is appended only where the stored log ends (``log_offset`` read): at most once
+_APPEND = (
+    TASKS.update()
+    .where(TASKS.c.id == bindparam("_id"), TASKS.c.log_offset == bindparam("_offset"))
+    .values(log_offset=bindparam("_end"), log_count=TASKS.c.log_count + bindparam("_n"))
+    .returning(*TASKS.c)
+)
+_LOG_LINES = cast(Table, TaskLog.__table__).insert()
+
+
+def append_logs(s: Session, p: Principal, *, task_id: int, batch: LogBatch) -> int:
+    """Append a batch at most once: it must begin where the stored log ends."""
+    return int(_append(s, _held_by(s, p, task_id), batch).log_offset)
+
+
+def _append(s: Session, t: AnyRow, batch: LogBatch) -> AnyRow:
+    """``append_logs`` on the task's row; the row after it."""
+    if batch.end_offset <= t.log_offset:
+        return t  # a retry of a batch already written
+    if batch.offset != t.log_offset:
+        raise ConflictError(
+            f"Log batch starts at {batch.offset} but task {t.id}'s log ends at {t.log_offset}; "
+            "resend from there.",
+            field="offset",
+            details={"end_offset": t.log_offset},
+        )
+    n = len(batch.lines)
+    db = s.connection()
+    params = {"_id": t.id, "_offset": batch.offset, "_end": batch.end_offset, "_n": n}
+    after = db.execute(_APPEND, params).first()
+    if after is None:
+        # another request (a retry of this very batch, say) wrote meanwhile: look again
+        now = read_row(s, t.id)
+        assert now is not None  # (a task is never deleted while its agent holds it)
+        if batch.end_offset <= now.log_offset:
+            return now
+        raise ConflictError(
+            f"Task {t.id}'s log now ends at {now.log_offset}; resend from there.",
+            field="offset",
+            details={"end_offset": now.log_offset},
+        )
+    if batch.lines:  # one multi-row INSERT
+        first = t.log_count + 1  # the row had the offset read, so it had the count read too
+        db.execute(
+            _LOG_LINES,
+            [
+                {"task_id": t.id, "seq": first + i, "t": ln.t, "level": ln.level, "text": ln.text}
+                for i, ln in enumerate(batch.lines)
+            ],
+        )
+    emit(s, keys.log(t.id))
+    return after

@@ -1,0 +1,192 @@
+"""Starting a session: every check first, then its queued row, and the wake of its agent.
+
+A start is on every session's path, so past the idempotency look it reads and writes with plain
+statements built once (the workspace's team with the caller's role, the release, the agent's
+team, the team's app) and one INSERT. Nothing is written before the last check passed: a
+refusal leaves no task and no app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from appyard.domain.status import Status
+from appyard.errors import BadRequestError, ConflictError
+from appyard.schemas.tasks import SessionStarted, TaskStart
+from appyard.server import keys
+from appyard.server.db.models import Agent, App, Member, Module, Release, Task, Workspace, utcnow
+from appyard.server.notifier import emit
+from appyard.server.security import Principal
+from appyard.server.services.access import get_task
+from appyard.server.services.accounts import ROLE_RANK, get_workspace, require_user
+from appyard.server.services.ecosystem import get_module_row, pick_release
+from appyard.server.services.manifest import release_manifest, validate_state
+from appyard.server.services.task_rows import TASKS
+from appyard.server.services.task_targets import check_target
+
+#: a workspace's team and the caller's role in it, in one read
+_WORKSPACE_ROLE = (
+    select(Workspace.team_id, Member.role)
+    .outerjoin(
+        Member, and_(Member.team_id == Workspace.team_id, Member.user_id == bindparam("user_id"))
+    )
+    .where(Workspace.id == bindparam("workspace_id"))
+)
+
+
+def _starting_team(s: Session, p: Principal, workspace_id: int) -> int:
+    """The team of the workspace, if the caller may start sessions in it (``developer`` or
+    higher); else ``get_workspace``'s own refusal (404 or 403), word for word."""
+    row = (
+        s.connection()
+        .execute(_WORKSPACE_ROLE, {"workspace_id": workspace_id, "user_id": p.user_id})
+        .first()
+    )
+    if row is not None:
+        role = "admin" if p.kind == "user" and p.is_admin else row.role
+        in_team = p.kind == "user" or (p.kind == "task" and p.team_id == row.team_id)
+        if in_team and role is not None and ROLE_RANK[role] >= ROLE_RANK["developer"]:
+            return int(row.team_id)
+    return get_workspace(s, p, workspace_id, "developer").team_id  # refuses as it always has
+
+
+def _release_of(on_version: bool) -> Select[Any]:
+    on = Release.module_id == Module.id
+    if on_version:
+        on = and_(on, Release.version == bindparam("version"))
+    return (
+        select(Release.id, Release.version, Release.sha256, Release.config)
+        .select_from(Module)
+        .outerjoin(Release, on)
+        .where(Module.id == bindparam("module_id"))
+        .order_by(Release.id.desc())
+        .limit(1)
+    )
+
+
+#: a module's newest release, and its release of a version
+_NEWEST_RELEASE, _RELEASE_OF_VERSION = _release_of(False), _release_of(True)
+
+
+def _newest_release(s: Session, module_id: int, version: str | None) -> Any:
+    """The release a start runs (id, version, sha256, config: not the readme), in one read with the
+    module's; else ``get_module_row`` / ``pick_release``'s own 404, word for word."""
+    statement = _NEWEST_RELEASE if version is None else _RELEASE_OF_VERSION
+    params = {"module_id": module_id, "version": version}
+    row = s.connection().execute(statement, params).first()
+    if row is None or row.id is None:
+        get_module_row(s, module_id)
+        return pick_release(s, module_id, version)
+    return row
+
+
+#: what a start reads and writes beyond the release: the agent's team, the team's app, the task
+_AGENT_TEAM = select(Agent.team_id).where(Agent.id == bindparam("agent_id"))
+_APP_OF = select(App.id).where(
+    App.team_id == bindparam("team_id"), App.module_id == bindparam("module_id")
+)
+_NEW_TASK = TASKS.insert().returning(TASKS.c.id)
+
+
+def start(s: Session, p: Principal, *, body: TaskStart, files_dir: Path) -> SessionStarted:
+    """Queue a session after every check; a retried call with the same key returns the first.
+
+    Nothing is written before the last check passed: a refusal leaves no task and no app.
+    """
+    user_id = require_user(p)
+    if body.idempotency_key:
+        prior = s.scalar(
+            select(Task).where(
+                Task.user_id == user_id, Task.idempotency_key == body.idempotency_key
+            )
+        )
+        if prior is not None:
+            get_task(s, p, prior.id)
+            return _started(prior)
+    team_id = _starting_team(s, p, body.workspace_id)
+    module_id = body.module_id
+    release = _newest_release(s, module_id, body.version)
+    params = dict(body.params)
+    state = params.get("state", {}) if "state" in params else params
+    if "state" not in params:
+        params = {"state": state}
+    if not isinstance(state, dict):
+        raise BadRequestError("params.state must be a JSON object", field="params.state")
+    if "context" in params and not isinstance(params["context"], dict):
+        raise BadRequestError("params.context must be a JSON object", field="params.context")
+    target = validate_state(release_manifest(release.sha256, release.config), state)
+    checked = check_target(s, files_dir=files_dir, team_id=team_id, target=target, state=state)
+    if checked is not state:
+        state = checked
+        params = {**params, "state": state}
+    db = s.connection()  # plain statements from here: a start is on every session's path
+    if body.agent_id is not None:
+        agent_team = db.execute(_AGENT_TEAM, {"agent_id": body.agent_id}).scalar()
+        if agent_team != team_id:
+            raise BadRequestError(
+                f"agent_id {body.agent_id} is not an agent of team {team_id}; "
+                "list the team's agents with api.agent.get_list(team_id).",
+                field="agent_id",
+            )
+    app_id = db.execute(_APP_OF, {"team_id": team_id, "module_id": module_id}).scalar()
+    if app_id is None:
+        app = App(team_id=team_id, module_id=module_id)
+        s.add(app)
+        s.flush()
+        app_id = app.id
+    now = utcnow()
+    try:
+        task_id = db.execute(
+            _NEW_TASK,
+            dict(
+                team_id=team_id,
+                workspace_id=body.workspace_id,
+                user_id=user_id,
+                module_id=module_id,
+                app_id=app_id,
+                release_id=release.id,
+                version=release.version,
+                requested_agent_id=body.agent_id,
+                agent_id=body.agent_id,
+                name=body.task_name,
+                description=body.description,
+                status=Status.QUEUED.value,
+                params=params,
+                log_level=body.log_level,
+                idempotency_key=body.idempotency_key,
+                outputs={},
+                created_at=now,
+                updated_at=now,
+            ),
+        ).scalar_one()
+    except IntegrityError:
+        raise ConflictError(
+            "A session with this idempotency_key is being started; retry to get it.",
+            field="idempotency_key",
+        ) from None
+    # the new task's own keys (``task_rows.task_keys``), and the agent chosen or else one of the
+    # team's held polls
+    wake = keys.agent(body.agent_id) if body.agent_id else keys.queue(team_id)
+    emit(s, keys.task(task_id), keys.team(team_id), wake)
+    return SessionStarted(
+        task_id=task_id,
+        user_id=user_id,
+        module_id=module_id,
+        app_id=app_id,
+        status=Status.QUEUED,
+    )
+
+
+def _started(t: Task) -> SessionStarted:
+    return SessionStarted(
+        task_id=t.id,
+        user_id=t.user_id,
+        module_id=t.module_id,
+        app_id=t.app_id,
+        status=Status(t.status),
+    )
