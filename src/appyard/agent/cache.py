@@ -2,7 +2,8 @@
 
 Releases: ``cache/releases/<sha256>/`` holds the extracted app folder. It is downloaded to a
 temporary folder, its sha256 checked against the name, unpacked safely (no absolute paths,
-no ``..``, no links leading out, no devices), and renamed into place: the folder exists only
+no ``..``, no links leading out, no devices; within the caps on unpacked bytes, entries and
+compression ratio that the server also holds a publish to), and renamed into place: the folder exists only
 when it is complete, so a check for it needs no lock. Filling it takes an flock per sha, so
 two tasks (or two agents sharing a cache) of one release download it once.
 
@@ -30,10 +31,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from appyard.archive import DEFAULT_CAPS, ArchiveRefused, Caps
+from appyard.archive import members as archive_members
 from appyard.errors import AppyardError
 from appyard.schemas.manifest import Manifest, ManifestCache
 
@@ -94,18 +98,24 @@ def _escapes(path: PurePosixPath) -> bool:
     return False
 
 
-def unpack(archive: Path, dest: Path) -> None:
-    """Extract a tar.gz into ``dest``, checking every member first."""
+def unpack(archive: Path, dest: Path, caps: Caps = DEFAULT_CAPS) -> None:
+    """Extract a tar.gz into ``dest``, checking every member before anything is written.
+
+    The archive is read as a stream, twice (to check, then to extract), under the caps of
+    ``appyard.archive`` (unpacked bytes, entries, compression ratio): a bomb the server let
+    through (an older server, or one with other caps) stops after the caps' worth of work,
+    not its full size, and writes nothing.
+    """
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for m in members:
-                _check_member(m)
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(dest, members=members, filter="data")
-            else:  # pragma: no cover - Python < 3.11.4
-                tar.extractall(dest, members=members)
-    except (tarfile.TarError, OSError, EOFError) as e:
+        with open(archive, "rb") as f:
+            for _, member in archive_members(f, caps):
+                _check_member(member)
+        with open(archive, "rb") as f:
+            for tar, member in archive_members(f, caps):
+                tar.extract(member, dest, filter="data")
+    except ArchiveRefused as e:
+        raise PrepareError(f"release archive refused: {e}") from e
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise PrepareError(f"release archive cannot be unpacked: {e}") from e
 
 

@@ -117,6 +117,17 @@ def _parse_time(value: Any) -> datetime | None:
 @app.command()
 def publish(
     path: Annotated[Path, typer.Argument(help="The app folder (with config.json).")] = Path("."),
+    team: Annotated[
+        int | None,
+        typer.Option("--team", help="The team a new app belongs to (default: your one team)."),
+    ] = None,
+    public: Annotated[
+        bool | None,
+        typer.Option(
+            "--public/--private",
+            help="Let every team see and run it, or only its own (instance admins only).",
+        ),
+    ] = None,
 ) -> None:
     """Publish an app folder as a release (the same content twice makes no new release)."""
     manifest = read_manifest(path)
@@ -125,7 +136,7 @@ def publish(
         f"Packed {manifest['name']!r}: {len(archive)} bytes, sha256 {sha256_hex(archive)[:12]}"
     )
     with get_api() as api:
-        result = api.module.publish_archive(archive)
+        result = api.module.publish_archive(archive, team_id=team, public=public)
     if result.created:
         console.print(
             f"[green]Published[/green] {result.slug} version {result.release.version} "

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from appyard.schemas.common import Id, Wire
+from appyard.schemas.common import MAX_DESCRIPTION, MAX_NAME, Id, Wire
 
 Role = Literal["admin", "developer", "viewer"]
-NAME = Field(min_length=1, max_length=200)
+NAME = Field(min_length=1, max_length=MAX_NAME)
 
 
 class UserCreate(Wire):
@@ -27,8 +27,8 @@ class UserInfo(BaseModel):
 
 
 class LoginRequest(Wire):
-    login: str
-    password: str
+    login: str = Field(max_length=100)
+    password: str = Field(max_length=1024)
 
 
 class TokenCreate(Wire):
@@ -60,7 +60,7 @@ class TeamInfo(BaseModel):
 
 
 class MemberAdd(Wire):
-    login: str
+    login: str = Field(min_length=1, max_length=100)
     role: Role = "developer"
 
 
@@ -72,7 +72,7 @@ class MemberInfo(BaseModel):
 
 class WorkspaceCreate(Wire):
     name: str = NAME
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
 
 
 class WorkspaceInfo(BaseModel):

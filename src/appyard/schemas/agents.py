@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from appyard.schemas.common import MAX_ID, Id, Wire
+from appyard.schemas.common import MAX_ID, Id, ReportedText, Wire
 
 
 class AgentCreate(Wire):
@@ -42,8 +42,8 @@ class AgentHello(Wire):
     """Sent once on every (re)start, before the first poll."""
 
     slots: int = Field(ge=1, le=1024)
-    hostname: str = ""
-    version: str = ""
+    hostname: str = Field(default="", max_length=255)
+    version: str = Field(default="", max_length=100)
     held: list[HeldTask] = Field(default_factory=list)
 
 
@@ -92,7 +92,7 @@ class PollResponse(BaseModel):
 class LogRecord(Wire):
     t: datetime
     level: Literal["debug", "info", "warning", "error"] = "info"
-    text: str = Field(max_length=65536)
+    text: ReportedText = Field(max_length=65536)
 
 
 class LogBatch(Wire):
@@ -116,7 +116,7 @@ class TaskEvent(Wire):
     # failed: it could not be started at all (fetch/install/spawn error in ``error``)
     pid: int | None = Field(default=None, ge=1, le=2**31 - 1)
     exit_code: int | None = Field(default=None, ge=-255, le=255)
-    error: str | None = None
+    error: ReportedText | None = None
     # exited: the agent itself stopped the app (it was asked to stop its apps as it exits),
     # so the task ends ``stopped`` like a stop asked for through the API
     stopped: bool = False

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
 
@@ -41,11 +42,90 @@ def shallow_json(value: dict[str, Any]) -> dict[str, Any]:
 
 ShallowJson = Annotated[dict[str, Any], AfterValidator(shallow_json)]
 
+#: most bytes (as compact JSON) of a start's ``params`` and of a task's ``outputs``: both are
+#: stored in the task's row and sent with every page and stream of the team's sessions
+MAX_PARAMS_BYTES = 256 * 1024
+MAX_OUTPUTS_BYTES = 256 * 1024
+#: longest name (team, workspace, task) and description (workspace, task)
+MAX_NAME = 200
+MAX_DESCRIPTION = 5000
+#: longest text an agent reports for a task (its error with the log's tail): longer is cut
+MAX_REPORTED_TEXT = 65536
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (what is stored)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def capped_json(limit: int) -> AfterValidator:
+    """Pydantic validator: refuse JSON that takes more than ``limit`` bytes."""
+
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        size = json_size(value)
+        if size > limit:
+            raise ValueError(f"is {size} bytes of JSON; the limit is {limit} bytes")
+        return value
+
+    return AfterValidator(check)
+
+
+def nul_at(value: Any) -> str | None:
+    """Where a NUL character is in a JSON-like value: ``""`` in the value itself, ``.key`` or
+    ``[i]`` below it, None when it has none. Models inside are skipped (they check their own)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return at
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return f"{at}.{key!r}"
+                if isinstance(child, str | dict | list):
+                    stack.append((child, f"{at}.{key}"))
+        elif isinstance(item, list):
+            stack.extend(
+                (child, f"{at}[{i}]")
+                for i, child in enumerate(item)
+                if isinstance(child, str | dict | list)
+            )
+    return None
+
+
+def _without_nul(value: Any) -> Any:
+    """A reported text keeps what it can: NUL becomes U+FFFD, and it is cut to its cap."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if len(value) > MAX_REPORTED_TEXT:
+            value = value[: MAX_REPORTED_TEXT - 1] + "…"
+    return value
+
+
+#: text an agent relays from an app (log lines, error texts): never refused, since an app's
+#: output is not the agent's to fix; a NUL is replaced and an over-long text cut
+ReportedText = Annotated[str, BeforeValidator(_without_nul)]
+
 
 class Wire(BaseModel):
-    """Base of every wire model: unknown fields in a request are refused, not ignored."""
+    """Base of every wire model: unknown fields in a request are refused, not ignored, and
+    no text field may hold a NUL character (PostgreSQL can neither store nor look one up)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # free JSON (params, outputs) may hold one: a JSON column stores it escaped
+        at = nul_at(value) if isinstance(value, str | list) else None
+        if at is not None:
+            where = f" (at {at.lstrip('.')})" if at else ""
+            raise ValueError(
+                f"contains a NUL character (\\u0000){where}, which cannot be stored; remove it"
+            )
+        return value
 
 
 class Page(BaseModel, Generic[T]):

@@ -13,6 +13,7 @@ server turns it into a 422 naming ``config.<key>``.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -36,6 +37,16 @@ from pydantic_core import PydanticCustomError
 from appyard.errors import ManifestError
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: caps of the manifest's fields (docs/security.md): longer is refused, naming the key
+MAX_NAME = 200
+MAX_SLUG = 200
+MAX_TEXT = 5000  # description, entrypoint, version, docker_image, an option's title and help
+MAX_PATH = 1024  # main_script, a requirements file's path
+MAX_CATEGORIES = 50
+MAX_CATEGORY = 100
+MAX_REQUIREMENTS = 1000  # lines
+MAX_REQUIREMENT = 1000  # characters of one line
+MAX_STATE_BYTES = 256 * 1024  # modal_template_state as JSON (as a start's params)
 MAX_GRACE_S = 3600.0
 DEFAULT_GRACE_S = 10.0
 OPTION_KEYS = frozenset({"title", "help", "choices"})
@@ -56,6 +67,11 @@ def _checked(ok: Callable[[Any], bool], problem: str) -> BeforeValidator:
         return value
 
     return BeforeValidator(check)
+
+
+def _json_bytes(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON (what a start's params are measured in)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _is_number(value: Any) -> bool:
@@ -82,13 +98,28 @@ def json_kind(value: Any) -> str:
     return "object"
 
 
-Text = Annotated[str | None, _checked(lambda v: isinstance(v, str), "must be a string")]
+def _short_text(limit: int) -> Callable[[Any], bool]:
+    """A string of at most ``limit`` characters without a NUL (which no database stores)."""
+    return lambda v: isinstance(v, str) and len(v) <= limit and "\x00" not in v
+
+
+Text = Annotated[
+    str | None,
+    # before-validators run last-declared first: the cap is checked once it is a string
+    _checked(
+        lambda v: not isinstance(v, str) or _short_text(MAX_TEXT)(v),
+        f"must be at most {MAX_TEXT} characters, without NUL",
+    ),
+    _checked(lambda v: isinstance(v, str), "must be a string"),
+]
 Flag = Annotated[bool, _checked(lambda v: isinstance(v, bool), "must be true or false")]
 
 
 def _main_script(value: Any) -> Any:
     if not isinstance(value, str):
         raise _fail("must be a string")
+    if not _short_text(MAX_PATH)(value):
+        raise _fail(f"must be at most {MAX_PATH} characters, without NUL")
     if not _inside(value):
         raise _fail("must be a path inside the app folder")
     return value
@@ -97,8 +128,15 @@ def _main_script(value: Any) -> Any:
 def _requirements(value: Any) -> Any:
     problem = "must be a list of requirement lines, or the path of a file in the app folder"
     if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        if len(value) > MAX_REQUIREMENTS or not all(
+            _short_text(MAX_REQUIREMENT)(line) for line in value
+        ):
+            raise _fail(
+                f"must be at most {MAX_REQUIREMENTS} lines of at most {MAX_REQUIREMENT} "
+                "characters, without NUL"
+            )
         return value
-    if isinstance(value, str) and _inside(value.strip()):
+    if isinstance(value, str) and _short_text(MAX_PATH)(value) and _inside(value.strip()):
         return value
     raise _fail(problem)
 
@@ -152,6 +190,11 @@ class Manifest(BaseModel):
 
     name: Annotated[
         str,
+        # before-validators run last-declared first: the cap is checked once it is a string
+        _checked(
+            lambda v: not isinstance(v, str) or _short_text(MAX_NAME)(v),
+            f"must be at most {MAX_NAME} characters, without NUL",
+        ),
         _checked(
             lambda v: isinstance(v, str) and bool(v.strip()),
             "is missing; give the app a human-readable name",
@@ -160,6 +203,7 @@ class Manifest(BaseModel):
     #: ``owner/name``: the module the release belongs to
     slug: Annotated[
         str,
+        _checked(lambda v: len(v) <= MAX_SLUG, f"must be at most {MAX_SLUG} characters"),
         _checked(
             lambda v: isinstance(v, str) and SLUG_RE.match(v) is not None,
             'must be "owner/name" (letters, digits, ".", "_", "-")',
@@ -176,6 +220,10 @@ class Manifest(BaseModel):
     #: the options' defaults: what a start's ``params.state`` is checked against
     modal_template_state: Annotated[
         dict[str, Any],
+        _checked(
+            lambda v: _json_bytes(v) <= MAX_STATE_BYTES,
+            f"must take at most {MAX_STATE_BYTES} bytes as JSON",
+        ),
         _checked(lambda v: isinstance(v, dict), "must be a JSON object of option defaults"),
     ] = Field(default_factory=dict)
     modal_template_options: Annotated[
@@ -187,6 +235,14 @@ class Manifest(BaseModel):
     ] = Field(default_factory=dict)
     categories: Annotated[
         list[str],
+        _checked(
+            lambda v: (
+                len(v) <= MAX_CATEGORIES
+                and all(len(c) <= MAX_CATEGORY and "\x00" not in c for c in v)
+            ),
+            f"must be at most {MAX_CATEGORIES} strings of at most {MAX_CATEGORY} characters, "
+            "without NUL",
+        ),
         _checked(
             lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
             "must be a list of strings",

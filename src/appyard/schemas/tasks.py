@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from appyard.domain.status import Status
-from appyard.schemas.common import Id, ShallowJson, Wire
+from appyard.schemas.common import (
+    MAX_OUTPUTS_BYTES,
+    MAX_PARAMS_BYTES,
+    Id,
+    ShallowJson,
+    Wire,
+    capped_json,
+)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+#: a start's params and a task's outputs: shallow, and at most this many bytes of JSON
+Params = Annotated[ShallowJson, capped_json(MAX_PARAMS_BYTES)]
+Outputs = Annotated[ShallowJson, capped_json(MAX_OUTPUTS_BYTES)]
 
 
 class TaskStart(Wire):
@@ -19,8 +29,8 @@ class TaskStart(Wire):
     workspace_id: Id
     module_id: Id
     agent_id: Id | None = None  # None: any online agent of the team
-    version: str | None = None  # None: the newest release
-    params: ShallowJson = Field(default_factory=dict)  # {"state": {...}} or the bare state
+    version: str | None = Field(default=None, max_length=100)  # None: the newest release
+    params: Params = Field(default_factory=dict)  # {"state": {...}} or the bare state
     task_name: str = Field(default="run-from-python", max_length=200)
     description: str = Field(default="", max_length=2000)
     log_level: LogLevel = "info"
@@ -105,8 +115,8 @@ class ProgressUpdate(Wire):
 
 
 class OutputsUpdate(Wire):
-    outputs: ShallowJson
+    outputs: Outputs
 
 
 class ReadyUpdate(Wire):
-    url: str | None = None
+    url: str | None = Field(default=None, max_length=2048)

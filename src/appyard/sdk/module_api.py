@@ -37,13 +37,25 @@ class ModuleApi:
         """A module id from either its id or its slug (what the CLI accepts)."""
         return self._core.run(calls.resolve(slug_or_id))
 
-    def publish(self, path: str | os.PathLike[str]) -> PublishResult:
-        """Upload the app folder as a release; the same content twice makes no new release."""
-        return self._core.run(calls.publish(path))
+    def publish(
+        self,
+        path: str | os.PathLike[str],
+        team_id: int | None = None,
+        public: bool | None = None,
+    ) -> PublishResult:
+        """Upload the app folder as a release; the same content twice makes no new release.
 
-    def publish_archive(self, archive: bytes) -> PublishResult:
+        A new module is ``team_id``'s (default: your one team; an instance admin's, with no
+        team, is the instance's and public) and private to it; ``public=True`` (instance
+        admins only) lets every team see and run it.
+        """
+        return self._core.run(calls.publish(path, team_id, public))
+
+    def publish_archive(
+        self, archive: bytes, team_id: int | None = None, public: bool | None = None
+    ) -> PublishResult:
         """Upload a ready ``tar.gz``; safe to retry (the server dedupes by content)."""
-        return self._core.run(calls.publish_archive(archive))
+        return self._core.run(calls.publish_archive(archive, team_id, public))
 
     def download_archive(self, sha256: str) -> bytes:
         """A release's archive by its sha256."""
@@ -67,11 +79,18 @@ class AsyncModuleApi:
     async def resolve(self, slug_or_id: str | int) -> int:
         return await self._core.run(calls.resolve(slug_or_id))
 
-    async def publish(self, path: str | os.PathLike[str]) -> PublishResult:
-        return await self._core.run(calls.publish(path))
+    async def publish(
+        self,
+        path: str | os.PathLike[str],
+        team_id: int | None = None,
+        public: bool | None = None,
+    ) -> PublishResult:
+        return await self._core.run(calls.publish(path, team_id, public))
 
-    async def publish_archive(self, archive: bytes) -> PublishResult:
-        return await self._core.run(calls.publish_archive(archive))
+    async def publish_archive(
+        self, archive: bytes, team_id: int | None = None, public: bool | None = None
+    ) -> PublishResult:
+        return await self._core.run(calls.publish_archive(archive, team_id, public))
 
     async def download_archive(self, sha256: str) -> bytes:
         return await self._core.run(calls.download_archive(sha256))

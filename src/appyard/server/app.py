@@ -13,12 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appyard.errors import ApiError
 from appyard.server.db.engine import Database
 from appyard.server.db.migrate import upgrade
 from appyard.server.db.stats import STATS_INTERVAL_S, refresh_statistics
+from appyard.server.guard import BodyTooLarge, Guard, failure_response, worker_runner
 from appyard.server.notifier import Notifier, PostgresListener
 from appyard.server.routes import accounts, agents, ecosystem, files, projects, tasks
 from appyard.server.routes.deps import ServerContext
@@ -148,6 +151,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.state.ctx = ctx
+    app.add_middleware(
+        Guard, settings=settings, db=db, api=API, run_in_worker=worker_runner(ctx.workers)
+    )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -187,6 +193,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         return JSONResponse(body, status_code=422)
 
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return failure_response(exc, request.method, request.url.path, settings.retry_after_s)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = (
@@ -199,17 +209,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    # a busy database (503 + Retry-After), a full disk (507), a NUL PostgreSQL refused (422):
+    # answered here, so the connection stays open; anything else is a logged 500
+    async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
+        return failure_response(
+            exc,
+            request.method,
+            request.url.path,
+            settings.retry_after_s,
+            request.scope.get("query_string", b""),
+        )
+
+    for kind in (DBAPIError, PoolTimeoutError, OSError):
+        app.add_exception_handler(kind, _infrastructure)
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        body = {
-            "error": {
-                "code": "server_error",
-                "message": f"The server failed on this request ({type(exc).__name__}); "
-                "this is a bug: see the server log.",
-            }
-        }
-        return JSONResponse(body, status_code=500)
+        # only what escapes the guard middleware itself reaches here (it answers the rest)
+        return failure_response(exc, request.method, request.url.path, settings.retry_after_s)
 
     @app.get("/", include_in_schema=False)
     def root() -> FileResponse:

@@ -34,6 +34,15 @@ class Settings:
     sweep_interval_s: float = 2.0  # how often lost agents are looked for
     max_release_bytes: int = 512 * 1024 * 1024
     max_file_bytes: int = 4 * 1024**3  # largest team file one upload may write
+    #: largest body of any other request (JSON): an agent's log batch (1 MiB of output, escaped)
+    #: fits with room to spare; uploads have their own caps (docs/security.md)
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: a body larger than this (or one of unknown length) waits for its token to be checked
+    #: against the database before a byte of it is read; a smaller one is read first and the
+    #: token is resolved in the request's own transaction (no extra lookup on the hot path)
+    auth_before_body_bytes: int = 64 * 1024
+    #: what a client is told to wait (``Retry-After``) when the database is busy
+    retry_after_s: int = 5
     admin_token_file: Path | None = None  # first start: write the admin's token here
 
     @property
@@ -67,5 +76,8 @@ class Settings:
             poll_timeout_s=float(env.get("APPYARD_POLL_TIMEOUT_S", "25")),
             sweep_interval_s=float(env.get("APPYARD_SWEEP_INTERVAL_S", "2")),
             max_file_bytes=int(env.get("APPYARD_MAX_FILE_BYTES", str(4 * 1024**3))),
+            max_release_bytes=int(env.get("APPYARD_MAX_RELEASE_BYTES", str(512 * 1024**2))),
+            max_body_bytes=int(env.get("APPYARD_MAX_BODY_BYTES", str(16 * 1024**2))),
+            auth_before_body_bytes=int(env.get("APPYARD_AUTH_BEFORE_BODY_BYTES", str(64 * 1024))),
             admin_token_file=Path(token_file).expanduser() if token_file else None,
         )

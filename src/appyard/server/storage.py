@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomically(target: Path, data: bytes, prefix: str = ".") -> Path:
@@ -25,7 +27,27 @@ def write_atomically(target: Path, data: bytes, prefix: str = ".") -> Path:
     return target
 
 
+def copy_atomically(target: Path, src: BinaryIO, prefix: str = ".") -> Path:
+    """Like ``write_atomically``, from a file read to its end (an upload spooled to disk),
+    without holding it in memory."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(src, f, 1 << 20)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
 class ReleaseStore:
+    """Release archives by sha256. An archive is written before the release that names it is
+    committed (never while a transaction is open); a publish refused after that leaves an
+    archive no release names, which costs disk only and is used again if it is published."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -39,6 +61,13 @@ class ReleaseStore:
         if target.exists():
             return target
         return write_atomically(target, data)
+
+    def put_file(self, sha256: str, src: BinaryIO) -> Path:
+        """``put`` from a file object (read from where it stands to its end)."""
+        target = self.path(sha256)
+        if target.exists():
+            return target
+        return copy_atomically(target, src)
 
 
 class ImageStore:

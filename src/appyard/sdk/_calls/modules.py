@@ -42,13 +42,23 @@ def resolve(slug_or_id: str | int) -> Op[int]:
     return (yield from lookup(str(slug_or_id)))
 
 
-def publish(path: str | os.PathLike[str]) -> Op[PublishResult]:
+def publish(
+    path: str | os.PathLike[str], team_id: int | None = None, public: bool | None = None
+) -> Op[PublishResult]:
     archive = yield Offload(lambda: build_archive(path))
-    return (yield from publish_archive(archive))
+    return (yield from publish_archive(archive, team_id, public))
 
 
-def publish_archive(archive: bytes) -> Op[PublishResult]:
-    files = {"archive": ("app.tar.gz", archive, "application/gzip")}
+def publish_archive(
+    archive: bytes, team_id: int | None = None, public: bool | None = None
+) -> Op[PublishResult]:
+    files: dict[str, tuple[str | None, bytes | str] | tuple[str, bytes, str]] = {
+        "archive": ("app.tar.gz", archive, "application/gzip")
+    }
+    if team_id is not None:  # plain form fields ride in the same multipart body
+        files["team_id"] = (None, str(int(team_id)))
+    if public is not None:
+        files["public"] = (None, "true" if public else "false")
     data = yield from request(
         "POST", "/modules", files=files, idempotent=True, min_timeout=PUBLISH_TIMEOUT_S
     )

@@ -116,13 +116,29 @@ class Agent(Base):
 
 
 class Module(Base):
+    """An app of the catalog. Seen (listed, read, downloaded, started) by the members of
+    ``team_id``, and by everyone when ``public``; a module of no team is the instance's own
+    (the bundled ``appyard/`` apps) and public (migration 0005)."""
+
     __tablename__ = "modules"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     publisher_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), index=True)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SlugOwner(Base):
+    """The owner prefix of slugs (``owner`` in ``owner/name``, lower case) and the team that
+    claimed it by publishing under it first; no team: the instance's (an admin's) prefix."""
+
+    __tablename__ = "slug_owners"
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Release(Base):
@@ -284,6 +300,7 @@ __all__ = [
     "Module",
     "Project",
     "Release",
+    "SlugOwner",
     "Task",
     "TaskLog",
     "Team",

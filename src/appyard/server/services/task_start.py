@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import Status
-from appyard.errors import BadRequestError, ConflictError
+from appyard.errors import BadRequestError, ConflictError, NotFoundError
 from appyard.schemas.tasks import SessionStarted, TaskStart
 from appyard.server import keys
 from appyard.server.db.models import Agent, App, Member, Module, Release, Task, Workspace, utcnow
@@ -24,7 +24,7 @@ from appyard.server.notifier import emit
 from appyard.server.security import Principal
 from appyard.server.services.access import get_task
 from appyard.server.services.accounts import ROLE_RANK, get_workspace, require_user
-from appyard.server.services.ecosystem import get_module_row, pick_release
+from appyard.server.services.ecosystem import pick_release, runs_in_team, visible_module
 from appyard.server.services.manifest import release_manifest, validate_state
 from appyard.server.services.task_rows import TASKS
 from appyard.server.services.task_targets import check_target
@@ -60,7 +60,14 @@ def _release_of(on_version: bool) -> Select[Any]:
     if on_version:
         on = and_(on, Release.version == bindparam("version"))
     return (
-        select(Release.id, Release.version, Release.sha256, Release.config)
+        select(
+            Release.id,
+            Release.version,
+            Release.sha256,
+            Release.config,
+            Module.team_id.label("module_team_id"),
+            Module.public,
+        )
         .select_from(Module)
         .outerjoin(Release, on)
         .where(Module.id == bindparam("module_id"))
@@ -73,15 +80,21 @@ def _release_of(on_version: bool) -> Select[Any]:
 _NEWEST_RELEASE, _RELEASE_OF_VERSION = _release_of(False), _release_of(True)
 
 
-def _newest_release(s: Session, module_id: int, version: str | None) -> Any:
-    """The release a start runs (id, version, sha256, config: not the readme), in one read with the
-    module's; else ``get_module_row`` / ``pick_release``'s own 404, word for word."""
+def _newest_release(
+    s: Session, p: Principal, module_id: int, version: str | None, team_id: int
+) -> Any:
+    """The release a start runs in ``team_id`` (id, version, sha256, config: not the readme),
+    in one read with its module's owner; else a 404: the module's (missing, or private to another
+    team: its id does not leak) or ``pick_release``'s, naming the versions there are."""
     statement = _NEWEST_RELEASE if version is None else _RELEASE_OF_VERSION
     params = {"module_id": module_id, "version": version}
     row = s.connection().execute(statement, params).first()
+    if row is not None and not runs_in_team(row.module_team_id, row.public, team_id):
+        raise NotFoundError(f"Module {module_id} not found in the ecosystem.", field="module_id")
     if row is None or row.id is None:
-        get_module_row(s, module_id)
-        return pick_release(s, module_id, version)
+        visible_module(s, p, module_id)
+        pick_release(s, module_id, version)  # refuses, naming the versions there are
+        raise NotFoundError(f"Module {module_id} has no release to run.", field="module_id")
     return row
 
 
@@ -99,6 +112,7 @@ def start(s: Session, p: Principal, *, body: TaskStart, files_dir: Path) -> Sess
     Nothing is written before the last check passed: a refusal leaves no task and no app.
     """
     user_id = require_user(p)
+    prior: Task | None = None
     if body.idempotency_key:
         prior = s.scalar(
             select(Task).where(
@@ -107,10 +121,11 @@ def start(s: Session, p: Principal, *, body: TaskStart, files_dir: Path) -> Sess
         )
         if prior is not None:
             get_task(s, p, prior.id)
-            return _started(prior)
     team_id = _starting_team(s, p, body.workspace_id)
     module_id = body.module_id
-    release = _newest_release(s, module_id, body.version)
+    # a retry runs what the first start ran, even when a newer release came meanwhile
+    version = prior.version if prior is not None and body.version is None else body.version
+    release = _newest_release(s, p, module_id, version, team_id)
     params = dict(body.params)
     state = params.get("state", {}) if "state" in params else params
     if "state" not in params:
@@ -124,6 +139,9 @@ def start(s: Session, p: Principal, *, body: TaskStart, files_dir: Path) -> Sess
     if checked is not state:
         state = checked
         params = {**params, "state": state}
+    if prior is not None:
+        _same_start(prior, body, params, release.version)
+        return _started(prior)
     db = s.connection()  # plain statements from here: a start is on every session's path
     if body.agent_id is not None:
         agent_team = db.execute(_AGENT_TEAM, {"agent_id": body.agent_id}).scalar()
@@ -180,6 +198,37 @@ def start(s: Session, p: Principal, *, body: TaskStart, files_dir: Path) -> Sess
         app_id=app_id,
         status=Status.QUEUED,
     )
+
+
+def _same_start(prior: Task, body: TaskStart, params: dict[str, Any], version: str) -> None:
+    """A retry (the same idempotency key) must ask for what the first start asked for: else a
+    409, rather than the first session returned as if it were this one."""
+    asked = (
+        body.workspace_id,
+        body.module_id,
+        body.agent_id,
+        params,
+        body.task_name,
+        body.description,
+        body.log_level,
+        version,
+    )
+    first = (
+        prior.workspace_id,
+        prior.module_id,
+        prior.requested_agent_id,
+        prior.params,
+        prior.name,
+        prior.description,
+        prior.log_level,
+        prior.version,
+    )
+    if asked != first:
+        raise ConflictError(
+            f"idempotency_key {body.idempotency_key!r} was used for session {prior.id} with "
+            "other arguments; use a new key for a new session.",
+            field="idempotency_key",
+        )
 
 
 def _started(t: Task) -> SessionStarted:
