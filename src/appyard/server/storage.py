@@ -14,26 +14,20 @@ from typing import BinaryIO
 def write_atomically(target: Path, data: bytes, prefix: str = ".") -> Path:
     """Write ``data`` to ``target`` through a temporary file in the same folder and a rename:
     a reader never sees half a file, and a crash leaves no partial ``target``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return _atomically(target, lambda f: f.write(data), prefix)
 
 
 def copy_atomically(target: Path, src: BinaryIO, prefix: str = ".") -> Path:
     """Like ``write_atomically``, from a file read to its end (an upload spooled to disk),
     without holding it in memory."""
+    return _atomically(target, lambda f: shutil.copyfileobj(src, f, 1 << 20), prefix)
+
+
+def _atomically(target: Path, fill: Callable[[BinaryIO], object], prefix: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            shutil.copyfileobj(src, f, 1 << 20)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
