@@ -23,8 +23,8 @@ async def main() -> int:
         await api.file.upload(team_id, f.name, path)
         await api.task.set_output_file(task_id, "report", path)
         await api.task.set_outputs(task_id, {"steps": 3})
+        print("ready", flush=True)  # before it says so: its last line is in the log by then
         await api.task.set_ready(task_id)
-        print("ready", flush=True)
         await asyncio.sleep(120)  # serves until it is stopped
     return 0
 
