@@ -38,6 +38,8 @@ from tests.support import APPS, AgentProc, Client, ServerProc, wait_for  # noqa:
 import appyard as ay  # noqa: E402
 
 NOOP = Path(__file__).parent / "apps" / "noop"
+#: where a session's app writes its times: in its own working folder (its task's ``work/``)
+STAMP = "stamp.json"
 
 
 def bare_startup(tmp: Path, runs: int) -> list[float]:
@@ -52,27 +54,35 @@ def bare_startup(tmp: Path, runs: int) -> list[float]:
     return out
 
 
+def read_stamp(root: Path, task_id: int) -> dict[str, float]:
+    """The stamp a session's app wrote in its own task folder (a sandboxed app writes nowhere
+    else), found below ``root``, the folder of the agents' work folders."""
+    (path,) = root.glob(f"**/tasks/{task_id}/work/{STAMP}")
+    times: dict[str, float] = json.loads(path.read_text())
+    return times
+
+
 def one_session(
-    api: ay.Api, module_id: int, agent_id: int, ws: int, stamp: Path
+    api: ay.Api, module_id: int, agent_id: int, ws: int, root: Path
 ) -> tuple[float, float]:
     t0 = time.time()
     session = api.app.start(
-        agent_id=agent_id, module_id=module_id, workspace_id=ws, params={"stamp": str(stamp)}
+        agent_id=agent_id, module_id=module_id, workspace_id=ws, params={"stamp": STAMP}
     )
     api.app.wait(session.task_id, target_status=api.task.Status.FINISHED)
     t_done = time.time()
-    times = json.loads(stamp.read_text())
+    times = read_stamp(root, session.task_id)
     return times["began"] - t0, t_done - times["ends"]
 
 
-def polled_session(api: ay.Api, module_id: int, agent_id: int, ws: int, stamp: Path) -> float:
+def polled_session(api: ay.Api, module_id: int, agent_id: int, ws: int, root: Path) -> float:
     """The reference SDK's way: ask for the status once a second until it is final."""
     session = api.app.start(
-        agent_id=agent_id, module_id=module_id, workspace_id=ws, params={"stamp": str(stamp)}
+        agent_id=agent_id, module_id=module_id, workspace_id=ws, params={"stamp": STAMP}
     )
     while api.app.get_status(session.task_id) not in (ay.Status.FINISHED, ay.Status.ERROR):
         time.sleep(1.0)
-    return time.time() - json.loads(stamp.read_text())["ends"]
+    return time.time() - read_stamp(root, session.task_id)["ends"]
 
 
 def throughput(api: ay.Api, module_id: int, agent_id: int, ws: int, n: int) -> float:
@@ -108,11 +118,11 @@ def through_up(runs: int, slots: int) -> None:
     with appyard_up(tmp, slots) as local, local.api() as api:
         module_id = api.module.publish(NOOP).module_id
         ws, agent = local.workspace_id, local.agent_id
-        for i in range(3):  # warm up: release cache, connections
-            one_session(api, module_id, agent, ws, tmp / f"warm-{i}.json")
+        for _ in range(3):  # warm up: release cache, connections
+            one_session(api, module_id, agent, ws, tmp)
         starts, exits = [], []
-        for i in range(runs):
-            s, e = one_session(api, module_id, agent, ws, tmp / f"run-{i}.json")
+        for _ in range(runs):
+            s, e = one_session(api, module_id, agent, ws, tmp)
             starts.append(s)
             exits.append(e)
         api.team.get_list()
@@ -168,18 +178,15 @@ def main() -> None:
             return int(created["id"])
 
         a1 = agent(1)
-        for i in range(3):  # warm up: release cache, connections
-            one_session(api, module_id, a1, ws, tmp / f"warm-{i}.json")
+        for _ in range(3):  # warm up: release cache, connections
+            one_session(api, module_id, a1, ws, tmp)
         starts, exits = [], []
-        for i in range(args.runs):
-            s, e = one_session(api, module_id, a1, ws, tmp / f"run-{i}.json")
+        for _ in range(args.runs):
+            s, e = one_session(api, module_id, a1, ws, tmp)
             starts.append(s)
             exits.append(e)
         bare = bare_startup(tmp, args.runs)
-        polled = [
-            polled_session(api, module_id, a1, ws, tmp / f"poll-{i}.json")
-            for i in range(args.polled_runs)
-        ]
+        polled = [polled_session(api, module_id, a1, ws, tmp) for i in range(args.polled_runs)]
         tp1 = throughput(api, module_id, a1, ws, args.sessions)
         a4 = agent(4)
         tp4 = throughput(api, module_id, a4, ws, args.sessions)

@@ -380,6 +380,27 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def app_pids(task_id: int, server_url: str, mentioning: str = "", timeout: float = 30) -> list[int]:
+    """The live pids of a task's app (bubblewrap's and its sandbox's among them when it runs
+    sandboxed: an app inside sees only pids of its own namespace), once one of them has
+    ``mentioning`` in its command line (by default: once there is any)."""
+
+    def found() -> list[int]:
+        pids = processes_of(task_id, server_url)
+        if mentioning and not any(mentioning in _cmdline(p) for p in pids):
+            return []
+        return pids
+
+    return wait_for(found, timeout, f"the processes of task {task_id}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def processes_of(task_id: int, server_url: str) -> list[int]:
     """Live pids whose environment says they belong to this task of this server."""
     marks = (f"TASK_ID={task_id}".encode(), f"SERVER_ADDRESS={server_url}".encode())

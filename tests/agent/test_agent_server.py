@@ -20,7 +20,7 @@ import pytest
 from appyard.agent.exit_codes import RET_CONFIG
 from appyard.agent.state import TaskDir
 from tests.agent.test_runner_and_cache import make_wheel
-from tests.support import APPS, AgentProc, World, alive, wait_for
+from tests.support import APPS, AgentProc, World, alive, app_pids, wait_for
 
 HERE = Path(__file__).parent
 ENVDUMP = HERE / "apps" / "envdump"
@@ -145,15 +145,13 @@ def test_a_program_that_cannot_start_fails_the_task(world: World) -> None:
 def test_sigterm_leaves_apps_running_for_the_next_agent(world: World, tmp_path: Path) -> None:
     agent_id, token, agent = _agent(world)
     worker = world.admin.publish(APPS / "worker")["module_id"]
-    pidfile = tmp_path / "pids.json"
-    tid = _start(world, worker, agent_id, sleep_s=3, lines=2, pidfile=str(pidfile))
+    tid = _start(world, worker, agent_id, sleep_s=3, lines=2)
     _wait(world, tid, until="started")
-    wait_for(pidfile.exists, 30, "the app's pidfile")
-    (pid,) = json.loads(pidfile.read_text())
+    pids = app_pids(tid, world.server.url)
     assert agent.proc is not None
     agent.proc.send_signal(signal.SIGTERM)
     assert agent.proc.wait(15) == 0
-    assert alive(pid)
+    assert all(alive(p) for p in pids)
     assert world.admin.ok("GET", f"/tasks/{tid}")["status"] == "started"
     again = world.start_agent(token)
     task = _wait(world, tid)
@@ -165,15 +163,14 @@ def test_sigterm_leaves_apps_running_for_the_next_agent(world: World, tmp_path: 
 def test_stop_apps_on_exit(world: World, tmp_path: Path) -> None:
     agent_id, _, agent = _agent(world, extra_args=["--stop-apps-on-exit"])
     worker = world.admin.publish(APPS / "worker")["module_id"]
-    pidfile = tmp_path / "pids.json"
-    tid = _start(world, worker, agent_id, sleep_s=60, ignore_sigterm=True, pidfile=str(pidfile))
-    _wait(world, tid, until="started")
-    wait_for(pidfile.exists, 30, "the app's pidfile")
-    (pid,) = json.loads(pidfile.read_text())
+    tid = _start(world, worker, agent_id, sleep_s=60, ignore_sigterm=True)
+    # its lines come after it ignores SIGTERM
+    wait_for(lambda: _logs(world, tid), 30, "the app's first line")
+    pids = app_pids(tid, world.server.url)
     assert agent.proc is not None
     agent.proc.send_signal(signal.SIGINT)  # Ctrl-C of `appyard up`
     assert agent.proc.wait(30) == 0
-    assert not alive(pid)
+    assert not any(alive(p) for p in pids)
     task = world.admin.ok("GET", f"/tasks/{tid}")
     # the agent stopped it by itself (killed by SIGKILL after the grace period) and said so:
     # the task ends stopped, as if the stop had been asked through the API, before it exits
@@ -185,8 +182,7 @@ def test_log_offset_not_written_down_is_resumed(world: World, tmp_path: Path) ->
     """An ack the agent did not persist before it died: the server says where to go on."""
     agent_id, token, agent = _agent(world)
     worker = world.admin.publish(APPS / "worker")["module_id"]
-    pidfile = tmp_path / "pids.json"
-    tid = _start(world, worker, agent_id, lines=20, sleep_s=2, pidfile=str(pidfile))
+    tid = _start(world, worker, agent_id, lines=20, sleep_s=2)
     td = TaskDir(agent.work_dir / "tasks" / str(tid), tid)
     wait_for(lambda: len(_logs(world, tid)) == 20, 30, "the first lines to reach the server")
     agent.kill9()
@@ -205,7 +201,7 @@ def test_log_offset_not_written_down_is_resumed_after_the_end(world: World, tmp_
     last batch, which the server refuses (it has more); the two then go apart, as ever."""
     agent_id, token, agent = _agent(world)
     worker = world.admin.publish(APPS / "worker")["module_id"]
-    tid = _start(world, worker, agent_id, lines=20, sleep_s=1, pidfile=str(tmp_path / "p.json"))
+    tid = _start(world, worker, agent_id, lines=20, sleep_s=1)
     td = TaskDir(agent.work_dir / "tasks" / str(tid), tid)
     wait_for(lambda: len(_logs(world, tid)) == 20, 30, "the first lines to reach the server")
     agent.kill9()

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
 import appyard as ay
 from tests.e2e.conftest import Env
-from tests.support import alive, wait_for
+from tests.support import alive, app_pids, wait_for
 
 S = ay.Status
 
 
 def test_agent_kill9_then_readopted(env: Env, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pids.json"
-    tid = env.start_worker(sleep_s=4, lines=2, pidfile=str(pidfile))
-    wait_for(pidfile.exists, 30, "the app to start")
-    (pid,) = json.loads(pidfile.read_text())
+    tid = env.start_worker(sleep_s=4, lines=2)
+    pids = app_pids(tid, env.world.server.url)
     env.agent.kill9()
-    assert alive(pid), "the app must survive its agent"
+    assert all(alive(p) for p in pids), "the app must survive its agent"
     # a new agent with the same token (and work folder) re-adopts it
     again = env.world.start_agent(env.agent_token, name="agent")
     assert env.api.task.wait(tid) == S.FINISHED
@@ -30,12 +27,10 @@ def test_agent_kill9_then_readopted(env: Env, tmp_path: Path) -> None:
 
 
 def test_app_ends_while_the_agent_is_down(env: Env, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pids.json"
-    tid = env.start_worker(sleep_s=0.5, exit_code=5, pidfile=str(pidfile))
-    wait_for(pidfile.exists, 30, "the app to start")
+    tid = env.start_worker(sleep_s=0.5, exit_code=5)
+    pids = app_pids(tid, env.world.server.url)
     env.agent.kill9()
-    (pid,) = json.loads(pidfile.read_text())
-    wait_for(lambda: not alive(pid), 30, "the app to end")
+    wait_for(lambda: not any(alive(p) for p in pids), 30, "the app to end")
     env.world.start_agent(env.agent_token, name="agent")
     status = env.api.task.get(tid)
     wait_for(lambda: env.api.task.get(tid).status is S.ERROR, 30, "its end to be reported")

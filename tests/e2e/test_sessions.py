@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -11,14 +10,9 @@ import pytest
 import appyard as ay
 from appyard.errors import TaskFinishedWithError, WaitingTimeExceeded
 from tests.e2e.conftest import Env, online_agent
-from tests.support import alive, wait_for
+from tests.support import alive, app_pids
 
 S = ay.Status
-
-
-def _pids(path: Path) -> list[int]:
-    wait_for(path.exists, 30, f"the app to write {path}")
-    return list(json.loads(path.read_text()))
 
 
 def test_wait_reaches_the_target(env: Env) -> None:
@@ -80,21 +74,19 @@ def test_stop_of_a_queued_task(env: Env) -> None:
 
 
 def test_stop_of_a_running_app_leaves_nothing(env: Env, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pids.json"
-    tid = env.start_worker(sleep_s=60, spawn_child=False, pidfile=str(pidfile))
-    (pid,) = _pids(pidfile)
-    assert alive(pid)
+    tid = env.start_worker(sleep_s=60, spawn_child=False)
+    pids = app_pids(tid, env.world.server.url)
+    assert all(alive(p) for p in pids)
     assert env.api.app.stop(tid) == S.TERMINATING
     assert env.api.task.wait(tid) == S.STOPPED
-    assert not alive(pid)
+    assert not any(alive(p) for p in pids)
 
 
 def test_stop_of_an_app_that_ignores_sigterm(env: Env, tmp_path: Path) -> None:
     """SIGTERM ignored by the app and its child: both are killed after the grace period."""
-    pidfile = tmp_path / "pids.json"
-    tid = env.start_worker(sleep_s=60, ignore_sigterm=True, spawn_child=True, pidfile=str(pidfile))
-    pids = _pids(pidfile)
-    assert len(pids) == 2 and all(alive(p) for p in pids)
+    tid = env.start_worker(sleep_s=60, ignore_sigterm=True, spawn_child=True)
+    pids = app_pids(tid, env.world.server.url, mentioning="signal.SIG_IGN); time.sleep(600)")
+    assert len(pids) >= 2 and all(alive(p) for p in pids)
     t0 = time.monotonic()
     env.api.app.stop(tid)
     assert env.api.task.wait(tid) == S.STOPPED
@@ -161,11 +153,16 @@ def test_get_sessions_filters_on_the_server(env: Env) -> None:
 
 def test_two_agents_racing_run_each_task_once(env: Env, tmp_path: Path) -> None:
     second_id, _, _ = online_agent(env.world, "second", slots=2)
-    record = tmp_path / "runs.txt"
-    tids = [env.start_worker(agent_id=None, record=str(record), lines=1) for _ in range(12)]
+    # each run appends its task id to runs.txt in its own task folder (a sandboxed app writes
+    # no other), on whichever agent ran it
+    tids = [env.start_worker(agent_id=None, record="runs.txt", lines=1) for _ in range(12)]
     for tid in tids:
         assert env.api.task.wait(tid) == S.FINISHED
-    runs = record.read_text().split()
+    runs = [
+        r
+        for p in env.world.tmp.glob("agent-*/tasks/*/work/runs.txt")
+        for r in p.read_text().split()
+    ]
     assert sorted(map(int, runs)) == sorted(tids), "each task ran exactly once"
     used = {env.api.task.get_info_by_id(t)["agent_id"] for t in tids}
     assert used <= {env.agent_id, second_id}

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="process checks read /proc"
 )
 
-#: prints a numbered line every 50 ms until the file named in its state exists, then "done"
+#: prints a numbered line every 50 ms until the file named in its state exists (in its task
+#: folder: a sandboxed app sees no other of the agent's), then "done"
 TICKER = """\
 import json, os, time
 release = json.loads(os.environ["MODAL_STATE"])["release"]
@@ -58,19 +59,19 @@ def _ticker(tmp_path: Path) -> Path:
 class Session:
     """One ticker session of an ``up``: started, checked alive, released, checked whole."""
 
-    def __init__(self, env_file: Path, app: Path, release: Path) -> None:
+    def __init__(self, env_file: Path, app: Path, home: Path) -> None:
         values = dotenv_values(env_file)
         self.address = str(values["SERVER_ADDRESS"])
         self.api = Api(self.address, values["API_TOKEN"])
-        self.release = release
         module_id = self.api.module.publish(app).module_id
         started = self.api.app.start(
             agent_id=int(values["AGENT_ID"] or 0),
             module_id=module_id,
             workspace_id=int(values["WORKSPACE_ID"] or 0),
-            params={"release": str(release)},
+            params={"release": "release"},
         )
         self.task_id = started.task_id
+        self.home = home
         wait_for(lambda: self.api.task.logs(self.task_id), 60, "the app's first line")
         self.pids = processes_of(self.task_id, self.address)
         assert self.pids
@@ -88,7 +89,8 @@ class Session:
             60,
             "the re-adopted app's new lines",
         )
-        self.release.touch()
+        (work,) = self.home.glob(f"agent-*/tasks/{self.task_id}/work")
+        (work / "release").touch()
         assert api.app.wait(self.task_id, Status.FINISHED, 60, 1) is Status.FINISHED
         lines = [line.text for line in api.task.logs(self.task_id, limit=None)]
         ticks = lines[:-1]
@@ -120,7 +122,7 @@ def test_apps_survive_a_killed_up_and_a_kept_stop(tmp_path: Path) -> None:
     app = _ticker(tmp_path)
 
     up = Up(home, env_file, port)
-    first = Session(env_file, app, tmp_path / "release-1")
+    first = Session(env_file, app, home)
     os.killpg(up.proc.pid, signal.SIGKILL)  # kill -KILL -- -PGID: up's whole process group
     _gone(up, home)
     first.still_runs()
@@ -129,7 +131,7 @@ def test_apps_survive_a_killed_up_and_a_kept_stop(tmp_path: Path) -> None:
     try:
         first.still_runs()
         first.finish(env_file)  # re-adopted: its whole log, and finished
-        second = Session(env_file, app, tmp_path / "release-2")
+        second = Session(env_file, app, home)
     finally:
         assert up.interrupt() == 0, up.output
     assert "leaving the running apps" in up.output
@@ -153,7 +155,7 @@ def test_a_killed_agent_or_server_is_started_again(tmp_path: Path) -> None:
     home, env_file, port = tmp_path / "home", tmp_path / "appyard.env", free_port()
     up = Up(home, env_file, port)
     try:
-        session = Session(env_file, _ticker(tmp_path), tmp_path / "release")
+        session = Session(env_file, _ticker(tmp_path), home)
         os.kill(_child_of(up, " agent run "), signal.SIGKILL)
         wait_for(lambda: "the agent exited with code -9" in up.output, 30, "up to notice")
         session.still_runs()

@@ -216,3 +216,41 @@ def test_wait_exit_codes(server: ServerProc, tenant: Tenant, agent: FakeAgent) -
 def test_help_and_version(args: list[str]) -> None:
     out = appyard(*args)
     assert out.returncode == 0, out.stderr
+
+
+def test_team_admin_commands(server: ServerProc) -> None:
+    """token list --team / revoke, team remove-member, user disable / enable, agent
+    rotate-token."""
+    env = creds(server)
+    out = appyard("team", "create", "admin-cli", env=env)
+    team = re.search(r"id (\d+)", out.stdout)
+    assert out.returncode == 0 and team is not None, out.stderr
+    env["TEAM_ID"] = team.group(1)
+    out = appyard("user", "create", "carol", env=env)
+    carol_id = re.search(r"id (\d+)", out.stdout)
+    assert out.returncode == 0 and carol_id is not None, out.stderr
+    assert appyard("team", "add-member", "carol", env=env).returncode == 0
+    carol = appyard(
+        "token", "create", "--user", carol_id.group(1), "--name", "carol", env=env
+    ).stdout.strip()
+    listed = appyard("token", "list", "--team", env["TEAM_ID"], env=env)
+    assert listed.returncode == 0 and f"user {carol_id.group(1)}" in listed.stdout, listed.stderr
+    token_id = re.search(rf"(\d+)\W+carol\W+user\W+user {carol_id.group(1)}\b", listed.stdout)
+    assert token_id is not None, listed.stdout
+    out = appyard("token", "revoke", token_id.group(1), env=env)
+    assert out.returncode == 0, out.stderr
+    assert appyard("user", "me", env={**env, "API_TOKEN": carol}).returncode != 0
+    out = appyard("team", "remove-member", "carol", env=env)
+    assert out.returncode == 0 and "no longer a member" in out.stdout, out.stderr
+    assert "carol" not in appyard("team", "members", env=env).stdout
+    out = appyard("user", "disable", "carol", env=env)
+    assert out.returncode == 0 and "disabled" in out.stdout, out.stderr
+    assert re.search(r"carol\W+yes", appyard("user", "list", env=env).stdout)
+    assert appyard("user", "enable", carol_id.group(1), env=env).returncode == 0
+    out = appyard("agent", "create", "rotor", env=env)
+    agent_id = re.search(r"id (\d+)", out.stdout)
+    old = re.search(r"--token (\S+)", out.stdout)
+    assert agent_id is not None and old is not None, out.stdout
+    out = appyard("agent", "rotate-token", agent_id.group(1), env=env)
+    new = re.search(r"--token (\S+)", out.stdout)
+    assert out.returncode == 0 and new is not None and new.group(1) != old.group(1), out.stderr

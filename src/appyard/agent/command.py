@@ -52,6 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop every app when the agent is asked to exit (default: leave them)",
     )
+    p.add_argument(
+        "--app-path",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder that apps may ask to read in their sandbox (manifest "
+        "sandbox.read_only_paths); repeat for more (default: none)",
+    )
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=os.environ.get("APPYARD_AGENT_SANDBOX", "") not in ("", "0"),
+        help="run each app in a bubblewrap sandbox (docs/security.md); "
+        "default: APPYARD_AGENT_SANDBOX, else off",
+    )
     p.add_argument("--log-level", default="INFO", help="agent log level (default INFO)")
     return p
 
@@ -83,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         slots=args.slots,
         work_dir=args.work_dir,
         stop_apps_on_exit=args.stop_apps_on_exit,
+        app_paths=tuple(args.app_path),
+        sandbox=args.sandbox,
     )
     stop = threading.Event()
 

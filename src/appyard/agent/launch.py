@@ -53,11 +53,20 @@ class SpawnError(PrepareError):
     """The supervisor could not start the app (the program cannot be executed, ...)."""
 
 
-def job_for(td: TaskDir, argv: Sequence[str], env: Mapping[str, str], grace_s: float) -> bytes:
-    """The task's job, as written to its supervisor; SpawnError for what no program can get."""
+def job_for(
+    td: TaskDir,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    grace_s: float,
+    sandboxed: bool = False,
+) -> bytes:
+    """The task's job, as written to its supervisor; SpawnError for what no program can get.
+
+    ``sandboxed``: argv runs the app in a bubblewrap sandbox (``sandbox.Isolation.wrap``),
+    which the supervisor's stop protocol must know."""
     try:
         return encode_job(
-            Job(str(td.supervisor_log), str(td.path), str(td.work), grace_s, argv, env)
+            Job(str(td.supervisor_log), str(td.path), str(td.work), grace_s, argv, env, sandboxed)
         )
     except ValueError as e:
         raise SpawnError(f"cannot start the app: {e}") from None
@@ -291,6 +300,7 @@ def launch(
     env: Mapping[str, str],
     grace_s: float,
     on_supervisor: OnSupervisor | None = None,
+    sandboxed: bool = False,
 ) -> AppHandle:
     """Start a supervisor for the task, which starts the app; return once the app process exists.
 
@@ -300,7 +310,7 @@ def launch(
     the task folder). This is the cold start; ``Launcher.launch`` does the same through a
     supervisor started ahead.
     """
-    job = job_for(td, argv, env, grace_s)
+    job = job_for(td, argv, env, grace_s, sandboxed)
     make_task_files(td)
     return launch_cold(td, job, on_supervisor)
 

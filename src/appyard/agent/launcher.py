@@ -66,10 +66,11 @@ class Launcher:
         env: Mapping[str, str],
         grace_s: float,
         on_supervisor: OnSupervisor | None = None,
+        sandboxed: bool = False,
     ) -> AppHandle:
         """As ``launch.launch`` (same arguments, result, errors and files)."""
         try:
-            job = job_for(td, argv, env, grace_s)
+            job = job_for(td, argv, env, grace_s, sandboxed)
             make_task_files(td)
             if self.warm_enabled:
                 warm = self._take() or self._fork_now()

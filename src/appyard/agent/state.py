@@ -88,8 +88,14 @@ class TaskState:
     app_pid: int | None = None
     app_start: int | None = None
     log_offset: int = 0  # bytes of log.jsonl the server has acknowledged
+    log_lines: int = 0  # lines the server stores of it (counted against the cap)
+    #: the cap of the stored log (the manifest's ``log_limit``); 0: the default
+    log_cap_lines: int = 0
+    log_cap_bytes: int = 0
     started_reported: bool = False
-    reported: bool = False  # the end was reported (or refused): nothing left to do
+    #: the app's end was reported: the server has moved the task on; the log may still ship
+    end_reported: bool = False
+    reported: bool = False  # the end was reported (or refused) and the log shipped: all done
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskState:

@@ -2,14 +2,26 @@
 
 A worker fetches the release, builds the venv, computes the app's command and environment
 (``appspec``), launches the supervisor (``launcher``), reports ``started``, ships the log every
-~50 ms until the supervisor's pidfd says it ended, ships the rest, reports ``exited`` (or
-``failed`` when the app could not start), and marks the task reported. Reports are retried
-until the server answers; a 4xx answer (e.g. 409: the server already moved the task on) drops
-the report. A re-adopted task (found running by a new agent) starts at the shipping.
+~50 ms until the supervisor's pidfd says it ended, reports ``exited`` (or ``failed`` when the
+app could not start) with the log's last batch, ships what is left, and marks the task
+reported. Reports are retried until the server answers; a 4xx answer (e.g. 409: the server
+already moved the task on) drops the report. A re-adopted task (found running by a new agent)
+starts at the shipping.
+
+The end is reported when the app ends, not after its log: at most ``END_BATCHES`` batches of
+a backlog go before the report (so a short log is whole when the task's end is seen), the rest
+after it; the log is capped (``logship``), so that rest is bounded too. Each task ships from its
+own thread over the agent's pooled connections, in bounded turns: a task with a long backlog
+holds up no other task's log or report.
+
+A full disk under the task folder fails the task, saying so and where; it is not left for the
+server to find the task missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import shutil
 import sys
@@ -27,6 +39,7 @@ from appyard.agent.logship import LogShipper
 from appyard.agent.state import Found, TaskDir, TaskState, classify
 from appyard.errors import ApiError, AppyardError
 from appyard.schemas.agents import LogBatch, TaskAssignment, TaskEvent
+from appyard.schemas.manifest import DEFAULT_LOG_BYTES, DEFAULT_LOG_LINES
 
 if TYPE_CHECKING:
     from appyard.agent.loop import Agent
@@ -35,6 +48,12 @@ log = logging.getLogger("appyard.agent")
 
 #: how often a running task's log file is read (its exit is noticed at once, by pidfd)
 LOG_INTERVAL_S = 0.05
+#: batches of log shipped per turn while the app runs (then the app is looked at again)
+TURN_BATCHES = 20
+#: batches of log the report of the app's end waits for at most (the rest ships after it)
+END_BATCHES = 5
+#: errors of a full disk
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class TaskWorker(threading.Thread):
@@ -76,6 +95,8 @@ class TaskWorker(threading.Thread):
         finishes preparing. A launched one stays listed until its end is reported, so the
         server's status changes only after the last log lines are in.
         """
+        if self.state.end_reported:
+            return False  # the server moved it on: only log lines are left to send
         with self._handle_lock:
             launched = self.handle is not None or self.found is not None
         return launched or not self._stop_asked.is_set()
@@ -104,16 +125,47 @@ class TaskWorker(threading.Thread):
             self._run()
         except Abandoned:
             log.info("task %d: reports left for the next agent", self.task_id)
+        except OSError as e:
+            if e.errno not in _DISK_FULL:
+                self._broken()
+            else:
+                self._disk_full(e)
         except Exception:
-            log.exception("task %d: unexpected failure of its worker", self.task_id)
-            with self._handle_lock:  # nobody watches the app any more: do not leave it running
-                if self.handle is not None and not self.app_ended and self.handle.stop():
-                    log.warning("task %d: its app is being stopped", self.task_id)
+            self._broken()
         finally:
             with self._handle_lock:
                 if self.handle is not None:
                     self.handle.close()
             self.agent.worker_done(self)
+
+    def _broken(self) -> None:
+        """The worker failed: nobody watches the app any more, so it is not left running."""
+        log.exception("task %d: unexpected failure of its worker", self.task_id)
+        with self._handle_lock:
+            if self.handle is not None and not self.app_ended and self.handle.stop():
+                log.warning("task %d: its app is being stopped", self.task_id)
+
+    def _disk_full(self, e: OSError) -> None:
+        """No room left to write the task's files: its app is stopped and the task fails with
+        what happened and where (the server would otherwise see it vanish from the agent)."""
+        where = e.filename or self.dir.path
+        error = (
+            f"the agent's disk is full: no space left on device writing {where} "
+            f"(agent {self.agent.agent_id}, host {self.agent.config.hostname})"
+        )
+        log.error("task %d: %s", self.task_id, error)
+        with self._handle_lock:
+            if self.handle is not None and not self.app_ended:
+                self.handle.stop()
+        try:
+            if not self.state.end_reported:
+                self._report(TaskEvent(kind="failed", error=error))
+        except Abandoned:
+            log.info("task %d: reports left for the next agent", self.task_id)
+        self.app_ended = True
+        self.state.reported = True
+        with contextlib.suppress(OSError):  # still full: a new agent reports it again
+            self._save()
 
     def _run(self) -> None:
         if self.assignment is not None:
@@ -154,6 +206,9 @@ class TaskWorker(threading.Thread):
         assert agent.releases is not None and agent.venvs is not None
         assert agent.agent_id is not None
         manifest = agent.releases.manifest(a.release_sha256, a.config)
+        # written down with the supervisor's pid, next (a new agent ships to the same cap)
+        self.state.log_cap_lines = manifest.log_limit.lines
+        self.state.log_cap_bytes = manifest.log_limit.bytes
         url = a.release_url or f"/api/v1/releases/{a.release_sha256}/archive"
         app_dir = agent.releases.get(a.release_sha256, lambda dest: self.client.download(url, dest))
         reqs = requirements_of(app_dir, manifest)
@@ -161,7 +216,15 @@ class TaskWorker(threading.Thread):
         self.env = app_env(
             a, server=agent.server, agent_id=agent.agent_id, app_dir=app_dir, port=free_port()
         )
-        return app_command(manifest, app_dir, python, self.env)
+        argv = app_command(manifest, app_dir, python, self.env)
+        return agent.isolation.wrap(
+            argv,
+            self.env,
+            app_dir=app_dir,
+            python=python,
+            work=self.dir.work,
+            spec=manifest.sandbox,
+        )
 
     def _fresh_folder(self, a: TaskAssignment) -> None:
         """A new attempt in the task's folder; the log is kept so its offsets keep growing."""
@@ -206,7 +269,12 @@ class TaskWorker(threading.Thread):
 
         try:
             handle = self.agent.launcher.launch(
-                self.dir, argv, self.env, a.stop_grace_s, on_supervisor
+                self.dir,
+                argv,
+                self.env,
+                a.stop_grace_s,
+                on_supervisor,
+                sandboxed=self.agent.isolation.sandboxed,
             )
         except SpawnError as e:
             log.warning("task %d: %s", self.task_id, e)
@@ -249,19 +317,34 @@ class TaskWorker(threading.Thread):
         else:  # the server does not want this task (stopped or lost meanwhile): stop it
             self.request_stop()
 
-    def _acked(self, offset: int) -> None:
+    def _acked(self, offset: int, lines: int) -> None:
         self.state.log_offset = offset
+        self.state.log_lines = lines
         self._save()
+
+    def _shipper(self) -> LogShipper:
+        st = self.state
+        return LogShipper(
+            self.client,
+            self.task_id,
+            self.dir.log,
+            st.log_offset,
+            self._acked,
+            lines=st.log_lines,
+            cap=(st.log_cap_lines or DEFAULT_LOG_LINES, st.log_cap_bytes or DEFAULT_LOG_BYTES),
+            where=(
+                f"on agent {self.agent.agent_id} (host {self.agent.config.hostname}) "
+                f"in {self.dir.log}"
+            ),
+        )
 
     def _ship(self, final: bool = False, shipper: LogShipper | None = None) -> None:
         if self._logs_refused:
             return
         own = shipper is None
-        shipper = shipper or LogShipper(
-            self.client, self.task_id, self.dir.log, self.state.log_offset, self._acked
-        )
+        shipper = shipper or self._shipper()
         try:
-            shipper.ship(final=final, max_batches=None if final else 20)
+            shipper.ship(final=final, max_batches=None if final else TURN_BATCHES)
         except ApiError as e:
             log.warning("task %d: server refused its log: %s; log not sent", self.task_id, e)
             self._logs_refused = True
@@ -271,9 +354,7 @@ class TaskWorker(threading.Thread):
 
     def _follow(self, handle: AppHandle) -> None:
         """Ship the log while the app runs; return the moment its supervisor has exited."""
-        shipper = LogShipper(
-            self.client, self.task_id, self.dir.log, self.state.log_offset, self._acked
-        )
+        shipper = self._shipper()
         try:
             while True:
                 if self.agent.abandon.is_set():
@@ -286,7 +367,8 @@ class TaskWorker(threading.Thread):
             shipper.close()
 
     def _finish(self) -> None:
-        """The app is gone: ship the rest of its log, then report how it ended."""
+        """The app is gone: report how it ended (with at most ``END_BATCHES`` of its log
+        before), then ship the rest of the log."""
         info = self.dir.exit_info()
         error: str | None = None
         if info is None:
@@ -295,7 +377,11 @@ class TaskWorker(threading.Thread):
             if killed:
                 error += "; the app was still running and has been killed"
             log.warning("task %d: %s", self.task_id, error)
-        last = self._ship_but_last()
+        if self.state.end_reported:  # by an earlier agent: only the log is left
+            self._ship(final=True)
+            self._mark_reported()
+            return
+        last, more = self._end_batch()
         if info is not None and not info.spawned:
             event = TaskEvent(kind="failed", error=info.error or "the app could not be started")
         elif info is not None:
@@ -312,21 +398,24 @@ class TaskWorker(threading.Thread):
                 event.kind,
                 f" with code {event.exit_code}" if event.exit_code is not None else "",
             )
+        if more:  # what the report did not wait for
+            self.state.end_reported = True
+            self._save()
+            self._ship(final=True)
         self._mark_reported()
 
-    def _ship_but_last(self) -> LogBatch | None:
-        """After the app's end: ship its log but the last batch, which goes with the report."""
+    def _end_batch(self) -> tuple[LogBatch | None, bool]:
+        """After the app's end: ship a bounded part of its log; the batch that goes with the
+        report (``LogShipper.end_batch``), and whether more is left for after it."""
         if self._logs_refused:
-            return None
-        shipper = LogShipper(
-            self.client, self.task_id, self.dir.log, self.state.log_offset, self._acked
-        )
+            return None, False
+        shipper = self._shipper()
         try:
-            return shipper.rest_but_last()
+            return shipper.end_batch(END_BATCHES), shipper.behind
         except ApiError as e:
             log.warning("task %d: server refused its log: %s; log not sent", self.task_id, e)
             self._logs_refused = True
-            return None
+            return None, False
         finally:
             shipper.close()
 
@@ -340,7 +429,9 @@ class TaskWorker(threading.Thread):
         except ApiError:
             self._ship(final=True)
             return self._report(event)
-        self.state.log_offset = last.end_offset  # written down with ``reported``, next
+        # written down with the next save (``end_reported`` or ``reported``)
+        self.state.log_offset = last.end_offset
+        self.state.log_lines += len(last.lines)
         return True
 
     def _mark_reported(self) -> None:

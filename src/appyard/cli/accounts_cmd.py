@@ -17,6 +17,7 @@ from appyard.cli._common import (
     team_id,
 )
 from appyard.schemas.accounts import Role
+from appyard.sdk import Api
 
 user_app = typer.Typer(help="Users (instance admins manage them).", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -62,10 +63,47 @@ def user_list() -> None:
     """List users (instance admin only)."""
     with get_api() as api:
         users = api.user.get_list()
-    table = Table("ID", "LOGIN", "ADMIN", "CREATED")
+    table = Table("ID", "LOGIN", "ADMIN", "DISABLED", "CREATED")
     for u in users:
-        table.add_row(str(u.id), u.login, "yes" if u.is_admin else "", fmt_time(u.created_at))
+        table.add_row(
+            str(u.id),
+            u.login,
+            "yes" if u.is_admin else "",
+            "yes" if u.disabled else "",
+            fmt_time(u.created_at),
+        )
     console.print(table)
+
+
+def _user_id(api: Api, user: str) -> int:
+    """A user given by id or by login (a login is looked up in the users list: admins only)."""
+    if user.isdigit():
+        return int(user)
+    for u in api.user.get_list():
+        if u.login == user:
+            return u.id
+    exit_with(f"No user with login {user!r} (`appyard user list`).", 1)
+    raise AssertionError("unreachable")
+
+
+@user_app.command("disable")
+def user_disable(
+    user: Annotated[str, typer.Argument(help="The user's login or id.")],
+) -> None:
+    """Disable a user (instance admin only): it signs in no more and every token of it dies."""
+    with get_api() as api:
+        info = api.user.disable(_user_id(api, user))
+    console.print(f"User {info.login!r} (id {info.id}) disabled; its tokens are revoked.")
+
+
+@user_app.command("enable")
+def user_enable(
+    user: Annotated[str, typer.Argument(help="The user's login or id.")],
+) -> None:
+    """Enable a disabled user again (its old tokens stay revoked: mint new ones)."""
+    with get_api() as api:
+        info = api.user.enable(_user_id(api, user))
+    console.print(f"User {info.login!r} (id {info.id}) enabled.")
 
 
 @token_app.command("create")
@@ -81,19 +119,33 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list() -> None:
-    """List your tokens (not their secrets)."""
+def token_list(
+    team: Annotated[
+        int | None,
+        typer.Option(
+            help="Every live token of this team (team admins): members', agents', tasks'."
+        ),
+    ] = None,
+) -> None:
+    """List your tokens, or a team's (not their secrets)."""
     with get_api() as api:
-        tokens = api.user.get_tokens()
-    table = Table("ID", "NAME", "KIND", "CREATED")
+        tokens = api.user.get_tokens(team)
+    table = Table("ID", "NAME", "KIND", "OF", "CREATED")
     for t in tokens:
-        table.add_row(str(t.id), t.name, t.kind, fmt_time(t.created_at))
+        of = (
+            f"agent {t.agent_id}"
+            if t.agent_id is not None
+            else f"task {t.task_id}"
+            if t.task_id is not None
+            else f"user {t.user_id}"
+        )
+        table.add_row(str(t.id), t.name, t.kind, of, fmt_time(t.created_at))
     console.print(table)
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id.")]) -> None:
-    """Revoke one of your tokens."""
+    """Revoke a token: one of yours, or (team admins) one of `token list --team`."""
     with get_api() as api:
         api.user.revoke_token(token_id)
     console.print(f"Token {token_id} revoked.")
@@ -135,6 +187,22 @@ def team_add_member(
     console.print(f"{member.login} is {member.role} of team {team_id(team)}.")
 
 
+@team_app.command("remove-member")
+def team_remove_member(
+    login: Annotated[str, typer.Argument(help="The member's login (or user id).")],
+    team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = None,
+) -> None:
+    """Take a user out of the team (team admins; a member may remove itself)."""
+    tid = team_id(team)
+    with get_api() as api:
+        members = api.team.get_members(tid)
+        match = [m for m in members if m.login == login or str(m.user_id) == login]
+        if not match:
+            exit_with(f"{login!r} is not a member of team {tid} (`appyard team members`).", 1)
+        api.team.remove_member(tid, match[0].user_id)
+    console.print(f"{match[0].login} is no longer a member of team {tid}.")
+
+
 @team_app.command("members")
 def team_members(team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = None) -> None:
     """List the team's members."""
@@ -142,7 +210,7 @@ def team_members(team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = Non
         members = api.team.get_members(team_id(team))
     table = Table("USER", "LOGIN", "ROLE")
     for m in members:
-        table.add_row(str(m.user_id), m.login, m.role)
+        table.add_row(str(m.user_id), m.login, m.role + (" (disabled)" if m.disabled else ""))
     console.print(table)
 
 

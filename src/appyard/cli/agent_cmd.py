@@ -1,4 +1,4 @@
-"""``appyard agent create|list|run``: register agents, list them, run one in the foreground."""
+"""``appyard agent create|list|rotate-token|run``: register agents, list them, run one in the foreground."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def agent_list(team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = None)
     """List the team's agents with their status and load."""
     with get_api() as api:
         agents = api.agent.get_list(team_id(team))
-    table = Table("ID", "NAME", "STATUS", "SLOTS", "RUNNING", "HOST", "VERSION", "LAST SEEN")
+    table = Table(
+        "ID", "NAME", "STATUS", "SLOTS", "RUNNING", "HOST", "VERSION", "SANDBOX", "LAST SEEN"
+    )
     for a in agents:
         table.add_row(
             str(a.id),
@@ -51,9 +53,34 @@ def agent_list(team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = None)
             str(a.running),
             a.hostname or "-",
             a.version or "-",
+            _isolation(a.isolation),
             fmt_time(a.last_seen_at),
         )
     console.print(table)
+
+
+@agent_app.command("rotate-token")
+def agent_rotate_token(
+    agent: Annotated[int, typer.Argument(help="The agent's id (`appyard agent list`).")],
+) -> None:
+    """A new token for an agent (team admins); the old one stops working at once."""
+    with get_api() as api:
+        created = api.agent.rotate_token(agent)
+        address = api.server_address
+    console.print(f"Agent {agent}: the old token is revoked. The new one, shown only this once:")
+    console.print(Text(created.token, style="bold"))
+    console.print("Run the agent again with it:")
+    console.print(
+        Text(f"appyard agent run --server {address} --token {created.token}", style="cyan"),
+        soft_wrap=True,
+    )
+
+
+def _isolation(mode: str | None) -> Text:
+    """How the agent runs apps; ``none`` stands out: its apps see what its user sees."""
+    if mode == "none":
+        return Text("none (apps not sandboxed)", style="bold red")
+    return Text(mode or "-")
 
 
 def agent_argv(

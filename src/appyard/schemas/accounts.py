@@ -23,6 +23,7 @@ class UserInfo(BaseModel):
     id: int
     login: str
     is_admin: bool
+    disabled: bool = False  # signs in no more; no token acts as it
     created_at: datetime
 
 
@@ -39,9 +40,11 @@ class TokenCreate(Wire):
 class TokenInfo(BaseModel):
     id: int
     name: str
-    kind: str
+    kind: str  # user, agent or task
     user_id: int | None
     created_at: datetime
+    agent_id: int | None = None  # an agent token's agent
+    task_id: int | None = None  # a task token's task (its user: the task's)
 
 
 class TokenCreated(TokenInfo):
@@ -68,6 +71,7 @@ class MemberInfo(BaseModel):
     user_id: int
     login: str
     role: Role
+    disabled: bool = False  # the user is disabled (it counts as no admin of the team)
 
 
 class WorkspaceCreate(Wire):

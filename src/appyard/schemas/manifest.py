@@ -49,7 +49,17 @@ MAX_REQUIREMENT = 1000  # characters of one line
 MAX_STATE_BYTES = 256 * 1024  # modal_template_state as JSON (as a start's params)
 MAX_GRACE_S = 3600.0
 DEFAULT_GRACE_S = 10.0
+#: a task's stored log (docs/apps.md, "Logs"): the default, and the range ``log_limit`` may ask
+#: for (the server may hold it lower: ``APPYARD_MAX_LOG_LINES``/``APPYARD_MAX_LOG_BYTES``)
+DEFAULT_LOG_LINES = 100_000
+DEFAULT_LOG_BYTES = 64 * 1024 * 1024
+MIN_LOG_LINES = 1000
+MIN_LOG_BYTES = 1024 * 1024
+MAX_LOG_LINES = 1_000_000
+MAX_LOG_BYTES = 1024 * 1024 * 1024
 OPTION_KEYS = frozenset({"title", "help", "choices"})
+SANDBOX_KEYS = frozenset({"network", "read_only_paths", "gpu"})
+MAX_READ_ONLY_PATHS = 32
 
 
 def _fail(problem: str, at: str = "") -> PydanticCustomError:
@@ -170,6 +180,51 @@ class OptionSpec(BaseModel):
         return data
 
 
+def _read_only_paths(value: Any) -> Any:
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_READ_ONLY_PATHS
+        or not all(
+            isinstance(p, str)
+            and _short_text(MAX_PATH)(p)
+            and p.startswith("/")
+            and ".." not in p.split("/")
+            for p in value
+        )
+    ):
+        raise _fail(
+            f"must be a list of at most {MAX_READ_ONLY_PATHS} absolute paths "
+            f"(at most {MAX_PATH} characters, no '..')"
+        )
+    return value
+
+
+class SandboxSpec(BaseModel):
+    """``sandbox``: what the app needs beyond its sandbox (docs/apps.md); the agent enforces
+    it, and gives a path only when it allows apps to read it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: false: no network but a loopback of its own (the server cannot be reached either)
+    network: Flag = True
+    #: folders or files of the agent's machine to read (each one the agent allows)
+    read_only_paths: Annotated[list[str], BeforeValidator(_read_only_paths)] = Field(
+        default_factory=list
+    )
+    #: the machine's GPU devices
+    gpu: Flag = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise _fail('must be a JSON object with "network", "read_only_paths" and/or "gpu"')
+        unknown = sorted(set(data) - SANDBOX_KEYS)
+        if unknown:
+            raise _fail(f"is not known; use {sorted(SANDBOX_KEYS)}", at=unknown[0])
+        return data
+
+
 class ContextMenu(BaseModel):
     """``context_menu``: where the app is started from; other keys of it are kept."""
 
@@ -177,6 +232,34 @@ class ContextMenu(BaseModel):
 
     #: target names (``images_project``, ``ecosystem``, ...); a single string means a list of one
     target: Annotated[list[str], BeforeValidator(_targets)] = Field(default_factory=list)
+
+
+def _whole(low: int, high: int, unit: str) -> BeforeValidator:
+    """A whole number of ``unit`` from ``low`` to ``high`` (``true`` is not one)."""
+    return _checked(
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high,
+        f"must be a whole number of {unit} from {low} to {high}",
+    )
+
+
+class LogLimit(BaseModel):
+    """``log_limit``: how much of a task's output the server stores (the rest stays in the
+    task folder on the agent); a key left out keeps its default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lines: Annotated[int, _whole(MIN_LOG_LINES, MAX_LOG_LINES, "lines")] = DEFAULT_LOG_LINES
+    bytes: Annotated[int, _whole(MIN_LOG_BYTES, MAX_LOG_BYTES, "bytes")] = DEFAULT_LOG_BYTES
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise _fail('must be a JSON object with "lines" and/or "bytes"')
+        unknown = sorted(set(data) - {"lines", "bytes"})
+        if unknown:
+            raise _fail('is not known; use "lines" and/or "bytes"', at=unknown[0])
+        return data
 
 
 class Manifest(BaseModel):
@@ -264,6 +347,10 @@ class Manifest(BaseModel):
     ] = None
     #: requirement lines, or the path of a requirements file; else ``requirements.txt`` if any
     requirements: Annotated[list[str] | str | None, BeforeValidator(_requirements)] = None
+    #: what the app needs beyond its sandbox: network, extra read-only paths, GPUs
+    sandbox: SandboxSpec | None = None
+    #: how much of a task's log the server stores (lines and bytes of the agent's log file)
+    log_limit: LogLimit = Field(default_factory=LogLimit)
 
     _words: tuple[str, ...] | None = PrivateAttr(None)
 

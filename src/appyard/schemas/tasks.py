@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from appyard.domain.status import Status
 from appyard.schemas.common import (
@@ -119,4 +120,27 @@ class OutputsUpdate(Wire):
 
 
 class ReadyUpdate(Wire):
-    url: str | None = Field(default=None, max_length=2048)
+    url: str | None = Field(default=None, max_length=500)  # the column holds 500
+
+    @field_validator("url")
+    @classmethod
+    def _web_page(cls, url: str | None) -> str | None:
+        """The web UI shows it as a link to the session's page: a ``javascript:`` or
+        ``data:`` URL there would run in the UI's origin, with the viewer's token."""
+        if url is None:
+            return None
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or any(c.isspace() or not c.isprintable() for c in url)
+        ):
+            raise ValueError(
+                "must be an http:// or https:// URL of the session's web page "
+                "(with a host, no spaces or control characters)"
+            )
+        return url

@@ -45,13 +45,22 @@ class UserApi:
         """Mint a token (an admin may for another user); ``.token`` is shown only this once."""
         return self._core.run(calls.create_token(name, user_id))
 
-    def get_tokens(self) -> list[TokenInfo]:
-        """The caller's tokens (never their secret)."""
-        return self._core.run(calls.tokens())
+    def get_tokens(self, team_id: int | None = None) -> list[TokenInfo]:
+        """The caller's tokens (never their secret); with ``team_id`` (team admin): every live
+        token acting in the team (members', agents', running tasks')."""
+        return self._core.run(calls.tokens(team_id))
 
     def revoke_token(self, token_id: int) -> None:
-        """Revoke a token; its open streams end too."""
+        """Revoke a token (own ones; a team admin: the team's); its open streams end too."""
         self._core.run(calls.revoke_token(token_id))
+
+    def disable(self, user_id: int) -> UserInfo:
+        """Disable a user (instance admin): it signs in no more and every token of it dies."""
+        return self._core.run(calls.disable_user(user_id))
+
+    def enable(self, user_id: int) -> UserInfo:
+        """Enable a disabled user again (its old tokens stay revoked)."""
+        return self._core.run(calls.enable_user(user_id))
 
     def login(self, login: str, password: str) -> TokenCreated:
         """Password sign-in: mints a user token (no token needed for this call)."""
@@ -77,11 +86,17 @@ class AsyncUserApi:
     async def create_token(self, name: str = "api", user_id: int | None = None) -> TokenCreated:
         return await self._core.run(calls.create_token(name, user_id))
 
-    async def get_tokens(self) -> list[TokenInfo]:
-        return await self._core.run(calls.tokens())
+    async def get_tokens(self, team_id: int | None = None) -> list[TokenInfo]:
+        return await self._core.run(calls.tokens(team_id))
 
     async def revoke_token(self, token_id: int) -> None:
         await self._core.run(calls.revoke_token(token_id))
+
+    async def disable(self, user_id: int) -> UserInfo:
+        return await self._core.run(calls.disable_user(user_id))
+
+    async def enable(self, user_id: int) -> UserInfo:
+        return await self._core.run(calls.enable_user(user_id))
 
     async def login(self, login: str, password: str) -> TokenCreated:
         return await self._core.run(calls.login(login, password))
@@ -109,6 +124,11 @@ class TeamApi:
         """Add a user to the team, or change its role (team admin only)."""
         return self._core.run(calls.add_member(team_id, login, role))
 
+    def remove_member(self, team_id: int, user_id: int) -> None:
+        """Take a user out of the team (team admin, or the member itself); the team keeps an
+        admin."""
+        self._core.run(calls.remove_member(team_id, user_id))
+
 
 @twin_of(TeamApi)
 class AsyncTeamApi:
@@ -126,6 +146,9 @@ class AsyncTeamApi:
 
     async def add_member(self, team_id: int, login: str, role: Role = "developer") -> MemberInfo:
         return await self._core.run(calls.add_member(team_id, login, role))
+
+    async def remove_member(self, team_id: int, user_id: int) -> None:
+        await self._core.run(calls.remove_member(team_id, user_id))
 
 
 class WorkspaceApi:
@@ -169,6 +192,11 @@ class AgentApi:
         """Register an agent; ``.token`` (what ``appyard agent run`` needs) is shown only once."""
         return self._core.run(calls.create_agent(team_id, name))
 
+    def rotate_token(self, agent_id: int) -> TokenCreated:
+        """A new token for the agent (team admin); the old one dies at once, so run the agent
+        again with ``.token`` (shown only this once)."""
+        return self._core.run(calls.rotate_agent_token(agent_id))
+
     def me(self) -> AgentInfo:
         """The agent this client's token belongs to (with an agent token only)."""
         return self._core.run(calls.agent_me())
@@ -184,6 +212,9 @@ class AsyncAgentApi:
 
     async def create(self, team_id: int, name: str) -> AgentCreated:
         return await self._core.run(calls.create_agent(team_id, name))
+
+    async def rotate_token(self, agent_id: int) -> TokenCreated:
+        return await self._core.run(calls.rotate_agent_token(agent_id))
 
     async def me(self) -> AgentInfo:
         return await self._core.run(calls.agent_me())

@@ -100,7 +100,7 @@ async def _statistics(db: Database) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     notifier = Notifier()
-    db = Database(settings.db_url, notifier)
+    db = Database(settings.db_url, notifier, {"log_ceiling": settings.log_ceiling})
     ctx = ServerContext(
         settings=settings, db=db, notifier=notifier, releases=ReleaseStore(settings.releases_dir)
     )
@@ -157,7 +157,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=exc.status_code)
+        retry = exc.details.get("retry_after_s")  # a 429 says when to come back
+        headers = {"Retry-After": str(retry)} if retry is not None else None
+        return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
+
+from appyard.schemas.manifest import MAX_LOG_BYTES, MAX_LOG_LINES
 
 #: URL schemes that name PostgreSQL without a driver; SQLAlchemy 2.0 maps them to psycopg2
 #: and 2.1 to psycopg (3), so they are pinned to the driver the ``postgres`` extra installs
@@ -21,6 +24,13 @@ def normalize_database_url(url: str) -> str:
 
 def default_home() -> Path:
     return Path(os.environ.get("APPYARD_HOME", "~/.appyard")).expanduser()
+
+
+class LogCeiling(NamedTuple):
+    """The server's cap of one task's stored log (the database sessions carry it)."""
+
+    lines: int = MAX_LOG_LINES
+    bytes: int = MAX_LOG_BYTES
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,19 @@ class Settings:
     auth_before_body_bytes: int = 64 * 1024
     #: what a client is told to wait (``Retry-After``) when the database is busy
     retry_after_s: int = 5
+    #: clients' waits and streams (watch, logs, team) open at once per token and per team of
+    #: the data followed, in this process (each replica counts its own); past it: 429
+    max_streams_per_token: int = 64
+    max_streams_per_team: int = 256
     admin_token_file: Path | None = None  # first start: write the admin's token here
+    #: the most of one task's log the server stores, whatever its manifest's ``log_limit`` asks
+    #: (lines, and bytes of the agent's log file); a task's default is 100,000 lines / 64 MiB
+    max_log_lines: int = MAX_LOG_LINES
+    max_log_bytes: int = MAX_LOG_BYTES
+
+    @property
+    def log_ceiling(self) -> LogCeiling:
+        return LogCeiling(self.max_log_lines, self.max_log_bytes)
 
     @property
     def db_url(self) -> str:
@@ -79,5 +101,9 @@ class Settings:
             max_release_bytes=int(env.get("APPYARD_MAX_RELEASE_BYTES", str(512 * 1024**2))),
             max_body_bytes=int(env.get("APPYARD_MAX_BODY_BYTES", str(16 * 1024**2))),
             auth_before_body_bytes=int(env.get("APPYARD_AUTH_BEFORE_BODY_BYTES", str(64 * 1024))),
+            max_streams_per_token=int(env.get("APPYARD_MAX_STREAMS_PER_TOKEN", "64")),
+            max_streams_per_team=int(env.get("APPYARD_MAX_STREAMS_PER_TEAM", "256")),
             admin_token_file=Path(token_file).expanduser() if token_file else None,
+            max_log_lines=int(env.get("APPYARD_MAX_LOG_LINES", str(MAX_LOG_LINES))),
+            max_log_bytes=int(env.get("APPYARD_MAX_LOG_BYTES", str(MAX_LOG_BYTES))),
         )

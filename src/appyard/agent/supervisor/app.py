@@ -2,6 +2,15 @@
 
 The app gets the job's environment, stdin from /dev/null, a new session (so its own process
 group, pgid = its pid), and default dispositions for SIGPIPE/SIGHUP/SIGINT/SIGXFSZ.
+
+A sandboxed app (``Job.sandboxed``: argv is bubblewrap's, ``agent/sandbox.py``) is one more
+level down: the process spawned is bubblewrap, whose one child is the sandbox's first process
+(pid 1 of its PID namespace, leader of a session of its own: ``--new-session``), whose child is
+the app, in that session's group. A stop's SIGTERM goes to that group, never to bubblewrap
+(which would die of it, and take the sandbox down at once: ``--die-with-parent``); the
+SIGKILL after the grace period goes to bubblewrap and the sandbox's first process, which ends
+every process in the sandbox. Bubblewrap exits with the app's code, or 128 + N when the app was
+killed by signal N, which is written as -N, as for an app run without a sandbox.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from .files import EXIT_NAME, LOG_NAME, PIDS_NAME, jobject, now_iso, write_atomi
 from .lines import READ_SIZE, Lines, record
 from .procs import (
     become_subreaper,
+    children,
     kill_descendants,
     own_start_time,
     proc_start_time,
@@ -27,6 +37,8 @@ from .signals import drain, sig
 EXEC_FAILED = 127
 #: how long the output pipes may stay open after the app and its group are gone
 DRAIN_S = 2.0
+#: how often a stop retries its SIGTERM while bubblewrap has not made the sandbox yet
+SANDBOX_RETRY_S = 0.01
 
 
 class Supervisor:
@@ -39,8 +51,10 @@ class Supervisor:
         grace: float,
         status_fd: int | None,
         env: Mapping[str, str],
+        sandboxed: bool = False,
     ) -> None:
         self.task_dir = task_dir
+        self.sandboxed = sandboxed
         #: the app's environment
         self.env = env
         self.cwd = cwd
@@ -104,6 +118,44 @@ class Supervisor:
         )
 
     # --- the app ----------------------------------------------------------------------------
+    def sandbox_leader(self, pid: int) -> int | None:
+        """The sandbox's first process (bubblewrap's child), once bubblewrap has made it."""
+        kids = children(pid)
+        return kids[0] if kids else None
+
+    def term(self, pid: int) -> bool:
+        """SIGTERM to the app's process group; False when it cannot be sent yet (bubblewrap
+        still makes the sandbox: the app does not run yet)."""
+        if not self.sandboxed:
+            signal_group(pid, sig.SIGTERM)
+            return True
+        leader = self.sandbox_leader(pid)
+        if leader is None:
+            return False
+        try:
+            os.killpg(leader, sig.SIGTERM)
+        except ProcessLookupError:  # not a session leader yet (or gone): try again
+            return False
+        return True
+
+    def kill(self, pid: int) -> None:
+        """SIGKILL to the app's group; for a sandbox, to bubblewrap and the sandbox's first
+        process, whose end kills every process in it."""
+        leader = self.sandbox_leader(pid) if self.sandboxed else None
+        signal_group(pid, sig.SIGKILL)
+        if leader is not None:
+            try:  # noqa: SIM105 - contextlib would cost imports at start
+                os.kill(leader, sig.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def exit_code(self, status: int) -> int:
+        """The app's exit code from its wait status (see the module's docstring)."""
+        code = os.waitstatus_to_exitcode(status)
+        if self.sandboxed and 128 < code < 128 + 65:
+            return 128 - code
+        return code
+
     def spawn(self, argv: list[str]) -> int | None:
         """Start the app in a new session; on failure log it, write exit.json, return None."""
         out_r, out_w = os.pipe()
@@ -160,7 +212,7 @@ class Supervisor:
         try:
             code = self.watch(pid, pidfd, wake_r)
         except BaseException as e:  # a bug of ours must not leave the app unwatched
-            signal_group(pid, sig.SIGKILL)
+            self.kill(pid)
             try:
                 code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
             except ChildProcessError:
@@ -179,22 +231,23 @@ class Supervisor:
         for fd in (*self.pipes, pidfd, wake_r):
             poller.register(fd, select.POLLIN)
         status: int | None = None
-        term_sent = False
+        term_asked = term_sent = False
         kill_at: float | None = None
         drain_until: float | None = None
 
         while self.pipes or status is None:
             now = time.monotonic()
             if self.stop_requested and not term_sent and status is None:
-                term_sent = True
-                self.note("info", f"stop requested: SIGTERM to the app, {self.grace:g} s grace")
-                signal_group(pid, sig.SIGTERM)
-                kill_at = now + self.grace
+                if not term_asked:
+                    term_asked = True
+                    self.note("info", f"stop requested: SIGTERM to the app, {self.grace:g} s grace")
+                    kill_at = now + self.grace
+                term_sent = self.term(pid)
             if kill_at is not None and status is None and now >= kill_at:
                 kill_at = None
                 self.killed = True
                 self.note("warning", f"still running after {self.grace:g} s grace: SIGKILL")
-                signal_group(pid, sig.SIGKILL)
+                self.kill(pid)
             records: list[str] = []
             if drain_until is not None and now >= drain_until:
                 # a process that left the group holds the pipes open: stop reading
@@ -203,6 +256,8 @@ class Supervisor:
                 self.write_records(records)
                 break
             deadline = kill_at if status is None else drain_until
+            if term_asked and not term_sent and status is None:
+                deadline = now + SANDBOX_RETRY_S
             timeout = None if deadline is None else max(0, int((deadline - now) * 1000) + 1)
             for fd, _ in poller.poll(timeout):
                 if fd == wake_r:
@@ -227,4 +282,4 @@ class Supervisor:
                         del self.pipes[fd]
             self.write_records(records)
         assert status is not None
-        return os.waitstatus_to_exitcode(status)
+        return self.exit_code(status)

@@ -72,6 +72,15 @@ def become_subreaper() -> bool:
     return _subreaper[0]
 
 
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s children (of its main thread: bubblewrap has no other)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(k) for k in f.read().split()]
+    except OSError:  # it vanished
+        return []
+
+
 def descendants() -> list[int]:
     """The pids of all our live (or zombie) descendants, parents before their children."""
     found: list[int] = []

@@ -130,4 +130,5 @@ def run_job(job_fd: int, status_fd: int, wake_r: int) -> int:
         return 2
     env = dict(job.env)
     become(job, env)
-    return Supervisor(job.task_dir, job.cwd, job.grace, status_fd, env).run(list(job.argv), wake_r)
+    sup = Supervisor(job.task_dir, job.cwd, job.grace, status_fd, env, job.sandboxed)
+    return sup.run(list(job.argv), wake_r)

@@ -72,8 +72,20 @@ def create_token(name: str, user_id: int | None) -> Op[TokenCreated]:
     return _post("/tokens", TokenCreate(name=name, user_id=user_id), TokenCreated)
 
 
-def tokens() -> Op[list[TokenInfo]]:
-    return _get("/tokens", list[TokenInfo])
+def tokens(team_id: int | None) -> Op[list[TokenInfo]]:
+    data = yield from request("GET", "/tokens", params={"team_id": team_id})
+    validated: list[TokenInfo] = _adapter(list[TokenInfo]).validate_python(data)
+    return validated
+
+
+def disable_user(user_id: int) -> Op[UserInfo]:
+    data = yield from request("POST", f"/users/{int(user_id)}/disable", idempotent=True)
+    return UserInfo.model_validate(data)
+
+
+def enable_user(user_id: int) -> Op[UserInfo]:
+    data = yield from request("POST", f"/users/{int(user_id)}/enable", idempotent=True)
+    return UserInfo.model_validate(data)
 
 
 def revoke_token(token_id: int) -> Op[None]:
@@ -105,6 +117,10 @@ def add_member(team_id: int, login: str, role: Role) -> Op[MemberInfo]:
     return _post(path, MemberAdd(login=login, role=role), MemberInfo, idempotent=True)
 
 
+def remove_member(team_id: int, user_id: int) -> Op[None]:
+    yield from request("DELETE", f"/teams/{int(team_id)}/members/{int(user_id)}")
+
+
 def workspaces(team_id: int) -> Op[list[WorkspaceInfo]]:
     return _get(f"/teams/{int(team_id)}/workspaces", list[WorkspaceInfo])
 
@@ -123,6 +139,11 @@ def agents(team_id: int) -> Op[list[AgentInfo]]:
 
 def create_agent(team_id: int, name: str) -> Op[AgentCreated]:
     return _post(f"/teams/{int(team_id)}/agents", AgentCreate(name=name), AgentCreated)
+
+
+def rotate_agent_token(agent_id: int) -> Op[TokenCreated]:
+    data = yield from request("POST", f"/agents/{int(agent_id)}/token")
+    return TokenCreated.model_validate(data)
 
 
 def agent_me() -> Op[AgentInfo]:

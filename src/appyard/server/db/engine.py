@@ -55,7 +55,9 @@ def make_engine(url: str, readonly: bool = False) -> Engine:
 class Database:
     """The engine plus a session factory; one per server process."""
 
-    def __init__(self, url: str, notifier: object | None = None) -> None:
+    def __init__(
+        self, url: str, notifier: object | None = None, info: dict[str, object] | None = None
+    ) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
@@ -65,7 +67,8 @@ class Database:
         self._sessions = sessionmaker(
             self.engine,
             expire_on_commit=False,
-            info={"notifier": notifier, "postgres": self.is_postgres},
+            # ``info``: settings the services read from their session (the log's ceiling)
+            info={**(info or {}), "notifier": notifier, "postgres": self.is_postgres},
         )
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
         # SQLite has one writer at a time. Writers of this process queue here for it: one that

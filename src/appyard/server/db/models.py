@@ -57,6 +57,9 @@ class User(Base):
     login: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(200))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: a disabled user signs in no more, and no token acts as it (its task tokens included:
+    #: the token lookup reads this flag in its one statement); migration 0006
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -110,6 +113,8 @@ class Agent(Base):
     slots: Mapped[int] = mapped_column(Integer, default=1)
     hostname: Mapped[str | None] = mapped_column(String(200))
     version: Mapped[str | None] = mapped_column(String(50))
+    #: how it runs apps, as its last hello said: "sandboxed" or "none" (migration 0007)
+    isolation: Mapped[str | None] = mapped_column(String(20))
     last_seen_at: Mapped[datetime | None] = mapped_column()
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

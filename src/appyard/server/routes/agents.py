@@ -98,7 +98,11 @@ async def poll(request: Request, agent_id: PathId, body: PollRequest) -> Respons
         return answer
 
     timeout = min(body.timeout_s, ctx.settings.poll_timeout_s)
-    follow = Follow(ctx.notifier, (keys.agent(agent_id), queue), look, timeout=timeout)
+    # not counted (one poll per agent; a team may have hundreds), but its token is checked
+    # again at each look after the first: a deleted agent claims nothing more
+    follow = Follow(
+        ctx.notifier, (keys.agent(agent_id), queue), look, timeout=timeout, request=request
+    )
     answer = await follow.until(lambda answer: bool(answer.tasks or answer.stop) or moved)
     if moved and not (answer.tasks or answer.stop):
         return await poll(request, agent_id, body)  # listen on the right queue

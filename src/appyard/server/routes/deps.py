@@ -13,11 +13,11 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from appyard.errors import AuthenticationError
+from appyard.errors import ApiError, AuthenticationError
 from appyard.schemas.common import MAX_ID
 from appyard.server.db.engine import Database
 from appyard.server.notifier import Notifier
-from appyard.server.security import Principal
+from appyard.server.security import Principal, SignInLimiter
 from appyard.server.services.accounts import authenticate
 from appyard.server.settings import Settings
 from appyard.server.storage import ReleaseStore
@@ -34,6 +34,62 @@ QueryId = Annotated[int, Query(ge=1, le=MAX_ID)]
 WORKER_THREADS = 20
 
 
+class OpenStreams:
+    """Long-polls and streams of clients open in this server process, counted per token and
+    per team: one caller holding many of them makes every change cost as many looks, which
+    the other requests wait behind. Past a cap a new one is a 429 with ``Retry-After``.
+
+    The counts are this process's own: with several server replicas each counts its own
+    streams, so a token may hold up to the cap on each. Only the event loop touches them.
+    """
+
+    def __init__(self, *, per_token: int, per_team: int, retry_after_s: int) -> None:
+        self.per_token = per_token
+        self.per_team = per_team
+        self.retry_after_s = retry_after_s
+        self.tokens: dict[int, int] = {}
+        self.teams: dict[int, int] = {}
+
+    def take(self, *, token_id: int, team_id: int) -> Callable[[], None]:
+        """A place for one more stream of this token on this team's data, or a 429; the
+        function returned gives it back (once, however often it is called)."""
+        if self.tokens.get(token_id, 0) >= self.per_token:
+            raise self._refusal(f"this token has {self.per_token} streams and waits open already")
+        if self.teams.get(team_id, 0) >= self.per_team:
+            raise self._refusal(
+                f"team {team_id} has {self.per_team} streams and waits open already"
+            )
+        self.tokens[token_id] = self.tokens.get(token_id, 0) + 1
+        self.teams[team_id] = self.teams.get(team_id, 0) + 1
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                _less(self.tokens, token_id)
+                _less(self.teams, team_id)
+
+        return release
+
+    def _refusal(self, why: str) -> ApiError:
+        return ApiError(
+            f"Too many open streams: {why} (on this server). Close some (a finished wait, a "
+            f"page no longer shown) or retry in {self.retry_after_s} s.",
+            status_code=429,
+            code="too_many_requests",
+            details={"retry_after_s": self.retry_after_s},
+        )
+
+
+def _less(counts: dict[int, int], key: int) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]  # a token or team with no stream open costs no memory
+
+
 @dataclass
 class ServerContext:
     settings: Settings
@@ -46,6 +102,18 @@ class ServerContext:
     )
     #: each agent's team (it never changes): a poll knows its team's queue key without a read
     agent_teams: dict[int, int] = field(default_factory=dict)
+    #: failed sign-ins per login and per client address, in this process
+    signin: SignInLimiter = field(default_factory=SignInLimiter)
+    #: clients' open long-polls and streams, capped per token and per team
+    streams: OpenStreams = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.streams = OpenStreams(
+            per_token=s.max_streams_per_token,
+            per_team=s.max_streams_per_team,
+            retry_after_s=s.retry_after_s,
+        )
 
 
 def context(request: Request) -> ServerContext:
@@ -85,6 +153,25 @@ def _principal(request: Request, s: Session) -> Principal:
     return principal
 
 
+def principal_of(request: Request) -> Principal | None:
+    """The principal this request's token was resolved to, if it was (``read``/``run``)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal
+
+
+def recheck_token(request: Request) -> None:
+    """The next ``read``/``run`` of this request resolves its token again, in its own
+    transaction (one prebuilt statement): a stream or long-poll whose token was revoked, or
+    whose task ended, is refused at its next look (401) instead of living on."""
+    request.state.principal = None
+
+
+async def check_token(request: Request) -> None:
+    """Resolve this request's token again now (a stream's keepalive tick that does not look)."""
+    recheck_token(request)
+    await aread(request, lambda s, p: None)
+
+
 #: PostgreSQL's "deadlock detected" and "could not serialize": the transaction was rolled back
 #: whole and may simply run again
 _RETRYABLE = {"40P01", "40001"}
@@ -115,11 +202,6 @@ def read(request: Request, fn: Callable[[Session, Principal], T]) -> T:
     """Like ``run`` for a route that only reads: it never waits behind a writer."""
     with context(request).db.reader() as s:
         return fn(s, _principal(request, s))
-
-
-def run_anon(request: Request, fn: Callable[[Session], T]) -> T:
-    with context(request).db.session() as s:
-        return fn(s)
 
 
 async def in_thread(request: Request, fn: Callable[[], T]) -> T:

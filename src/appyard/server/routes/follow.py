@@ -11,18 +11,28 @@ and the team stream (server-sent events) all follow notifier keys (``keys.py``) 
   ``keepalive_s``), clear what fired, and look again;
 - at server shutdown (``Notifier.close`` wakes every waiter) end after the look in hand: a
   long-poll answers with it, a stream ends, and clients reconnect to the next server.
+
+Given the ``request``, each look after the first resolves the token again (one prebuilt
+statement in the look's own transaction), as does a stream's keepalive tick that does not
+look: a revoked token, or a task token whose task ended, ends the stream (the client's
+reconnect gets the 401) within a wake or a tick. Given ``team_of`` too, a client's follow takes
+a place among its token's and its team's open ones (``OpenStreams``; 429 past a cap).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from fastapi import Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from appyard.errors import AuthenticationError
 from appyard.server.keys import Key
 from appyard.server.notifier import Notifier, Subscription
+from appyard.server.routes.deps import check_token, context, principal_of, recheck_token
 
 T = TypeVar("T")
 
@@ -59,6 +69,8 @@ class Follow(Generic[T]):
         again: Callable[[T], bool] | None = None,
         settle_s: float = 0.0,
         look_on_keepalive: bool = True,
+        request: Request | None = None,
+        team_of: Callable[[T], int] | None = None,
     ) -> None:
         if (timeout is None) == (keepalive_s is None):
             raise TypeError("Follow needs a long-poll's timeout or a stream's keepalive_s")
@@ -71,6 +83,9 @@ class Follow(Generic[T]):
         self._again = again
         self._settle_s = settle_s
         self._look_on_keepalive = look_on_keepalive
+        self._request = request
+        self._team_of = team_of
+        self._release: Callable[[], None] | None = None
         self._sub: Subscription | None = None
         self._looks: AsyncGenerator[T | None, None] | None = None
 
@@ -81,10 +96,21 @@ class Follow(Generic[T]):
             self._sub = self._notifier.subscribe(*self._keys).__enter__()
             try:
                 self.last = await self._look({FIRST})
+                self._count()
             except BaseException:
                 self._close()
                 raise
         return self.last
+
+    def _count(self) -> None:
+        request, team_of = self._request, self._team_of
+        if request is None or team_of is None:
+            return
+        principal = principal_of(request)
+        if principal is None:
+            raise RuntimeError("a counted follow's first look resolves the token")
+        streams = context(request).streams
+        self._release = streams.take(token_id=principal.token_id, team_id=team_of(self.last))
 
     async def __aenter__(self) -> Follow[T]:
         await self.open()
@@ -96,6 +122,9 @@ class Follow(Generic[T]):
         self._close()
 
     def _close(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
         if self._sub is not None:
             self._sub.__exit__(None, None, None)
             self._sub = None
@@ -137,21 +166,56 @@ class Follow(Generic[T]):
                 else:  # a stream
                     woke = await sub.wait(self._keepalive_s)
                     while not woke:
-                        yield None
                         if self._look_on_keepalive:
+                            yield None
                             break
+                        if self._request is not None:
+                            await check_token(self._request)  # no look to check it in
+                        yield None
                         woke = await sub.wait(self._keepalive_s)
                     if woke and self._settle_s:
                         if sub.closing:
                             return
                         await asyncio.sleep(self._settle_s)
+            if self._request is not None:
+                recheck_token(self._request)
             self.last = result = await self._look(sub.take())
 
 
-def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
-    """Server-sent events, sent as they come (no caching, no proxy buffering)."""
-    return StreamingResponse(
-        events,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+class _EventStream(StreamingResponse):
+    """A stream that gives back its follow's subscription and place when the response ends,
+    however it ends: a client gone before the first event never starts the generator (whose
+    ``async with`` would have closed it)."""
+
+    def __init__(self, events: AsyncIterator[str], follow: Follow[Any]) -> None:
+        super().__init__(
+            _until_token_fails(events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._follow = follow
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._follow._close()
+
+
+async def _until_token_fails(events: AsyncIterator[str]) -> AsyncIterator[str]:
+    try:
+        async for event in events:
+            yield event
+    except AuthenticationError:
+        return  # revoked or expired meanwhile: the client's reconnect is told so (401)
+
+
+def event_stream(events: AsyncIterator[str], follow: Follow[T]) -> StreamingResponse:
+    """Server-sent events of ``follow``, sent as they come (no caching, no proxy buffering).
+
+    A client that does not read holds up only its own stream: Starlette awaits each send, and
+    uvicorn's send waits while the connection's write buffer is above its high-water mark
+    (64 KiB), so nothing more is looked up or buffered for it meanwhile; wakes in between are
+    kept as a set of keys, one look after it drains.
+    """
+    return _EventStream(events, follow)

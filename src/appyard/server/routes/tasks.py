@@ -39,7 +39,7 @@ from appyard.server.routes.deps import (
 )
 from appyard.server.routes.follow import KEEPALIVE, KEEPALIVE_S, Follow, event_stream
 from appyard.server.security import Principal
-from appyard.server.services import agent_reports, app_reports, task_feeds, task_start
+from appyard.server.services import access, agent_reports, app_reports, task_feeds, task_start
 from appyard.server.services import tasks as sessions
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["tasks"])
@@ -125,6 +125,8 @@ async def stream_team(
         again=lambda batch: batch.more,  # the batch was full: look again at once
         settle_s=STREAM_COALESCE_S,
         look_on_keepalive=False,  # a look reads what changed: without a wake, nothing did
+        request=request,
+        team_of=lambda _: team_id,
     )
     await follow.open()
 
@@ -144,7 +146,7 @@ async def stream_team(
                 return  # no longer a member: reopening answers 404
         # ended at shutdown: the client resumes from its last id
 
-    return event_stream(events())
+    return event_stream(events(), follow)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)
@@ -170,6 +172,8 @@ async def wait(
         status_keys,
         lambda _: aread(request, read_task),
         timeout=min(timeout, ctx.settings.poll_timeout_s),
+        request=request,
+        team_of=_team_of_task,
     )
     info = await follow.until(lambda info: info.status in wanted)
     return json_response(WaitResult(task=info, timed_out=info.status not in wanted))
@@ -188,6 +192,8 @@ async def watch(request: Request, task_id: PathId) -> StreamingResponse:
         (keys.task(task_id), keys.progress(task_id)),
         lambda _: aread(request, read_task),
         keepalive_s=KEEPALIVE_S,
+        request=request,
+        team_of=_team_of_task,
     )
     await follow.open()
 
@@ -207,7 +213,7 @@ async def watch(request: Request, task_id: PathId) -> StreamingResponse:
                     return
         # ended at shutdown: the client opens the watch again
 
-    return event_stream(events())
+    return event_stream(events(), follow)
 
 
 @router.post("/tasks/{task_id}/stop", response_model=StopResult)
@@ -236,9 +242,14 @@ async def stream_logs(
 ) -> StreamingResponse:
     """Server-sent events: ``log`` per line (id = seq) as they arrive, then one ``end``."""
     cursor = after
+    team_id = 0  # the task's, read with the first page
 
     def read_page(s: Session, p: Principal) -> LogPage:
-        return task_feeds.read_logs(s, p, task_id=task_id, after=cursor, limit=1000)
+        nonlocal team_id
+        page = task_feeds.read_logs(s, p, task_id=task_id, after=cursor, limit=1000)
+        if not team_id:  # the row read_logs loaded: no second statement
+            team_id = access.get_task(s, p, task_id).team_id
+        return page
 
     follow = Follow(
         context(request).notifier,
@@ -246,6 +257,8 @@ async def stream_logs(
         lambda _: aread(request, read_page),
         keepalive_s=KEEPALIVE_S,
         again=lambda page: bool(page.items),  # a page of lines: more may be waiting
+        request=request,
+        team_of=lambda _: team_id,
     )
     await follow.open()
 
@@ -264,7 +277,11 @@ async def stream_logs(
                     return
         # ended at shutdown: the client resumes from its last id
 
-    return event_stream(events())
+    return event_stream(events(), follow)
+
+
+def _team_of_task(info: TaskInfo) -> int:
+    return info.team_id
 
 
 def _task_reader(task_id: int) -> Callable[[Session, Principal], TaskInfo]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import TERMINAL, Status
@@ -39,13 +39,16 @@ from appyard.server.security import (
 )
 
 ROLE_RANK: dict[str, int] = {"viewer": 0, "developer": 1, "admin": 2}
+_TERMINAL = [st.value for st in TERMINAL]
 
 
 # -- authentication ---------------------------------------------------------------------------
 
 
 #: a token and what it acts as (its user, agent or task) in one read of plain columns: every
-#: request pays for it, so it is built once and reads no ORM objects
+#: request pays for it, so it is built once and reads no ORM objects. The user joined is the
+#: token's own or its task's, so that a disabled user's task tokens are refused by this same
+#: statement (a primary-key lookup on a value of the rows before it)
 _RESOLVE = (
     select(
         Token.id,
@@ -53,6 +56,7 @@ _RESOLVE = (
         Token.revoked,
         User.id,
         User.is_admin,
+        User.disabled,
         Agent.id,
         Agent.team_id,
         Task.id,
@@ -60,9 +64,10 @@ _RESOLVE = (
         Task.user_id,
         Task.team_id,
     )
-    .outerjoin(User, User.id == Token.user_id)
+    .select_from(Token)
     .outerjoin(Agent, Agent.id == Token.agent_id)
     .outerjoin(Task, Task.id == Token.task_id)
+    .outerjoin(User, User.id == func.coalesce(Token.user_id, Task.user_id))
     .where(Token.hash == bindparam("hash"))
 )
 
@@ -71,10 +76,15 @@ def authenticate(s: Session, token: str) -> Principal:
     """Resolve a bearer token to the principal it acts as, or refuse it."""
     # on the connection: plain columns need none of the ORM's execution machinery
     row = s.connection().execute(_RESOLVE, {"hash": hash_token(token)}).first()
+    if row is not None and row.disabled and row.kind != "agent":
+        raise AuthenticationError(
+            "The user this token acts for is disabled; an instance admin can enable it again "
+            "(`appyard user enable`)."
+        )
     if row is not None and row.kind == "task" and row.revoked:
         raise AuthenticationError(
-            "This task token expired: its task has ended. A task token is valid only while "
-            "its task runs."
+            "This task token expired: its task has ended (or a team admin revoked it). A task "
+            "token is valid only while its task runs."
         )
     if row is None or row.revoked:
         if token.startswith("aya_"):
@@ -86,8 +96,8 @@ def authenticate(s: Session, token: str) -> Principal:
             "The API token is not valid (unknown or revoked). "
             "Create a token with `appyard token create` and set API_TOKEN."
         )
-    token_id, kind, _, user_id, is_admin, agent_id, agent_team = row[:7]
-    task_id, task_status, task_user, task_team = row[7:]
+    token_id, kind, _, user_id, is_admin, _, agent_id, agent_team = row[:8]
+    task_id, task_status, task_user, task_team = row[8:]
     if kind == "user":
         if user_id is None:
             raise AuthenticationError("The token's user no longer exists.")
@@ -165,7 +175,9 @@ def team_role(s: Session, p: Principal, team_id: int, need: Role = "viewer") -> 
 
 
 def _user_info(u: User) -> UserInfo:
-    return UserInfo(id=u.id, login=u.login, is_admin=u.is_admin, created_at=u.created_at)
+    return UserInfo(
+        id=u.id, login=u.login, is_admin=u.is_admin, disabled=u.disabled, created_at=u.created_at
+    )
 
 
 def create_user(s: Session, p: Principal | None, *, body: UserCreate) -> UserInfo:
@@ -188,6 +200,31 @@ def list_users(s: Session, p: Principal) -> list[UserInfo]:
     return [_user_info(u) for u in s.scalars(select(User).order_by(User.id))]
 
 
+def set_disabled(s: Session, p: Principal, *, user_id: int, disabled: bool) -> UserInfo:
+    """Disable a user (it signs in no more, every token of it dies) or enable it again.
+
+    Its user tokens are revoked for good (enabling it again revives none); its task tokens are
+    refused while it is disabled by the token lookup itself, which reads the flag.
+    """
+    me_id = require_admin(p)
+    user = s.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"User {user_id} not found.", field="user_id")
+    if disabled and user.id == me_id:
+        raise ConflictError(
+            "You cannot disable yourself: ask another instance admin.", field="user_id"
+        )
+    user.disabled = disabled
+    if disabled:
+        s.execute(
+            update(Token)
+            .where(Token.user_id == user.id, Token.revoked.is_(False))
+            .values(revoked=True)
+        )
+    s.flush()
+    return _user_info(user)
+
+
 def me(s: Session, p: Principal) -> UserInfo:
     user = s.get(User, require_user(p))
     assert user is not None
@@ -195,43 +232,170 @@ def me(s: Session, p: Principal) -> UserInfo:
 
 
 def _token_info(t: Token) -> TokenInfo:
-    return TokenInfo(id=t.id, name=t.name, kind=t.kind, user_id=t.user_id, created_at=t.created_at)
+    return TokenInfo(
+        id=t.id,
+        name=t.name,
+        kind=t.kind,
+        user_id=t.user_id,
+        agent_id=t.agent_id,
+        task_id=t.task_id,
+        created_at=t.created_at,
+    )
+
+
+def _token_manager(p: Principal) -> int:
+    """Only a user token manages tokens: an app's (task) token or an agent's manages none."""
+    if p.kind != "user" or p.user_id is None:
+        raise PermissionDeniedError(
+            f"A {p.kind} token manages no tokens; use a user token for this."
+        )
+    return p.user_id
 
 
 def create_token(s: Session, p: Principal, *, body: TokenCreate) -> TokenCreated:
-    user_id = require_user(p)
-    if p.kind != "user":
-        raise PermissionDeniedError("A task token cannot mint tokens.")
+    user_id = _token_manager(p)
     if body.user_id is not None and body.user_id != user_id:
         require_admin(p)
-        if s.get(User, body.user_id) is None:
+        other = s.get(User, body.user_id)
+        if other is None:
             raise NotFoundError(f"User {body.user_id} not found.", field="user_id")
+        if other.disabled:
+            raise ConflictError(
+                f"User {body.user_id} is disabled; enable it first (`appyard user enable`).",
+                field="user_id",
+            )
         user_id = body.user_id
     row, raw = mint_token(s, "user", body.name, user_id=user_id)
     return TokenCreated(**_token_info(row).model_dump(), token=raw)
 
 
-def list_tokens(s: Session, p: Principal) -> list[TokenInfo]:
-    user_id = require_user(p)
+def list_tokens(s: Session, p: Principal, *, team_id: int | None = None) -> list[TokenInfo]:
+    """The caller's user tokens; with ``team_id`` (a team admin): every live token that acts
+    in the team: its members' user tokens, its agents' and its running tasks'."""
+    user_id = _token_manager(p)
+    live = Token.revoked.is_(False)
+    if team_id is None:
+        mine = select(Token).where(Token.user_id == user_id, Token.kind == "user", live)
+        return [_token_info(t) for t in s.scalars(mine.order_by(Token.id))]
+    team_role(s, p, team_id, "admin")
+    members = select(Member.user_id).where(Member.team_id == team_id)
+    agents = select(Agent.id).where(Agent.team_id == team_id)
+    tasks = select(Task.id).where(Task.team_id == team_id, Task.status.not_in(_TERMINAL))
     rows = s.scalars(
         select(Token)
-        .where(Token.user_id == user_id, Token.kind == "user", Token.revoked.is_(False))
+        .where(
+            live,
+            ((Token.kind == "user") & Token.user_id.in_(members))
+            | ((Token.kind == "agent") & Token.agent_id.in_(agents))
+            | ((Token.kind == "task") & Token.task_id.in_(tasks)),
+        )
         .order_by(Token.id)
     )
     return [_token_info(t) for t in rows]
 
 
+def _token_team(s: Session, row: Token) -> int | None:
+    """The team an agent or task token acts in."""
+    if row.agent_id is not None:
+        return s.scalar(select(Agent.team_id).where(Agent.id == row.agent_id))
+    if row.task_id is not None:
+        return s.scalar(select(Task.team_id).where(Task.id == row.task_id))
+    return None
+
+
 def revoke_token(s: Session, p: Principal, *, token_id: int) -> None:
-    user_id = require_user(p)
+    """Revoke a token the caller may manage.
+
+    Its own user tokens; as a team admin, the team's agent and task tokens, and the user
+    tokens of a member whose every team the caller administers (a token acts in all of its
+    user's teams: revoking it must not reach into a team the caller does not run), never an
+    instance admin's; as an instance admin, any. Any other token looks missing (404), or is
+    a 403 when the caller administers one of its user's teams but not all.
+    """
+    user_id = _token_manager(p)
     row = s.get(Token, token_id)
-    if row is None or row.kind != "user" or (row.user_id != user_id and not p.is_admin):
-        raise NotFoundError(f"Token {token_id} not found.", field="token_id")
+    missing = NotFoundError(f"Token {token_id} not found.", field="token_id")
+    if row is None:
+        raise missing
+    if p.is_admin or (row.kind == "user" and row.user_id == user_id):
+        row.revoked = True
+        return
+    if row.kind in ("agent", "task"):
+        team = _token_team(s, row)
+        if team is None or s.get(Member, (team, user_id)) is None:
+            raise missing
+        team_role(s, p, team, "admin")
+        row.revoked = True
+        return
+    their_teams = dict(
+        s.execute(select(Member.team_id, Member.role).where(Member.user_id == row.user_id)).all()
+    )
+    my_admin_teams = set(
+        s.scalars(select(Member.team_id).where(Member.user_id == user_id, Member.role == "admin"))
+    )
+    if not (their_teams.keys() & my_admin_teams):
+        raise missing
+    owner = s.get(User, row.user_id)
+    outside = sorted(their_teams.keys() - my_admin_teams)
+    if owner is None or owner.is_admin or outside:
+        why = (
+            "is an instance admin"
+            if owner is None or owner.is_admin
+            else f"is also a member of team(s) {', '.join(map(str, outside))}, which you do not administer"
+        )
+        raise PermissionDeniedError(
+            f"Token {token_id} belongs to a user who {why}: ask an instance admin to revoke it, "
+            "or remove the user from your team instead.",
+            field="token_id",
+        )
     row.revoked = True
 
 
-def login(s: Session, *, login_name: str, password: str) -> TokenCreated:
-    user = s.scalar(select(User).where(User.login == login_name))
-    if user is None or not check_password(password, user.password_hash):
+def rotate_agent_token(s: Session, p: Principal, *, agent_id: int) -> TokenCreated:
+    """A new token for an agent (team admin); every older token of the agent dies at once.
+
+    The agent in operation gets a 401 on its next call: run it again with the new token.
+    """
+    if p.kind != "user":
+        raise PermissionDeniedError("Only a user token can rotate an agent's token.")
+    agent = s.get(Agent, agent_id)
+    missing = NotFoundError(f"Agent {agent_id} not found.", field="agent_id")
+    if agent is None:
+        raise missing
+    try:
+        team_role(s, p, agent.team_id, "admin")
+    except NotFoundError:
+        raise missing from None
+    s.execute(
+        update(Token)
+        .where(Token.agent_id == agent.id, Token.revoked.is_(False))
+        .values(revoked=True)
+    )
+    row, raw = mint_token(s, "agent", f"agent {agent.id}", agent_id=agent.id)
+    return TokenCreated(**_token_info(row).model_dump(), token=raw)
+
+
+def password_of(s: Session, *, login_name: str) -> tuple[int, str | None] | None:
+    """A sign-in's user id and password hash (None: no such login, or a disabled user)."""
+    row = s.execute(
+        select(User.id, User.password_hash, User.disabled).where(User.login == login_name)
+    ).first()
+    if row is None or row.disabled:
+        return None
+    return row.id, row.password_hash
+
+
+def signed_in(found: tuple[int, str | None] | None, password: str) -> int | None:
+    """The user id if ``password`` is right; one scrypt whatever ``found`` is, so that an
+    unknown login answers as slowly as a wrong password (no database: run it outside one)."""
+    right = check_password(password, found[1] if found is not None else None)
+    return found[0] if right and found is not None else None
+
+
+def login_token(s: Session, *, user_id: int) -> TokenCreated:
+    """Mint a sign-in's token (the user may have been disabled since its password was read)."""
+    user = s.get(User, user_id)
+    if user is None or user.disabled:
         raise AuthenticationError("Wrong login or password.")
     row, raw = mint_token(s, "user", "login", user_id=user.id)
     return TokenCreated(**_token_info(row).model_dump(), token=raw)
@@ -304,27 +468,99 @@ def create_team(s: Session, p: Principal, *, body: TeamCreate) -> TeamInfo:
 def list_members(s: Session, p: Principal, *, team_id: int) -> list[MemberInfo]:
     team_role(s, p, team_id)
     rows = s.execute(
-        select(Member, User.login)
+        select(Member, User.login, User.disabled)
         .join(User, User.id == Member.user_id)
         .where(Member.team_id == team_id)
         .order_by(User.id)
     )
-    return [MemberInfo(user_id=m.user_id, login=login, role=m.role) for m, login in rows]  # type: ignore[arg-type]
+    return [
+        MemberInfo(user_id=m.user_id, login=login, role=m.role, disabled=off)  # type: ignore[arg-type]
+        for m, login, off in rows
+    ]
+
+
+def _keep_an_admin(s: Session, *, team_id: int, losing: int) -> None:
+    """Refuse a change that would leave the team with no enabled admin.
+
+    Called with the team's row locked (``_lock_team``), so that two admins demoting or removing
+    each other at once cannot both pass the count.
+    """
+    others = s.scalar(
+        select(func.count())
+        .select_from(Member)
+        .join(User, User.id == Member.user_id)
+        .where(
+            Member.team_id == team_id,
+            Member.role == "admin",
+            Member.user_id != losing,
+            User.disabled.is_(False),
+        )
+    )
+    if not others:
+        raise ConflictError(
+            f"Team {team_id} would have no admin left: make another member admin first.",
+            field="user_id",
+        )
+
+
+def _lock_team(s: Session, team_id: int) -> None:
+    """Member changes of one team one at a time (a row lock on PostgreSQL; SQLite's writes are
+    serialized anyway)."""
+    s.execute(select(Team.id).where(Team.id == team_id).with_for_update())
 
 
 def add_member(s: Session, p: Principal, *, team_id: int, body: MemberAdd) -> MemberInfo:
+    """Add a user to the team, or change a member's role (team admin).
+
+    Whom a team admin may add: the members of its other teams (users it sees already). Any
+    other login answers as a login that does not exist, whether it exists or not, so that the
+    answer does not tell who has an account here; an instance admin (who lists users anyway)
+    adds anyone.
+    """
     if p.kind != "user":
         raise PermissionDeniedError("Only a user token can manage members.")
     team_role(s, p, team_id, "admin")
-    user = s.scalar(select(User).where(User.login == body.login))
+    _lock_team(s, team_id)
+    found = select(User).where(User.login == body.login)
+    if not p.is_admin:
+        my_teams = select(Member.team_id).where(Member.user_id == p.user_id)
+        shared = select(Member.user_id).where(
+            Member.user_id == User.id, Member.team_id.in_(my_teams)
+        )
+        found = found.where(exists(shared))
+    user = s.scalar(found)
     if user is None:
-        raise NotFoundError(f"No user with login {body.login!r}.", field="login")
+        raise NotFoundError(
+            f"No user with login {body.login!r} that you can add. A team admin adds the members "
+            "of its other teams; an instance admin adds anyone.",
+            field="login",
+        )
     member = s.get(Member, (team_id, user.id))
     if member is None:
         s.add(Member(team_id=team_id, user_id=user.id, role=body.role))
     else:
+        if member.role == "admin" and body.role != "admin":
+            _keep_an_admin(s, team_id=team_id, losing=user.id)
         member.role = body.role
-    return MemberInfo(user_id=user.id, login=user.login, role=body.role)
+    return MemberInfo(user_id=user.id, login=user.login, role=body.role, disabled=user.disabled)
+
+
+def remove_member(s: Session, p: Principal, *, team_id: int, user_id: int) -> None:
+    """Take a user out of a team: a team admin removes anyone, a member removes itself.
+
+    The team keeps at least one enabled admin. What the user started keeps running; its task
+    tokens act in the team no more (a task token acts only while its user is a member).
+    """
+    if p.kind != "user":
+        raise PermissionDeniedError("Only a user token can manage members.")
+    team_role(s, p, team_id, "viewer" if user_id == p.user_id else "admin")
+    _lock_team(s, team_id)
+    member = s.get(Member, (team_id, user_id))
+    if member is None:
+        raise NotFoundError(f"User {user_id} is not a member of team {team_id}.", field="user_id")
+    if member.role == "admin":
+        _keep_an_admin(s, team_id=team_id, losing=user_id)
+    s.delete(member)
 
 
 def _ws_info(w: Workspace) -> WorkspaceInfo:

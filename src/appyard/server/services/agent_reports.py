@@ -3,6 +3,13 @@
 The exit report carries the log's last batch, and ``started`` / the exit are on every session's
 path: the task is read and moved as a plain row (``task_rows``), and a batch is appended with
 one conditional UPDATE and one multi-row INSERT.
+
+A task's stored log is capped (its manifest's ``log_limit``, held to the server's ceiling): at
+most that many lines, whose text fits in that many bytes of the agent's log file, plus one last
+line of at most ``LAST_WORD_CHARS`` (the agent's note of what it left out and where the whole
+log is). The agent keeps to the cap itself; the server's check is the defense against one that
+does not, so that no agent or app can grow the database. A batch beyond the cap is a 413
+``log_full`` naming the cap, which a well-behaved agent takes as its last word, never retries.
 """
 
 from __future__ import annotations
@@ -13,15 +20,18 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import TERMINAL, Status, status_after_exit
-from appyard.errors import ConflictError, NotFoundError
+from appyard.errors import ApiError, BadRequestError, ConflictError, NotFoundError
 from appyard.schemas.agents import LogBatch, TaskEvent
+from appyard.schemas.manifest import MIN_LOG_BYTES, MIN_LOG_LINES
 from appyard.schemas.tasks import TaskInfo
 from appyard.server import keys
-from appyard.server.db.models import TaskLog
+from appyard.server.db.models import Release, TaskLog
 from appyard.server.notifier import emit
 from appyard.server.security import Principal
+from appyard.server.services.manifest import release_manifest
 from appyard.server.services.task_rows import TASKS, AnyRow, move, read_row, set_columns
 from appyard.server.services.tasks import task_info
+from appyard.server.settings import LogCeiling
 
 LOG_TAIL_LINES = 10
 
@@ -105,6 +115,53 @@ _APPEND = (
 _LOG_LINES = cast(Table, TaskLog.__table__).insert()
 
 
+#: the one line a capped log may end with, beyond the cap
+LAST_WORD_CHARS = 2048
+_LIMIT_OF = select(Release.sha256, Release.config).where(Release.id == bindparam("release_id"))
+
+
+def log_limit(s: Session, t: AnyRow) -> tuple[int, int]:
+    """The task's cap (lines, bytes): its manifest's ``log_limit`` held to the ceiling."""
+    ceiling: LogCeiling = s.info.get("log_ceiling") or LogCeiling()
+    release = s.connection().execute(_LIMIT_OF, {"release_id": t.release_id}).one()
+    try:
+        asked = release_manifest(release.sha256, release.config).log_limit
+        lines, size = asked.lines, asked.bytes
+    except BadRequestError:  # a release stored under older rules: the ceiling holds
+        lines, size = ceiling
+    return min(lines, ceiling.lines), min(size, ceiling.bytes)
+
+
+def _check_cap(s: Session, t: AnyRow, batch: LogBatch) -> None:
+    """Refuse a batch the cap has no room for (module docstring); text is counted in
+    characters, which a line of the agent's file never holds more of than its bytes."""
+    n = len(batch.lines)
+    chars = sum(len(ln.text) for ln in batch.lines)
+    fits_span = chars <= batch.end_offset - batch.offset
+    if t.log_count + n <= MIN_LOG_LINES and batch.end_offset <= MIN_LOG_BYTES:
+        lines, size = MIN_LOG_LINES, MIN_LOG_BYTES  # within any cap: no need to read it
+    else:
+        lines, size = log_limit(s, t)
+    if t.log_count + n <= lines and batch.end_offset <= size:
+        if not fits_span:
+            raise BadRequestError(
+                f"Log batch holds {chars} characters of text in {batch.end_offset - batch.offset} "
+                "bytes of log file.",
+                field="lines",
+            )
+        return
+    if n == 1 and chars <= LAST_WORD_CHARS and t.log_count <= lines and t.log_offset <= size:
+        return  # the one last line past the cap
+    raise ApiError(
+        f"Task {t.id}'s log is full: it stores at most {lines} lines and {size} bytes "
+        "(manifest log_limit); send no more of it.",
+        field="lines",
+        status_code=413,
+        code="log_full",
+        details={"lines": lines, "bytes": size, "end_offset": t.log_offset},
+    )
+
+
 def append_logs(s: Session, p: Principal, *, task_id: int, batch: LogBatch) -> int:
     """Append a batch at most once: it must begin where the stored log ends."""
     return int(_append(s, _held_by(s, p, task_id), batch).log_offset)
@@ -119,8 +176,9 @@ def _append(s: Session, t: AnyRow, batch: LogBatch) -> AnyRow:
             f"Log batch starts at {batch.offset} but task {t.id}'s log ends at {t.log_offset}; "
             "resend from there.",
             field="offset",
-            details={"end_offset": t.log_offset},
+            details={"end_offset": t.log_offset, "log_count": t.log_count},
         )
+    _check_cap(s, t, batch)
     n = len(batch.lines)
     db = s.connection()
     params = {"_id": t.id, "_offset": batch.offset, "_end": batch.end_offset, "_n": n}
@@ -134,7 +192,7 @@ def _append(s: Session, t: AnyRow, batch: LogBatch) -> AnyRow:
         raise ConflictError(
             f"Task {t.id}'s log now ends at {now.log_offset}; resend from there.",
             field="offset",
-            details={"end_offset": now.log_offset},
+            details={"end_offset": now.log_offset, "log_count": now.log_count},
         )
     if batch.lines:  # one multi-row INSERT
         first = t.log_count + 1  # the row had the offset read, so it had the count read too

@@ -56,6 +56,7 @@ def _info(s: Session, a: Agent, ttl_s: float) -> AgentInfo:
         running=running or 0,
         hostname=a.hostname,
         version=a.version,
+        isolation=a.isolation,
         last_seen_at=a.last_seen_at,
         created_at=a.created_at,
     )
@@ -149,6 +150,7 @@ def hello(s: Session, p: Principal, *, body: AgentHello, settings: Settings) -> 
     agent.slots = body.slots
     agent.hostname = body.hostname or None
     agent.version = body.version or None
+    agent.isolation = body.isolation
     agent.last_seen_at = utcnow()
     agent.online = True
     held = {h.task_id for h in body.held}
@@ -187,7 +189,8 @@ def _assignment(s: Session, t: AnyRow, token: str) -> TaskAssignment:
     except BadRequestError:  # stored under older rules: the agent fails the task, saying why
         app_name, grace_s = release.name, DEFAULT_GRACE_S
     state = t.params.get("state", {})
-    context = {"teamId": t.team_id, "workspaceId": t.workspace_id, **t.params.get("context", {})}
+    # the server's ids win: a caller's params must not tell the app it runs in another team
+    context = {**t.params.get("context", {}), "teamId": t.team_id, "workspaceId": t.workspace_id}
     env = {
         var: str(state[key])
         for key, var in STATE_KEY_TO_ENV.items()

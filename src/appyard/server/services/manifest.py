@@ -7,6 +7,7 @@ and the SDK parse too.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from appyard.domain.targets import TARGETS, type_matches
@@ -25,10 +26,37 @@ def _refusal(e: ManifestError, prefix: str = "") -> BadRequestError:
 def parse_manifest(config: Any) -> Manifest:
     """The manifest of an uploaded ``config.json``; a 422 names ``config.<key>`` and says what
     is expected."""
+    at = _non_finite(config)
+    if at is not None:
+        # Python's JSON reader takes Infinity and NaN, which JSON has not: stored, they came
+        # back as null (or not at all), not as what the developer wrote
+        raise BadRequestError(
+            f"config.json: {at} is Infinity or NaN, which JSON has no place for; "
+            "write a finite number (or a string)",
+            field=f"config.{at}",
+        )
     try:
         return Manifest.parse(config)
     except ManifestError as e:
         raise _refusal(e) from None
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """The key path (``a.b.0``) of the first Infinity or NaN in ``value``; None if none."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    items: Any = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def release_manifest(sha256: str, config: Any) -> Manifest:

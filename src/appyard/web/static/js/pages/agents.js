@@ -8,6 +8,18 @@ import { agentBadge, sortAgents } from "../lib/status.js";
 import { dataTable } from "../lib/table.js";
 import { addAgent } from "./agents/add.js";
 
+// How the agent runs apps: "none" stands out (its apps see what the agent's user sees).
+function isolation(mode) {
+  if (mode === "none") {
+    return h(
+      "span",
+      { class: "status status-error", title: "Apps on this agent are not sandboxed: they can read what its user can." },
+      "not sandboxed",
+    );
+  }
+  return mode || "–";
+}
+
 function agentRow(a) {
   return h(
     "tr",
@@ -18,6 +30,7 @@ function agentRow(a) {
     h("td", { class: "num" }, a.running),
     h("td", {}, a.hostname || "–"),
     h("td", {}, a.version || "–"),
+    h("td", {}, isolation(a.isolation)),
     h("td", {}, fmtTime(a.last_seen_at)),
   );
 }
@@ -33,7 +46,7 @@ export async function render(root, _params, { signal }) {
     empty.hidden = agents.length > 0;
     summary.textContent = `${agents.filter((a) => a.status === "online").length} of ${agents.length} online`;
   };
-  const columns = ["Name", "Status", "Slots", "Running", "Host", "Version", "Last seen"];
+  const columns = ["Name", "Status", "Slots", "Running", "Host", "Version", "Sandbox", "Last seen"];
 
   root.append(
     h(
