@@ -77,6 +77,9 @@ def test_stop_of_a_running_app_leaves_nothing(env: Env, tmp_path: Path) -> None:
     tid = env.start_worker(sleep_s=60, spawn_child=False)
     pids = app_pids(tid, env.world.server.url)
     assert all(alive(p) for p in pids)
+    # its process runs before its agent has reported it started: a stop then stops a task
+    # that is still "consumed"; here it is to stop a running one
+    assert env.api.task.wait(tid, S.STARTED) == S.STARTED
     assert env.api.app.stop(tid) == S.TERMINATING
     assert env.api.task.wait(tid) == S.STOPPED
     assert not any(alive(p) for p in pids)

@@ -8,9 +8,9 @@ reported. Reports are retried until the server answers; a 4xx answer (e.g. 409: 
 already moved the task on) drops the report. A re-adopted task (found running by a new agent)
 starts at the shipping.
 
-The end is reported when the app ends, not after its log: at most ``END_BATCHES`` batches of
-a backlog go before the report (so a short log is whole when the task's end is seen), the rest
-after it; the log is capped (``logship``), so that rest is bounded too. Each task ships from its
+The end is reported once the log up to its cap has shipped (``END_BATCHES``), so a client whose
+``wait`` returns reads the whole stored log; the cap (``logship``) bounds that wait, and what the
+app printed past it is never waited for. Each task ships from its
 own thread over the agent's pooled connections, in bounded turns: a task with a long backlog
 holds up no other task's log or report.
 
@@ -35,7 +35,7 @@ from appyard.agent.cache import requirements_of
 from appyard.agent.client import Abandoned
 from appyard.agent.handle import AppHandle, adopt, kill_orphan
 from appyard.agent.launch import SpawnError
-from appyard.agent.logship import LogShipper
+from appyard.agent.logship import MAX_BATCH_BYTES, MAX_BATCH_LINES, LogShipper
 from appyard.agent.state import Found, TaskDir, TaskState, classify
 from appyard.errors import ApiError, AppyardError
 from appyard.schemas.agents import LogBatch, TaskAssignment, TaskEvent
@@ -50,8 +50,10 @@ log = logging.getLogger("appyard.agent")
 LOG_INTERVAL_S = 0.05
 #: batches of log shipped per turn while the app runs (then the app is looked at again)
 TURN_BATCHES = 20
-#: batches of log the report of the app's end waits for at most (the rest ships after it)
-END_BATCHES = 5
+#: batches of log the report of the app's end waits for at most (the rest ships after it):
+#: enough for the largest log cap a manifest may ask for (1,000,000 lines, 1 GiB), so a client
+#: whose ``wait`` returns reads the whole stored log; the cap bounds how long that takes
+END_BATCHES = max(1_000_000 // MAX_BATCH_LINES, (1 << 30) // MAX_BATCH_BYTES) + 2
 #: errors of a full disk
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 

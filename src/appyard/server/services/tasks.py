@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import TERMINAL, Status
-from appyard.errors import NotFoundError, PermissionDeniedError
+from appyard.errors import ConflictError, NotFoundError, PermissionDeniedError
 from appyard.schemas.tasks import Progress, StopResult, TaskInfo
 from appyard.server import keys
 from appyard.server.db.models import Member, Task
@@ -86,14 +86,14 @@ def read_task_info(s: Session, p: Principal, *, task_id: int) -> TaskInfo:
     return task_info(cast(AnyRow, t))  # the row has the task's attribute names
 
 
-def stop(s: Session, p: Principal, *, task_id: int) -> StopResult:
-    """Queued/consumed: stopped at once. Running: terminating, and the agent is told now."""
-    t = get_task(s, p, task_id, "developer")
-    if p.kind == "task" and p.task_id != t.id and t.team_id != p.team_id:
-        raise PermissionDeniedError("A task token can stop tasks of its own team only.")
+#: a stop that lost a race to a status change looks again this many times in all
+STOP_ATTEMPTS = 3
+
+
+def _stop_once(s: Session, t: Task) -> None:
     status = Status(t.status)
     if status in TERMINAL or status is Status.TERMINATING:
-        return StopResult(task_id=t.id, status=status)
+        return
     if status in (Status.QUEUED, Status.CONSUMED):
         move(s, t, Status.STOPPED, error=None)
         if t.agent_id is not None and status is Status.CONSUMED:
@@ -104,4 +104,21 @@ def stop(s: Session, p: Principal, *, task_id: int) -> StopResult:
         move(s, t, Status.TERMINATING, stop_delivered=False)
         if t.agent_id is not None:  # (always, once an agent started it)
             emit(s, keys.agent(t.agent_id))
+
+
+def stop(s: Session, p: Principal, *, task_id: int) -> StopResult:
+    """Queued/consumed: stopped at once. Running: terminating, and the agent is told now."""
+    t = get_task(s, p, task_id, "developer")
+    if p.kind == "task" and p.task_id != t.id and t.team_id != p.team_id:
+        raise PermissionDeniedError("A task token can stop tasks of its own team only.")
+    for attempt in range(1, STOP_ATTEMPTS + 1):
+        try:
+            _stop_once(s, t)
+            break
+        except ConflictError:
+            # it moved meanwhile (its agent reported it started: PostgreSQL does not queue
+            # writers as SQLite does): look again and stop what it is now
+            if attempt == STOP_ATTEMPTS:
+                raise
+            s.refresh(t)
     return StopResult(task_id=t.id, status=Status(t.status))
