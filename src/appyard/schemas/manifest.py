@@ -18,7 +18,7 @@ import math
 import re
 import shlex
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 from pydantic import (
@@ -65,6 +65,16 @@ MAX_READ_ONLY_PATHS = 32
 def _fail(problem: str, at: str = "") -> PydanticCustomError:
     """A manifest error: ``problem`` is the sentence, ``at`` the key path below the field."""
     return PydanticCustomError("manifest", "{problem}", {"problem": problem, "at": at})
+
+
+def _object_of(data: Any, keys: Iterable[str], shape: str) -> Any:
+    """A manifest sub-object: a JSON object of known keys only (one message for each kind)."""
+    if not isinstance(data, dict):
+        raise _fail(f"must be a JSON object with {shape}")
+    unknown = sorted(set(data) - set(keys))
+    if unknown:
+        raise _fail(f"is not known; use {sorted(keys)}", at=unknown[0])
+    return data
 
 
 def _checked(ok: Callable[[Any], bool], problem: str) -> BeforeValidator:
@@ -172,12 +182,7 @@ class OptionSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _shape(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise _fail('must be a JSON object with "title", "help" and/or "choices"')
-        unknown = sorted(set(data) - OPTION_KEYS)
-        if unknown:
-            raise _fail(f"is not known; use {sorted(OPTION_KEYS)}", at=unknown[0])
-        return data
+        return _object_of(data, OPTION_KEYS, '"title", "help" and/or "choices"')
 
 
 def _read_only_paths(value: Any) -> Any:
@@ -217,12 +222,7 @@ class SandboxSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _shape(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise _fail('must be a JSON object with "network", "read_only_paths" and/or "gpu"')
-        unknown = sorted(set(data) - SANDBOX_KEYS)
-        if unknown:
-            raise _fail(f"is not known; use {sorted(SANDBOX_KEYS)}", at=unknown[0])
-        return data
+        return _object_of(data, SANDBOX_KEYS, '"network", "read_only_paths" and/or "gpu"')
 
 
 class ContextMenu(BaseModel):
