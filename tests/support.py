@@ -216,6 +216,27 @@ class AgentProc:
                 self.proc.wait()
 
 
+def tar_of(files: dict[str, bytes], folders: tuple[str, ...] = ()) -> bytes:
+    """A gzipped tar of exactly ``files`` (name -> bytes) and empty ``folders``: an archive a
+    test makes by hand, broken or odd on purpose."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name in folders:
+            folder = tarfile.TarInfo(name)
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+    return buf.getvalue()
+
+
+def config_tar(config: dict[str, Any]) -> bytes:
+    """An app archive of ``config`` as its config.json and an empty main.py."""
+    return tar_of({"config.json": json.dumps(config).encode(), "main.py": b""})
+
+
 def pack(folder: Path, overrides: dict[str, Any] | None = None) -> bytes:
     """A release archive of ``folder`` (config.json patched with ``overrides``).
 

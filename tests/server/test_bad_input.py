@@ -6,7 +6,7 @@ import io
 import json
 import tarfile
 
-from tests.support import APPS, World
+from tests.support import APPS, World, tar_of
 
 
 def _err(r, status: int):  # type: ignore[no-untyped-def]
@@ -18,16 +18,6 @@ def _task_count(world: World) -> int:
     return len(world.admin.ok("GET", "/tasks", params={"team_id": world.team_id})["items"])
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _publish_raw(world: World, data: bytes):  # type: ignore[no-untyped-def]
     return world.admin.http.post("/modules", files={"archive": ("a.tar.gz", data)})
 
@@ -36,9 +26,9 @@ def test_publish_refuses_bad_archives(world: World) -> None:
     before = world.admin.ok("GET", "/modules")
     e = _err(_publish_raw(world, b"not a tar"), 422)
     assert e["field"] == "archive"
-    e = _err(_publish_raw(world, _tar({"main.py": b"print(1)"})), 422)
+    e = _err(_publish_raw(world, tar_of({"main.py": b"print(1)"})), 422)
     assert e["field"] == "config.json" and "no config.json" in e["message"]
-    e = _err(_publish_raw(world, _tar({"config.json": b"{nope", "main.py": b""})), 422)
+    e = _err(_publish_raw(world, tar_of({"config.json": b"{nope", "main.py": b""})), 422)
     assert e["field"] == "config.json" and "not valid JSON" in e["message"]
     good = {"name": "X", "slug": "t/x", "main_script": "main.py"}
     for broken, field in [
@@ -50,9 +40,9 @@ def test_publish_refuses_bad_archives(world: World) -> None:
         ({**good, "stop_grace_s": -1}, "config.stop_grace_s"),
         ({**good, "context_menu": {"target": 3}}, "config.context_menu.target"),
     ]:
-        data = _tar({"config.json": json.dumps(broken).encode(), "main.py": b""})
+        data = tar_of({"config.json": json.dumps(broken).encode(), "main.py": b""})
         assert _err(_publish_raw(world, data), 422)["field"] == field, broken
-    escape = _tar({"config.json": json.dumps(good).encode(), "main.py": b"", "../evil": b"x"})
+    escape = tar_of({"config.json": json.dumps(good).encode(), "main.py": b"", "../evil": b"x"})
     assert "escapes" in _err(_publish_raw(world, escape), 422)["message"]
     assert world.admin.ok("GET", "/modules") == before
 
@@ -268,7 +258,7 @@ def test_deeply_nested_json_is_refused(world: World) -> None:
     assert _task_count(world) == before
     good = {"name": "X", "slug": "t/deep", "main_script": "main.py"}
     nested = json.dumps({**good, "modal_template_state": {"x": deep}}).encode()
-    e = _err(_publish_raw(world, _tar({"config.json": nested, "main.py": b""})), 422)
+    e = _err(_publish_raw(world, tar_of({"config.json": nested, "main.py": b""})), 422)
     assert e["field"] == "config.json" and "nested deeper" in e["message"]
 
 

@@ -18,7 +18,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import APPS, TEST_ENV, Client, ServerProc, World, free_port, pack, wait_for
+from tests.support import (
+    APPS,
+    TEST_ENV,
+    Client,
+    ServerProc,
+    World,
+    config_tar,
+    free_port,
+    pack,
+    wait_for,
+)
 
 MiB = 1024 * 1024
 API = "/api/v1"
@@ -200,26 +210,13 @@ def test_fields_have_caps_naming_the_field(world: World) -> None:
             files={
                 "archive": (
                     "a.tar.gz",
-                    _pack_config({"name": "N" * 201, "slug": "t/long", "main_script": "main.py"}),
+                    config_tar({"name": "N" * 201, "slug": "t/long", "main_script": "main.py"}),
                 )
             },
         ),
         422,
     )
     assert e["field"] == "config.name" and "at most 200" in e["message"], e
-
-
-def _pack_config(config: dict[str, Any]) -> bytes:
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in (("config.json", json.dumps(config).encode()), ("main.py", b"")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_a_nul_character_is_a_422_naming_the_field(server: ServerProc, world: World) -> None:

@@ -5,9 +5,7 @@ kept in the parsed model; a release with them runs on a real agent."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import appyard as ay
 from appyard.errors import ManifestError
 from appyard.schemas.manifest import DEFAULT_GRACE_S, Manifest
 from appyard.sdk.module_info import ModuleInfo
-from tests.support import APPS, World, wait_for
+from tests.support import APPS, World, tar_of, wait_for
 
 ECOSYSTEM = Path(ay.__file__).parent / "ecosystem"
 GOOD = {"name": "X", "slug": "t/x", "main_script": "main.py"}
@@ -159,21 +157,12 @@ def test_new_refusals_at_parse() -> None:
 # --- publish, the wire, a real agent -------------------------------------------------------------
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        folder = tarfile.TarInfo("lib")
-        folder.type = tarfile.DIRTYPE
-        tar.addfile(folder)
-    return buf.getvalue()
+def _with_lib(files: dict[str, bytes]) -> bytes:
+    return tar_of(files, folders=("lib",))
 
 
 def _publish(world: World, config: dict[str, Any], **files: bytes) -> Any:
-    data = _tar({"config.json": json.dumps(config).encode(), "main.py": b"", **files})
+    data = _with_lib({"config.json": json.dumps(config).encode(), "main.py": b"", **files})
     return world.admin.http.post("/modules", files={"archive": ("a.tar.gz", data)})
 
 

@@ -4,27 +4,14 @@
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import appyard as ay
-from tests.support import World
+from tests.support import World, config_tar
 
 HELLO = Path(ay.__file__).parent / "ecosystem" / "hello"
 STATE = {"mode": "fast", "level": 2, "ratio": 0.5, "flag": False, "tags": [], "anything": None}
-
-
-def _tar(config: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in (("config.json", json.dumps(config).encode()), ("main.py", b"")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _config(options: Any, slug: str = "t/options") -> dict[str, Any]:
@@ -38,7 +25,7 @@ def _config(options: Any, slug: str = "t/options") -> dict[str, Any]:
 
 
 def _publish(world: World, config: dict[str, Any]) -> Any:
-    return world.admin.http.post("/modules", files={"archive": ("a.tar.gz", _tar(config))})
+    return world.admin.http.post("/modules", files={"archive": ("a.tar.gz", config_tar(config))})
 
 
 def _error(r: Any) -> dict[str, Any]:
@@ -86,7 +73,7 @@ def test_options_reach_the_manifest_and_choices_bind_a_start(world: World) -> No
         "ratio": {"help": "no choices: any number"},
     }
     published = world.admin.ok(
-        "POST", "/modules", files={"archive": ("a.tar.gz", _tar(_config(options, "t/good")))}
+        "POST", "/modules", files={"archive": ("a.tar.gz", config_tar(_config(options, "t/good")))}
     )
     mid = published["module_id"]
     # the UI reads them from the manifest: nothing else is added to the wire
