@@ -18,6 +18,7 @@ const ROUTES = [
   ["/sessions", "./pages/sessions.js"],
   ["/sessions/:id", "./pages/session.js"],
   ["/agents", "./pages/agents.js"],
+  ["/team", "./pages/team.js"],
 ];
 
 let current = null; // AbortController of the page shown

@@ -2,16 +2,7 @@
 // addresses become links; everything else stays text.
 
 import { h } from "./dom.js";
-
-/** A link's address when it is an absolute http(s) URL, else null (the label stays text). */
-function safeHref(raw) {
-  try {
-    const u = new URL(raw.trim());
-    return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
-  } catch {
-    return null;
-  }
-}
+import { httpHref as safeHref } from "./links.js";
 
 const ESCAPABLE = "\\`*_{}[]()#+-.!<>|~";
 const wordChar = (c) => c !== undefined && /[\p{L}\p{N}]/u.test(c);

@@ -1,21 +1,8 @@
 // Adding an agent: a name, then its token shown once with the command to run on the machine.
 
 import { ApiError, api } from "../../lib/api.js";
-import { h, toast } from "../../lib/dom.js";
-
-/** Copy ``text``; over plain http (no clipboard API) select it so Ctrl+C does the rest. */
-async function copy(text, el) {
-  try {
-    await navigator.clipboard.writeText(text);
-    toast("Copied.");
-  } catch {
-    const range = document.createRange();
-    range.selectNodeContents(el);
-    getSelection().removeAllRanges();
-    getSelection().addRange(range);
-    toast("Selected: press Ctrl+C to copy.");
-  }
-}
+import { copy } from "../../lib/clipboard.js";
+import { h } from "../../lib/dom.js";
 
 function created(agent) {
   const command = `appyard agent run --server ${location.origin} --token ${agent.token} --slots 4`;

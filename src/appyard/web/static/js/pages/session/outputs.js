@@ -2,6 +2,7 @@
 
 import { download } from "../../lib/api.js";
 import { h, toast } from "../../lib/dom.js";
+import { externalLink } from "../../lib/links.js";
 import { TERMINAL } from "../../lib/status.js";
 import { detail } from "../../lib/views.js";
 
@@ -45,7 +46,8 @@ export function outputsSection() {
     el.hidden = !entries.length && !appPage;
     const list = h("dl", { class: "outputs" });
     if (appPage) {
-      list.append(...detail("App page", h("a", { href: appPage, target: "_blank", rel: "noopener" }, appPage)));
+      // only an http(s) address is a link (an older server stored whatever an app said)
+      list.append(...detail("App page", externalLink(appPage)));
     }
     for (const [k, v] of entries) list.append(...detail(k, outputValue(task.team_id, k, v)));
     el.replaceChildren(h("h2", { id: "outputs-h" }, "Outputs"), list);
