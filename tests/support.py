@@ -171,13 +171,15 @@ class AgentProc:
     slots: int = 2
     proc: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    #: the interpreter the agent runs on (its apps' too)
+    python: str = sys.executable
 
     def start(self) -> AgentProc:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.work_dir.parent / f"{self.work_dir.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "appyard.agent",
                 "--server",
@@ -300,8 +302,16 @@ class World:
         created = self.admin.ok("POST", f"/teams/{self.team_id}/agents", json={"name": name})
         return int(created["id"]), str(created["token"])
 
-    def start_agent(self, token: str, name: str = "agent", slots: int = 2, **kw: Any) -> AgentProc:
-        agent = AgentProc(self.server.url, token, self.tmp / f"agent-{name}", slots=slots, **kw)
+    def start_agent(
+        self,
+        token: str,
+        name: str = "agent",
+        slots: int = 2,
+        work_dir: Path | None = None,
+        **kw: Any,
+    ) -> AgentProc:
+        folder = work_dir or self.tmp / f"agent-{name}"
+        agent = AgentProc(self.server.url, token, folder, slots=slots, **kw)
         self.agents.append(agent.start())
         return agent
 

@@ -245,7 +245,8 @@ def test_default_work_dir_is_found_again_and_locked(world: World, tmp_path: Path
     third, log3 = run()
     try:
         wait_for(lambda: online(log3), 30, "the agent online again")
-        assert sorted(p.name for p in home.iterdir()) == [f"agent-{agent_id}"]
+        # one work folder, and the sandboxes' /etc that the home's agents share
+        assert sorted(p.name for p in home.iterdir()) == [f"agent-{agent_id}", "sandbox"]
     finally:
         third.send_signal(signal.SIGTERM)
         assert third.wait(15) == 0

@@ -22,9 +22,9 @@ PROBE = Path(__file__).parent / "apps" / "probe"
 
 
 @pytest.fixture(autouse=True)
-def _sandbox_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every agent of this file asks for the sandbox (``--sandbox``'s variable)."""
-    monkeypatch.setenv("APPYARD_AGENT_SANDBOX", "1")
+def _sandbox_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every agent of this file runs as an agent does by default (sandbox on)."""
+    monkeypatch.delenv("APPYARD_AGENT_SANDBOX", raising=False)
 
 
 def _said(world: World, task_id: int) -> list[dict[str, Any]]:
@@ -199,10 +199,39 @@ def test_without_bubblewrap_the_agent_says_apps_are_not_sandboxed(
     assert "apps are NOT sandboxed: no bwrap on PATH" in agent.log_text
 
 
-def test_without_sandbox_asked_the_agent_says_so(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("APPYARD_AGENT_SANDBOX")
+def test_with_no_sandbox_the_agent_says_so(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPYARD_AGENT_SANDBOX", "0")
     agent_id, _, agent = _agent(world, name="plain")
     assert _isolation(world, agent_id) == "none"
-    assert "apps are NOT sandboxed: the agent runs without --sandbox" in agent.log_text
+    assert "apps are NOT sandboxed: the agent runs with --no-sandbox" in agent.log_text
+
+
+def test_the_sandbox_etc_is_one_copy_made_again_when_a_file_changes(tmp_path: Path) -> None:
+    from appyard.agent.sandbox import EtcSnapshot
+
+    source = tmp_path / "etc"
+    (source / "ssl" / "certs").mkdir(parents=True)
+    (source / "hosts").write_text("127.0.0.1 localhost\n")
+    (source / "ssl" / "certs" / "ca.pem").write_text("CERT")
+    (source / "ssl" / "certs" / "link.pem").symlink_to("ca.pem")
+    (source / "shadow").write_text("root:secret")
+    (tmp_path / "real-resolv.conf").write_text("nameserver 10.0.0.1\n")
+    (source / "resolv.conf").symlink_to(tmp_path / "real-resolv.conf")
+    names = ("hosts", "ssl", "resolv.conf", "missing")
+
+    snap = EtcSnapshot(tmp_path / "state", source=str(source), names=names)
+    first = Path(snap.path())
+    assert sorted(p.name for p in first.iterdir()) == ["hosts", "resolv.conf", "ssl"]
+    # a link at the top is read through; links inside stay links
+    assert not (first / "resolv.conf").is_symlink()
+    assert (first / "resolv.conf").read_text() == "nameserver 10.0.0.1\n"
+    assert os.readlink(first / "ssl" / "certs" / "link.pem") == "ca.pem"
+    assert snap.path() == str(first)  # nothing changed: the same copy
+    # another agent of the same home makes the same copy, not a second one
+    assert EtcSnapshot(tmp_path / "state", source=str(source), names=names).path() == str(first)
+
+    (source / "hosts").write_text("127.0.0.1 localhost\n10.0.0.2 db\n")
+    second = Path(snap.path())
+    assert second != first and "db" in (second / "hosts").read_text()
+    # the old copy stays as it was: a running app may have it as its /etc
+    assert "db" not in (first / "hosts").read_text()

@@ -135,6 +135,8 @@ def test_apps_survive_a_killed_up_and_a_kept_stop(tmp_path: Path) -> None:
     finally:
         assert up.interrupt() == 0, up.output
     assert "leaving the running apps" in up.output
+    # up says how its agent runs apps (bubblewrap is there: sandboxed, the default)
+    assert "apps      each in a sandbox of its own (bubblewrap)" in up.output
     second.still_runs()  # --keep-apps: Ctrl-C left it running
 
     up = Up(home, env_file, port)

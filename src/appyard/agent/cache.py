@@ -112,11 +112,22 @@ def unpack(archive: Path, dest: Path, caps: Caps = DEFAULT_CAPS) -> None:
                 _check_member(member)
         with open(archive, "rb") as f:
             for tar, member in archive_members(f, caps):
-                tar.extract(member, dest, filter="data")
+                _extract(tar, member, dest)
     except ArchiveRefused as e:
         raise PrepareError(f"release archive refused: {e}") from e
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise PrepareError(f"release archive cannot be unpacked: {e}") from e
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """One checked member, written with ordinary modes: no owner, setuid or group/other write
+    bit from the archive (what tarfile's ``data`` filter does, which Python 3.11 before 3.11.4,
+    Debian 12's among them, lacks)."""
+    tar.extract(member, dest, set_attrs=False)
+    if member.isdir():
+        os.chmod(dest / member.name, 0o755)
+    elif member.isfile():
+        os.chmod(dest / member.name, 0o755 if member.mode & 0o111 else 0o644)
 
 
 def app_root(extracted: Path) -> Path:

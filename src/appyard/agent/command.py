@@ -21,6 +21,7 @@ from types import FrameType
 
 from appyard.agent.exit_codes import RET_CONFIG
 from appyard.agent.loop import AgentConfig, run_agent
+from appyard.agent.sandbox import DEFAULT_APP_USER
 from appyard.errors import ConfigurationError
 
 log = logging.getLogger("appyard.agent")
@@ -62,10 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--sandbox",
-        action="store_true",
-        default=os.environ.get("APPYARD_AGENT_SANDBOX", "") not in ("", "0"),
-        help="run each app in a bubblewrap sandbox (docs/security.md); "
-        "default: APPYARD_AGENT_SANDBOX, else off",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("APPYARD_AGENT_SANDBOX", "1") not in ("", "0"),
+        help="run each app in a bubblewrap sandbox, or, as root without one, as --app-user "
+        "(docs/security.md); --no-sandbox: neither, apps see what the agent's user sees "
+        "(default: on; env APPYARD_AGENT_SANDBOX=0 turns it off)",
+    )
+    p.add_argument(
+        "--app-user",
+        default=os.environ.get("APPYARD_AGENT_APP_USER", DEFAULT_APP_USER),
+        help=f"the unprivileged user apps run as when the agent runs as root and no sandbox "
+        f"can be made (default {DEFAULT_APP_USER}, else nobody; env APPYARD_AGENT_APP_USER)",
     )
     p.add_argument("--log-level", default="INFO", help="agent log level (default INFO)")
     return p
@@ -100,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_apps_on_exit=args.stop_apps_on_exit,
         app_paths=tuple(args.app_path),
         sandbox=args.sandbox,
+        app_user=args.app_user,
     )
     stop = threading.Event()
 

@@ -28,7 +28,7 @@ from appyard.agent.cache import ReleaseCache, VenvCache
 from appyard.agent.client import RETRY_STATUSES, Abandoned, AgentClient, Backoff
 from appyard.agent.exit_codes import RET_CONFIG, RET_CRASHED, RET_OK, RET_REFUSED
 from appyard.agent.launcher import Launcher
-from appyard.agent.sandbox import Isolation, detect, unsandboxed
+from appyard.agent.sandbox import DEFAULT_APP_USER, Isolation, detect, unsandboxed
 from appyard.agent.state import (
     Found,
     ScannedTask,
@@ -73,9 +73,11 @@ class AgentConfig:
     prune_after_s: float = 7 * 86400.0
     #: folders of this machine that an app may ask to read (manifest ``sandbox.read_only_paths``)
     app_paths: tuple[Path, ...] = ()
-    #: run apps in a bubblewrap sandbox (``--sandbox``); off by default until a sandboxed
-    #: start costs less (it adds 6-10 ms of CPU per session)
-    sandbox: bool = False
+    #: run apps in a bubblewrap sandbox, or as ``app_user`` where none can be made
+    #: (``--no-sandbox``: neither)
+    sandbox: bool = True
+    #: the unprivileged user apps run as when the agent runs as root without a sandbox
+    app_user: str = DEFAULT_APP_USER
 
 
 class Agent:
@@ -100,9 +102,20 @@ class Agent:
         #: launches supervisors, keeping one started ahead (warm) for the next task
         self.launcher = Launcher()
         #: how apps run here (sandboxed or not), found once at start; sent with every hello
-        self.isolation: Isolation = (detect if config.sandbox else unsandboxed)(
-            config.app_paths, [p for p in (config.home or appyard_home(), config.work_dir) if p]
-        )
+        home = config.home or appyard_home()
+        private = [p for p in (home, config.work_dir) if p]
+        if config.sandbox:
+            reach = config.work_dir or home
+            reach.mkdir(parents=True, exist_ok=True)
+            self.isolation: Isolation = detect(
+                config.app_paths,
+                private,
+                state_dir=home,
+                app_user=config.app_user,
+                reach=[reach],
+            )
+        else:
+            self.isolation = unsandboxed(config.app_paths, private)
         self._stop = threading.Event()
         #: set once hello succeeded and the found tasks have their workers (tests wait on it)
         self.online = threading.Event()
@@ -211,6 +224,7 @@ class Agent:
     def _scan(self, wd: WorkDir) -> list[ScannedTask]:
         """Tasks of the work folder that still need the agent (see ``state.Found``)."""
         wd.create()
+        self.isolation.close_folders([wd.root, wd.tasks, wd.cache, wd.cache / "releases"])
         pruned = wd.prune(self.config.prune_after_s)
         if pruned:
             log.info("removed %d old task folders", pruned)

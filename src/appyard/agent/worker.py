@@ -132,20 +132,26 @@ class TaskWorker(threading.Thread):
                 self._broken()
             else:
                 self._disk_full(e)
-        except Exception:
-            self._broken()
+        except Exception as e:
+            self._broken(e)
         finally:
             with self._handle_lock:
                 if self.handle is not None:
                     self.handle.close()
             self.agent.worker_done(self)
 
-    def _broken(self) -> None:
-        """The worker failed: nobody watches the app any more, so it is not left running."""
+    def _broken(self, e: Exception | None = None) -> None:
+        """The worker failed: nobody watches the app any more, so it is not left running. A
+        task whose app never started is reported failed, so the server does not give it to
+        this agent again and again."""
         log.exception("task %d: unexpected failure of its worker", self.task_id)
         with self._handle_lock:
+            launched = self.handle is not None
             if self.handle is not None and not self.app_ended and self.handle.stop():
                 log.warning("task %d: its app is being stopped", self.task_id)
+        if not launched and not self.app_ended:
+            with contextlib.suppress(Exception):
+                self._report_failed(f"the agent failed to start the app: {e!r}")
 
     def _disk_full(self, e: OSError) -> None:
         """No room left to write the task's files: its app is stopped and the task fails with

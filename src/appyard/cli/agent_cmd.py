@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -80,19 +81,34 @@ def _isolation(mode: str | None) -> Text:
     """How the agent runs apps; ``none`` stands out: its apps see what its user sees."""
     if mode == "none":
         return Text("none (apps not sandboxed)", style="bold red")
+    if mode == "user":
+        return Text("user (apps run as a user of their own, not sandboxed)", style="yellow")
     return Text(mode or "-")
 
 
 def agent_argv(
-    server: str, slots: int, work_dir: Path | None, stop_apps_on_exit: bool
+    server: str,
+    slots: int,
+    work_dir: Path | None,
+    stop_apps_on_exit: bool,
+    *,
+    sandbox: bool | None = None,
+    app_paths: Sequence[Path] = (),
+    app_user: str | None = None,
 ) -> list[str]:
     """The agent's arguments; the token goes by APPYARD_AGENT_TOKEN, not argv (``ps`` shows
-    argv to every user of the machine)."""
+    argv to every user of the machine). ``sandbox`` None: the agent's default."""
     argv = ["--server", server, "--slots", str(slots)]
     if work_dir is not None:
         argv += ["--work-dir", str(work_dir)]
     if stop_apps_on_exit:
         argv.append("--stop-apps-on-exit")
+    if sandbox is not None:
+        argv.append("--sandbox" if sandbox else "--no-sandbox")
+    for path in app_paths:
+        argv += ["--app-path", str(path)]
+    if app_user is not None:
+        argv += ["--app-user", app_user]
     return argv
 
 
@@ -114,6 +130,27 @@ def agent_run(
     stop_apps_on_exit: Annotated[
         bool, typer.Option(help="Stop the running apps when the agent exits.")
     ] = False,
+    sandbox: Annotated[
+        bool | None,
+        typer.Option(
+            "--sandbox/--no-sandbox",
+            help="Each app in a bubblewrap sandbox, or as --app-user when the agent runs as "
+            "root without one (default: on, env APPYARD_AGENT_SANDBOX=0 turns it off).",
+            show_default=False,
+        ),
+    ] = None,
+    app_path: Annotated[
+        list[Path] | None,
+        typer.Option(help="A folder apps may ask to read in their sandbox; repeat for more."),
+    ] = None,
+    app_user: Annotated[
+        str | None,
+        typer.Option(
+            envvar="APPYARD_AGENT_APP_USER",
+            help="The user apps run as when the agent runs as root without a sandbox "
+            "(default appyard-app, else nobody).",
+        ),
+    ] = None,
 ) -> None:
     """Run an agent in the foreground (its apps survive an agent restart)."""
     # imported here, not at the top: every other ``appyard`` command would load the agent
@@ -122,4 +159,13 @@ def agent_run(
 
     os.environ[AGENT_TOKEN_ENV] = token
     # in this process, not a child: signals (SIGTERM from `appyard up`, Ctrl-C) reach the agent
-    raise typer.Exit(agent_main(agent_argv(server, slots, work_dir, stop_apps_on_exit)))
+    argv = agent_argv(
+        server,
+        slots,
+        work_dir,
+        stop_apps_on_exit,
+        sandbox=sandbox,
+        app_paths=app_path or (),
+        app_user=app_user,
+    )
+    raise typer.Exit(agent_main(argv))

@@ -440,6 +440,36 @@ def running_appyard(
                 server.stop(SERVER_STOP_TIMEOUT_S)
 
 
+#: how long ``up`` waits for its agent's hello to say how it runs apps
+ISOLATION_WAIT_S = 10.0
+
+
+def _isolation_line(local: Local) -> str:
+    """How the local agent runs apps, once its hello said (``agent/sandbox.py``)."""
+    deadline = time.monotonic() + ISOLATION_WAIT_S
+    mode = None
+    while mode is None and time.monotonic() < deadline and local.agent.alive():
+        assert local.state.team_id is not None
+        for a in local.api.agent.get_list(local.state.team_id):
+            if a.id == local.state.agent_id and a.status == "online":
+                mode = a.isolation
+        if mode is None:
+            time.sleep(0.1)  # once, at start: the agent's hello follows its sandbox probe
+    if mode == "sandboxed":
+        return "each in a sandbox of its own (bubblewrap)"
+    if mode == "user":
+        return (
+            "[yellow]not sandboxed: each runs as an unprivileged user of its own "
+            "(install bubblewrap for a sandbox)[/yellow]"
+        )
+    if mode == "none":
+        return (
+            "[bold red]NOT sandboxed: apps can read what this user can, tokens included "
+            "(install bubblewrap; see docs/security.md)[/bold red]"
+        )
+    return "the agent has not said yet how it runs them (appyard agent list)"
+
+
 def up(
     port: Annotated[int, typer.Option(help="Port of the server.")] = DEFAULT_PORT,
     host: Annotated[str, typer.Option(help="Interface the server listens on.")] = "127.0.0.1",
@@ -472,12 +502,14 @@ def up(
                 if keep_apps
                 else "running apps are stopped first"
             )
+            isolation = _isolation_line(local)
             console.print(
                 f"\n[bold green]appyard is up[/bold green]\n"
                 f"  web UI    {local.address}/  (sign in with API_TOKEN)\n"
                 f"  API docs  {local.address}/docs\n"
                 f"  team {state.team_id}, workspace {state.workspace_id}, "
                 f"agent {state.agent_id}{project}\n"
+                f"  apps      {isolation}\n"
                 f"  credentials in {env_file} (SERVER_ADDRESS, API_TOKEN, TEAM_ID, "
                 "WORKSPACE_ID, AGENT_ID, PROJECT_ID)\n"
                 f"Press Ctrl-C to stop ({on_stop})."

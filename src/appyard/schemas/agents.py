@@ -23,8 +23,9 @@ class AgentInfo(BaseModel):
     running: int  # tasks held by the agent now
     hostname: str | None
     version: str | None
-    #: how the agent runs apps: ``sandboxed``, or ``none`` (apps see what its user sees);
-    #: None for an agent that never said (an older one)
+    #: how the agent runs apps: ``sandboxed``, ``user`` (as an unprivileged user of their
+    #: own, no sandbox) or ``none`` (apps see what its user sees); None for an agent that
+    #: never said (an older one)
     isolation: str | None = None
     last_seen_at: datetime | None
     created_at: datetime
@@ -48,9 +49,9 @@ class AgentHello(Wire):
     hostname: str = Field(default="", max_length=255)
     version: str = Field(default="", max_length=100)
     held: list[HeldTask] = Field(default_factory=list)
-    #: how it runs apps (``agent/sandbox.py``): ``sandboxed`` or ``none``; an older agent says
-    #: nothing
-    isolation: Literal["sandboxed", "none"] | None = None
+    #: how it runs apps (``agent/sandbox.py``): ``sandboxed``, ``user`` or ``none``; an older
+    #: agent says nothing
+    isolation: Literal["sandboxed", "user", "none"] | None = None
 
 
 class AgentWelcome(BaseModel):
