@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.test_agent_server import _online, _start, _wait
-from tests.agent.test_sandbox import PROBE, _isolation, _said
+from tests.agent.test_sandbox import PROBE, _isolation, _try_paths
 from tests.support import World, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -100,12 +100,7 @@ def test_an_app_runs_as_its_own_user_and_reads_nothing_of_the_agent(
         str(agent.work_dir / "cache" / "releases"),
         str(world.server.home),
     ]
-    tid = _start(world, module_id, agent_id, paths=paths, output=True)
-    task = _wait(world, tid)
-    assert task["status"] == "finished", task
-    said = _said(world, tid)
-    seen = {s["path"]: s for s in said if "path" in s}
-    assert set(seen) == set(paths)
+    tid, said, seen = _try_paths(world, module_id, agent_id, paths)
     leaked = {p: s for p, s in seen.items() if "error" not in s}
     assert leaked == {}, leaked
     (me,) = [s for s in said if "home" in s]

@@ -38,6 +38,19 @@ def _said(world: World, task_id: int) -> list[dict[str, Any]]:
     return out
 
 
+def _try_paths(
+    world: World, module_id: int, agent_id: int, paths: list[str]
+) -> tuple[int, list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Run the probe on ``paths`` to its end: its task id, its lines, and its try of each path."""
+    tid = _start(world, module_id, agent_id, paths=paths, output=True)
+    task = _wait(world, tid)
+    assert task["status"] == "finished", task
+    said = _said(world, tid)
+    seen = {s["path"]: s for s in said if "path" in s}
+    assert set(seen) == set(paths)
+    return tid, said, seen
+
+
 def _isolation(world: World, agent_id: int) -> Any:
     agents = world.admin.ok("GET", f"/teams/{world.team_id}/agents")
     return next(a["isolation"] for a in agents if a["id"] == agent_id)
@@ -79,12 +92,7 @@ def test_an_app_reads_nothing_of_the_agent_the_server_or_other_tasks(
         str(world.server.home),
         "/proc/1/environ",
     ]
-    tid = _start(world, module_id, agent_id, paths=paths, output=True)
-    task = _wait(world, tid)
-    assert task["status"] == "finished", task
-    said = _said(world, tid)
-    seen = {s["path"]: s for s in said if "path" in s}
-    assert set(seen) == set(paths)
+    tid, said, seen = _try_paths(world, module_id, agent_id, paths)
     # of the agent's tasks folder, only the way to its own
     assert seen.pop(str(agent.work_dir / "tasks")) == {
         "path": str(agent.work_dir / "tasks"),
