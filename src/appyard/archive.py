@@ -11,14 +11,16 @@ produced and refuses as soon as a cap is passed:
   out (a small app with a few text files compresses well and is never refused for it).
 
 A refusal is an :class:`ArchiveRefused` naming the cap; the server answers it with a 422, the
-agent fails the task with it. Both read the same caps (docs/security.md lists them).
+agent fails the task with it. Both read the same caps from the same environment variables
+(``Caps.from_env``; docs/security.md lists them).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import BinaryIO
@@ -55,6 +57,30 @@ class Caps:
     members: int = MAX_MEMBERS
     ratio: int = MAX_RATIO
     ratio_floor: int = RATIO_FLOOR_BYTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Caps:
+        """The caps ``APPYARD_MAX_RELEASE_UNPACKED_BYTES``, ``APPYARD_MAX_RELEASE_MEMBERS`` and
+        ``APPYARD_MAX_RELEASE_RATIO`` set (the defaults where unset)."""
+        env = os.environ if env is None else env
+        return cls(
+            unpacked_bytes=_positive(env, "APPYARD_MAX_RELEASE_UNPACKED_BYTES", MAX_UNPACKED_BYTES),
+            members=_positive(env, "APPYARD_MAX_RELEASE_MEMBERS", MAX_MEMBERS),
+            ratio=_positive(env, "APPYARD_MAX_RELEASE_RATIO", MAX_RATIO),
+        )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: give a whole number of at least 1 (default {default})")
+    return value
 
 
 DEFAULT_CAPS = Caps()

@@ -15,6 +15,7 @@
     │   ├── NotFoundError (KeyError)          404: no such thing (or not visible to you)
     │   │   └── ModuleNotFoundInEcosystem     get_ecosystem_module_id(slug) found nothing
     │   ├── ConflictError                     409: illegal status transition, duplicate
+    │   ├── TooManyRequestsError              429: over a limit; ``retry_after_s`` says when to retry
     │   └── ServerError                       5xx: a bug or an outage on the server
     ├── ServerUnavailableError                the server could not be reached (after retries)
     ├── ServerStartError                      the server cannot start: database driver, connection, schema
@@ -86,6 +87,9 @@ class ApiError(AppyardError):
         if code is not None:
             self.code = code
         self.details = details or {}
+        #: seconds the server asked the client to wait before trying again (its ``Retry-After``,
+        #: on a 429 or a 503 ``busy``); None: it did not say
+        self.retry_after_s: float | None = None
 
     def __str__(self) -> str:
         return self.message
@@ -132,6 +136,13 @@ class ConflictError(ApiError):
     code = "conflict"
 
 
+class TooManyRequestsError(ApiError):
+    """429: the server's limit on this (open streams, publishes, sign-ins) was reached."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+
 class ServerError(ApiError):
     status_code = 500
     code = "server_error"
@@ -166,6 +177,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     404: NotFoundError,
     409: ConflictError,
     422: BadRequestError,
+    429: TooManyRequestsError,
 }
 
 

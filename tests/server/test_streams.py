@@ -146,16 +146,20 @@ def test_a_revoked_token_loses_its_open_streams_at_their_next_wake(world: World)
     wait_for(lambda: ("log", "before") in [(k, e.get("text")) for k, e in logs.events], 10)
     wait_for(lambda: watch.events, 10, "the watch's first event")
 
-    assert viewer.delete(f"/tokens/{token_id}").status_code == 204  # signs out
     seen = (len(logs.events), len(watch.events))
-    agent.log(task_id, "after the token was revoked")  # wakes the log stream
+    assert viewer.delete(f"/tokens/{token_id}").status_code == 204  # signs out
+    agent.log(task_id, "after the token was revoked")  # would wake the log stream
     app = Client(world.server.url, task_token)
-    app.ok("POST", f"/tasks/{task_id}/progress", json={"current": 1})  # wakes the watch
-    other = _start(world, mid)  # a new session of the team: wakes the team stream
+    app.ok("POST", f"/tasks/{task_id}/progress", json={"current": 1})  # would wake the watch
+    other = _start(world, mid)  # a new session of the team: would wake the team stream
 
     for stream, what in ((logs, "log"), (watch, "watch"), (team, "team")):
         assert stream.ended.wait(10), f"the {what} stream is still open after the revocation"
-    assert (len(logs.events), len(watch.events)) == seen, logs.events[seen[0] :]
+        # the revocation itself ended it, with a last event saying why
+        kind, closed = stream.events[-1]
+        assert kind == "closed" and closed["status"] == 401, stream.events
+    # nothing was sent after it but that last event
+    assert (len(logs.events) - 1, len(watch.events) - 1) == seen, logs.events[seen[0] :]
     assert all(e.get("id") != other for _, e in team.events), "the new session was sent"
     # and the client's reconnect is told why
     assert viewer.get(f"/tasks/{task_id}/watch").status_code == 401

@@ -180,7 +180,7 @@ class ReleaseCache:
                     )
                 extracted = tmp / "x"
                 extracted.mkdir()
-                unpack(archive, extracted)
+                unpack(archive, extracted, Caps.from_env())  # the server's variables
                 os.rename(app_root(extracted), final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

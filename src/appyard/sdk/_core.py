@@ -15,6 +15,13 @@ DELETE, or a call the API object marks idempotent, such as a start with an idemp
 doubles and is capped. A retried DELETE that finds nothing (404) after an attempt that may have
 been done (its answer was lost) has succeeded: that attempt removed it.
 
+A 429 or a 503 that carries ``Retry-After`` (the server is busy, or the caller is over a
+limit: open streams, publishes) is the server saying when to come back: a safe request waits
+that long and tries again, up to ``RETRY_AFTER_TRIES`` times and ``RETRY_AFTER_BUDGET_S`` of
+waiting in all (a longer wait asked for is not waited). Otherwise the typed error is raised
+(``TooManyRequestsError`` for a 429) with the wait in ``retry_after_s`` and a message that says
+when to try again.
+
 A request body (``content=``) is sent again on a retry only if it can be: bytes, a binary file
 (rewound to where it stood), or a callable giving a fresh iterable per attempt; any other
 iterable is sent once. Downloads to a local file (``download_to`` of either core) stream into a
@@ -43,6 +50,11 @@ BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 2.0
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _RETRY_STATUSES = frozenset({502, 503, 504})
+#: answers whose ``Retry-After`` says when to come back (over a limit; the database busy)
+_RETRY_LATER_STATUSES = frozenset({429, 503})
+#: waits one request makes as a ``Retry-After`` asks, and their total at most
+RETRY_AFTER_TRIES = 3
+RETRY_AFTER_BUDGET_S = 30.0
 #: answers after which the server behind a proxy may have done the request all the same
 _MAYBE_DONE_STATUSES = frozenset({502, 504})
 #: errors raised before a request left: the server cannot have done it
@@ -64,6 +76,18 @@ def normalize_address(address: str) -> str:
     if "://" not in address:
         address = "http://" + address
     return address.rstrip("/")
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The seconds a 429 or 503 asks the client to wait (``Retry-After``), else None."""
+    if response.status_code not in _RETRY_LATER_STATUSES:
+        return None
+    raw = response.headers.get("retry-after", "").strip()
+    try:
+        wait = float(raw)  # the server sends seconds (an HTTP date is not waited for)
+    except ValueError:
+        return None
+    return wait if 0 <= wait < float("inf") else None
 
 
 def backoff_delay(attempt: int, cap: float = BACKOFF_CAP_S) -> float:
@@ -264,21 +288,46 @@ class CoreBase:
         )
 
     @staticmethod
-    def raise_for_response(response: httpx.Response) -> None:
-        """Turn a 4xx/5xx answer into the typed error its JSON body names."""
+    def raise_for_response(
+        response: httpx.Response, waited: tuple[int, float] | None = None
+    ) -> None:
+        """Turn a 4xx/5xx answer into the typed error its JSON body names.
+
+        A 429 or 503 with ``Retry-After`` carries it in ``retry_after_s``, and its message says
+        when to try again; ``waited``: the retries already made as it asked, and their wait.
+        """
         if response.is_success:
             return
         try:
             body: Any = response.json()
         except ValueError:
             body = {"detail": response.text[:500] or f"HTTP {response.status_code}"}
-        raise errors.error_from_response(response.status_code, body)
+        error = errors.error_from_response(response.status_code, body)
+        wait = retry_after(response)
+        if wait is not None:
+            error.retry_after_s = wait
+            error.message = f"{error.message} {_retry_advice(wait, waited)}"
+        raise error
 
     @staticmethod
     def decode(response: httpx.Response) -> Any:
         if not response.content:
             return None
         return response.json()
+
+
+def _retry_advice(wait: float, waited: tuple[int, float] | None) -> str:
+    """What to do about a 429/503 that asked for ``wait`` seconds."""
+    when = f"{wait:g} s"
+    if waited is None or not waited[0]:
+        return f"(The server asks to retry after {when}: call again then.)"
+    tries, total = waited
+    return (
+        f"(Still refused after {tries} retr{'y' if tries == 1 else 'ies'} over {total:g} s, "
+        f"each after the wait the server asked for. Call again in {when} or later; if it "
+        "keeps happening, the server is overloaded or the limit is too low for this use: see "
+        "its operator.)"
+    )
 
 
 class Retry(Protocol):
@@ -308,6 +357,9 @@ class Attempts:
         self.body = body
         self.attempt = 0
         self.maybe_done = False  # an earlier attempt may have been done by the server
+        #: retries made as a ``Retry-After`` asked, and the seconds waited for them
+        self.later = 0
+        self.waited = 0.0
 
     def _can_resend(self) -> bool:
         return self.body is None or self.body.can_resend()
@@ -334,6 +386,20 @@ class Attempts:
 
     def after_response(self, response: httpx.Response) -> float | None:
         """The pause before the next attempt, or None when this answer is the final one."""
+        wait = retry_after(response)
+        if wait is not None:  # the server said when: that, or nothing
+            later = (
+                self.spec.retry_after_send
+                and self._can_resend()
+                and self.later < min(RETRY_AFTER_TRIES, self.core.retry_count)
+                and self.waited + wait <= RETRY_AFTER_BUDGET_S
+            )
+            if not later:
+                return None
+            self.later += 1
+            self.waited += wait
+            self.attempt += 1
+            return wait
         again = (
             response.status_code in _RETRY_STATUSES
             and self.spec.retry_after_send
@@ -350,7 +416,7 @@ class Attempts:
         """
         if self.maybe_done and self.spec.method.upper() == "DELETE" and response.status_code == 404:
             return httpx.Response(204, request=response.request)
-        self.core.raise_for_response(response)
+        self.core.raise_for_response(response, (self.later, self.waited))
         return response
 
 

@@ -100,7 +100,12 @@ async def _statistics(db: Database) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     notifier = Notifier()
-    db = Database(settings.db_url, notifier, {"log_ceiling": settings.log_ceiling})
+    db = Database(
+        settings.db_url,
+        notifier,
+        {"log_ceiling": settings.log_ceiling},
+        lock_timeout_s=settings.db_lock_timeout_s,
+    )
     ctx = ServerContext(
         settings=settings, db=db, notifier=notifier, releases=ReleaseStore(settings.releases_dir)
     )

@@ -13,6 +13,9 @@ front of the routes and:
 - counts a body as it streams in and stops it with a 413 at the cap (chunked bodies too);
 - refuses a NUL character in the path with a 422 (PostgreSQL cannot look one up; one in a
   query parameter that reaches the database is a 422 naming the parameter);
+- gives a publish (``POST /modules``) one of ``max_concurrent_publishes`` places before a byte
+  of its archive is read, for its upload and its check: one more waits up to
+  ``publish_wait_s`` for a place, then gets a 429 with ``Retry-After``, unread;
 - answers any failure that escapes a route itself, so that uvicorn does not close the
   connection (it closes it when an exception reaches it after a response was sent).
 """
@@ -280,6 +283,10 @@ class Guard:
         self.threshold = settings.auth_before_body_bytes
         self.retry_after_s = settings.retry_after_s
         self.run_in_worker = run_in_worker
+        self.publish = re.compile(rf"^{api}/modules$")
+        self.publishes = PublishPlaces(
+            settings.max_concurrent_publishes, settings.publish_wait_s, settings.retry_after_s
+        )
 
     def rule(self, method: str, path: str) -> BodyRule:
         for rule in self.rules:
@@ -337,6 +344,22 @@ class Guard:
                 return
             receive = _Capped(receive, rule)
 
+        if scope["method"] == "POST" and self.publish.match(path):
+            if not await self.publishes.take():
+                # the archive is not read: the connection cannot serve another request
+                await self._refuse(
+                    scope, receive, send, self.publishes.refusal(), {"Connection": "close"}
+                )
+                return
+            try:
+                await self._forward(scope, receive, send, path)
+            finally:
+                self.publishes.give_back()
+            return
+        await self._forward(scope, receive, send, path)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """The request to the routes; a failure they let out is answered here."""
         started = False
 
         async def tracked(message: Message) -> None:
@@ -363,7 +386,49 @@ class Guard:
         error: ApiError,
         headers: dict[str, str] | None = None,
     ) -> None:
+        retry = error.details.get("retry_after_s")
+        if retry is not None:
+            headers = {**(headers or {}), "Retry-After": str(retry)}
         await error_response(error, headers)(scope, receive, send)
+
+
+class PublishPlaces:
+    """Publishes under way at once in this process, from their request's head to their answer.
+
+    A publish uploads up to ``APPYARD_MAX_RELEASE_BYTES`` to a temporary file, then unpacks up
+    to the archive caps' worth of it: a flood of them must not fill the disk or starve the
+    server's other requests of threads. The place is taken before the body is read, so one
+    refused costs nothing; the price is that a slow upload holds its place while it lasts.
+    """
+
+    def __init__(self, limit: int, wait_s: float, retry_after_s: int) -> None:
+        self.limit = max(1, limit)
+        self.wait_s = wait_s
+        self.retry_after_s = retry_after_s
+        self._free = asyncio.Semaphore(self.limit)
+
+    async def take(self) -> bool:
+        """A place, waiting up to ``wait_s`` for one; False: none came free."""
+        try:
+            async with asyncio.timeout(self.wait_s):
+                await self._free.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    def give_back(self) -> None:
+        self._free.release()
+
+    def refusal(self) -> ApiError:
+        return ApiError(
+            f"{self.limit} publish(es) are under way on this server already (uploading or "
+            f"being checked), the most it takes at once (APPYARD_MAX_CONCURRENT_PUBLISHES); "
+            f"nothing was stored. Retry in {self.retry_after_s} s.",
+            status_code=429,
+            code="too_many_requests",
+            field="archive",
+            details={"retry_after_s": self.retry_after_s},
+        )
 
 
 class _Capped:

@@ -54,3 +54,13 @@ def log(task_id: int) -> Key:
 def progress(task_id: int) -> Key:
     """The app reported progress: its watch sends it (a ``wait`` sleeps on)."""
     return Key(f"progress:{task_id}")
+
+
+def credential(token_hash: str) -> Key:
+    """The token of this hash was revoked, or its user lost access (disabled, removed from a
+    team): the streams and long-polls it holds look again now, and end refused.
+
+    Built from the token's hash, which a follow knows from the request before its first look
+    (its id only after it): a revocation committed while that look runs still wakes it.
+    """
+    return Key(f"credential:{token_hash}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from appyard.archive import DEFAULT_CAPS, Caps
 from appyard.schemas.manifest import MAX_LOG_BYTES, MAX_LOG_LINES
 
 #: URL schemes that name PostgreSQL without a driver; SQLAlchemy 2.0 maps them to psycopg2
@@ -51,8 +52,23 @@ class Settings:
     #: against the database before a byte of it is read; a smaller one is read first and the
     #: token is resolved in the request's own transaction (no extra lookup on the hot path)
     auth_before_body_bytes: int = 64 * 1024
-    #: what a client is told to wait (``Retry-After``) when the database is busy
+    #: what a client is told to wait (``Retry-After``) when the database is busy, or it holds
+    #: as many streams as it may
     retry_after_s: int = 5
+    #: the longest a write waits for a lock another connection holds (SQLite's write lock held
+    #: by another process, a PostgreSQL row or table lock) before it is given up: a 503 ``busy``
+    #: with ``Retry-After``, nothing written
+    db_lock_timeout_s: float = 30.0
+    #: a stream (watch, log, team) sends a comment this often when nothing happens, so that
+    #: proxies keep it open
+    stream_keepalive_s: float = 15.0
+    #: publishes under way at once in this process, their upload included; one more waits up
+    #: to ``publish_wait_s`` for a place, then gets a 429
+    max_concurrent_publishes: int = 2
+    publish_wait_s: float = 2.0
+    #: what a release archive may hold: its files unpacked, its entries, and unpacked bytes
+    #: per compressed byte (``appyard.archive``; agents read the same variables)
+    archive_caps: Caps = DEFAULT_CAPS
     #: clients' waits and streams (watch, logs, team) open at once per token and per team of
     #: the data followed, in this process (each replica counts its own); past it: 429
     max_streams_per_token: int = 64
@@ -103,6 +119,12 @@ class Settings:
             auth_before_body_bytes=int(env.get("APPYARD_AUTH_BEFORE_BODY_BYTES", str(64 * 1024))),
             max_streams_per_token=int(env.get("APPYARD_MAX_STREAMS_PER_TOKEN", "64")),
             max_streams_per_team=int(env.get("APPYARD_MAX_STREAMS_PER_TEAM", "256")),
+            retry_after_s=int(env.get("APPYARD_RETRY_AFTER_S", "5")),
+            db_lock_timeout_s=float(env.get("APPYARD_DB_LOCK_TIMEOUT_S", "30")),
+            stream_keepalive_s=float(env.get("APPYARD_STREAM_KEEPALIVE_S", "15")),
+            max_concurrent_publishes=int(env.get("APPYARD_MAX_CONCURRENT_PUBLISHES", "2")),
+            publish_wait_s=float(env.get("APPYARD_PUBLISH_WAIT_S", "2")),
+            archive_caps=Caps.from_env(env),
             admin_token_file=Path(token_file).expanduser() if token_file else None,
             max_log_lines=int(env.get("APPYARD_MAX_LOG_LINES", str(MAX_LOG_LINES))),
             max_log_bytes=int(env.get("APPYARD_MAX_LOG_BYTES", str(MAX_LOG_BYTES))),

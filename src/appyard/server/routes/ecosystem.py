@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
@@ -13,37 +10,13 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from sqlalchemy.exc import IntegrityError
 
-from appyard.errors import ApiError, BadRequestError, NotFoundError
+from appyard.errors import BadRequestError, NotFoundError
 from appyard.schemas.common import MAX_ID
 from appyard.schemas.ecosystem import ModuleInfoWire, PublishResult
 from appyard.server.routes.deps import PathId, authenticated, context, read, run
 from appyard.server.services import ecosystem as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["ecosystem"])
-
-
-#: publishes checked at once; more wait for ``PUBLISH_WAIT_S`` and then get a 429 (checking an
-#: archive is CPU and disk work of up to the caps' worth: a flood of them must not starve the
-#: server's other requests of threads)
-PUBLISH_CONCURRENCY = 2
-PUBLISH_WAIT_S = 2.0
-_publishing = threading.BoundedSemaphore(PUBLISH_CONCURRENCY)
-
-
-@contextlib.contextmanager
-def _publish_slot() -> Iterator[None]:
-    if not _publishing.acquire(timeout=PUBLISH_WAIT_S):
-        raise ApiError(
-            f"{PUBLISH_CONCURRENCY} publishes are being checked already; try again in a moment.",
-            status_code=429,
-            code="too_many_requests",
-            field="archive",
-            details={"retry_after_s": 1},
-        )
-    try:
-        yield
-    finally:
-        _publishing.release()
 
 
 @router.post("/modules", response_model=PublishResult, status_code=201)
@@ -64,10 +37,10 @@ def publish(
         raise BadRequestError(
             f"archive is larger than {limit // (1024 * 1024)} MiB", field="archive"
         )
-    with _publish_slot():
-        checked = svc.check_archive(upload)
-        upload.seek(0)
-        ctx.releases.put_file(checked.sha256, upload)  # by content: a retry finds it there
+    # a place among the publishes under way was taken before the upload (``guard.py``)
+    checked = svc.check_archive(upload, ctx.settings.archive_caps)
+    upload.seek(0)
+    ctx.releases.put_file(checked.sha256, upload)  # by content: a retry finds it there
     for attempt in range(2):
         try:
             return run(

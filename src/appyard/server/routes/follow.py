@@ -14,14 +14,19 @@ and the team stream (server-sent events) all follow notifier keys (``keys.py``) 
 
 Given the ``request``, each look after the first resolves the token again (one prebuilt
 statement in the look's own transaction), as does a stream's keepalive tick that does not
-look: a revoked token, or a task token whose task ended, ends the stream (the client's
-reconnect gets the 401) within a wake or a tick. Given ``team_of`` too, a client's follow takes
-a place among its token's and its team's open ones (``OpenStreams``; 429 past a cap).
+look; and the follow also listens on its token's ``credential`` key, which a revocation (a
+token revoked or signed out, its user disabled or removed from a team, an agent's token
+rotated) fires when it commits. So a token refused now ends the follow at once: a long-poll
+answers with the refusal (401, or 404 for a team no longer its), and a stream sends a last
+``closed`` event carrying it (``{"status": 401, "error": {...}}``) and ends. A task token whose
+task ended ends its stream at the task's own wake. Given ``team_of`` too, a client's follow
+takes a place among its token's and its team's open ones (``OpenStreams``; 429 past a cap).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -29,18 +34,21 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from appyard.errors import AuthenticationError
-from appyard.server.keys import Key
+from appyard.errors import ApiError
+from appyard.server.keys import Key, credential
 from appyard.server.notifier import Notifier, Subscription
-from appyard.server.routes.deps import check_token, context, principal_of, recheck_token
+from appyard.server.routes.deps import bearer, check_token, context, principal_of, recheck_token
+from appyard.server.security import hash_token
 
 T = TypeVar("T")
 
 #: what "fired" before the first look (a look that acts on what woke it, the poll, tells it so)
 FIRST = "first look"
-#: a stream sends a comment this often when nothing happens, so that proxies keep it open
-KEEPALIVE_S = 15.0
+#: what a stream sends when nothing happens for ``Settings.stream_keepalive_s``, so that
+#: proxies keep it open
 KEEPALIVE = ": keepalive\n\n"
+#: the statuses that end a follow because its token or its access is gone (not a failure)
+_REFUSED = frozenset({401, 403, 404})
 
 
 class Follow(Generic[T]):
@@ -75,7 +83,9 @@ class Follow(Generic[T]):
         if (timeout is None) == (keepalive_s is None):
             raise TypeError("Follow needs a long-poll's timeout or a stream's keepalive_s")
         self._notifier = notifier
-        self._keys = keys
+        # a revocation of its token wakes it (``keys.credential``): the token is refused at once
+        self._credential = None if request is None else credential(hash_token(bearer(request)))
+        self._keys = keys if self._credential is None else (*keys, self._credential)
         self._look = look
         self._loop = asyncio.get_running_loop()
         self._deadline = None if timeout is None else self._loop.time() + timeout
@@ -128,6 +138,12 @@ class Follow(Generic[T]):
         if self._sub is not None:
             self._sub.__exit__(None, None, None)
             self._sub = None
+
+    def access_changed(self, fired: set[str]) -> bool:
+        """Whether ``fired`` holds the wake of a revocation of this follow's token, or of a
+        change of its user's access (disabled, removed from a team): a look that checks access
+        only now and then must check it now."""
+        return self._credential is not None and self._credential in fired
 
     def pass_on(self, key: Key) -> None:
         """Hand the wave of the ``queue:`` key that woke this look to the next waiter."""
@@ -189,7 +205,7 @@ class _EventStream(StreamingResponse):
 
     def __init__(self, events: AsyncIterator[str], follow: Follow[Any]) -> None:
         super().__init__(
-            _until_token_fails(events),
+            _until_refused(events),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -202,12 +218,24 @@ class _EventStream(StreamingResponse):
             self._follow._close()
 
 
-async def _until_token_fails(events: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _until_refused(events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """``events``, ended by a last ``closed`` event when a look is refused: the token was
+    revoked or expired meanwhile (401), or its access to what it follows is gone (403, 404).
+    The event carries what the refusal's answer would: ``{"status": 401, "error": {...}}``.
+    """
     try:
         async for event in events:
             yield event
-    except AuthenticationError:
-        return  # revoked or expired meanwhile: the client's reconnect is told so (401)
+    except ApiError as exc:
+        if exc.status_code not in _REFUSED:
+            raise
+        yield closing_event(exc)
+
+
+def closing_event(exc: ApiError) -> str:
+    """The last event of a stream whose look was refused."""
+    body = {"status": exc.status_code, **exc.to_body()}
+    return f"event: closed\ndata: {json.dumps(body)}\n\n"
 
 
 def event_stream(events: AsyncIterator[str], follow: Follow[T]) -> StreamingResponse:

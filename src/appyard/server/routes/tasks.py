@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import TERMINAL, Status
-from appyard.errors import BadRequestError, NotFoundError
+from appyard.errors import BadRequestError
 from appyard.schemas.agents import LogBatch, TaskEvent
 from appyard.schemas.common import MAX_ID, Page
 from appyard.schemas.tasks import (
@@ -37,7 +37,7 @@ from appyard.server.routes.deps import (
     read,
     run,
 )
-from appyard.server.routes.follow import KEEPALIVE, KEEPALIVE_S, Follow, event_stream
+from appyard.server.routes.follow import KEEPALIVE, Follow, event_stream
 from appyard.server.security import Principal
 from appyard.server.services import access, agent_reports, app_reports, task_feeds, task_start
 from appyard.server.services import tasks as sessions
@@ -106,7 +106,9 @@ async def stream_team(
     """Server-sent events: ``task`` (a TaskInfo; ``id:`` its ``updated_at``) for every task of
     the team created or changed after the stream opened, or after ``after`` (or the
     ``Last-Event-ID`` header). Coalesced: a burst of changes sends each task once, in its newest
-    state. A comment every 15 s keeps the connection alive; it ends when the server shuts down.
+    state. A comment every 15 s (``APPYARD_STREAM_KEEPALIVE_S``) keeps the connection alive; it
+    ends when the server shuts down, or with a ``closed`` event when the token is revoked or is
+    no longer a member's.
 
     Each look reads only the rows changed since the last one (plus a short overlap window, for
     writes committed out of order; what was already sent from it is not sent again).
@@ -117,11 +119,16 @@ async def stream_team(
     def look(s: Session, p: Principal) -> task_feeds.TeamChanges:
         return task_feeds.team_changes(s, p, feed=feed)
 
+    async def look_after(fired: set[str]) -> task_feeds.TeamChanges:
+        if follow.access_changed(fired):
+            feed.checked_at = None  # membership is checked now and then: now, this time
+        return await aread(request, look)
+
     follow = Follow(
         context(request).notifier,
         (keys.team(team_id),),
-        lambda _: aread(request, look),
-        keepalive_s=KEEPALIVE_S,
+        look_after,
+        keepalive_s=context(request).settings.stream_keepalive_s,
         again=lambda batch: batch.more,  # the batch was full: look again at once
         settle_s=STREAM_COALESCE_S,
         look_on_keepalive=False,  # a look reads what changed: without a wake, nothing did
@@ -132,19 +139,17 @@ async def stream_team(
 
     async def events() -> AsyncIterator[str]:
         async with follow:
-            try:
-                async for batch in follow.looks():
-                    if batch is None:
-                        yield KEEPALIVE
-                        continue
-                    for info in batch.items:
-                        yield (
-                            f"id: {task_feeds.stream_id(info.updated_at)}\nevent: task\n"
-                            f"data: {info.model_dump_json()}\n\n"
-                        )
-            except NotFoundError:
-                return  # no longer a member: reopening answers 404
-        # ended at shutdown: the client resumes from its last id
+            async for batch in follow.looks():
+                if batch is None:
+                    yield KEEPALIVE
+                    continue
+                for info in batch.items:
+                    yield (
+                        f"id: {task_feeds.stream_id(info.updated_at)}\nevent: task\n"
+                        f"data: {info.model_dump_json()}\n\n"
+                    )
+        # ended at shutdown: the client resumes from its last id; no longer a member (or the
+        # token revoked): a last ``closed`` event says so (``follow.event_stream``)
 
     return event_stream(events(), follow)
 
@@ -191,7 +196,7 @@ async def watch(request: Request, task_id: PathId) -> StreamingResponse:
         context(request).notifier,
         (keys.task(task_id), keys.progress(task_id)),
         lambda _: aread(request, read_task),
-        keepalive_s=KEEPALIVE_S,
+        keepalive_s=context(request).settings.stream_keepalive_s,
         request=request,
         team_of=_team_of_task,
     )
@@ -255,7 +260,7 @@ async def stream_logs(
         context(request).notifier,
         (keys.log(task_id), keys.task(task_id)),
         lambda _: aread(request, read_page),
-        keepalive_s=KEEPALIVE_S,
+        keepalive_s=context(request).settings.stream_keepalive_s,
         again=lambda page: bool(page.items),  # a page of lines: more may be waiting
         request=request,
         team_of=lambda _: team_id,

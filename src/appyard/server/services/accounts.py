@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import bindparam, exists, func, select, update
@@ -28,7 +29,9 @@ from appyard.schemas.accounts import (
     WorkspaceCreate,
     WorkspaceInfo,
 )
+from appyard.server import keys
 from appyard.server.db.models import Agent, Member, Task, Team, Token, User, Workspace
+from appyard.server.notifier import emit
 from appyard.server.security import (
     Principal,
     TokenKind,
@@ -40,6 +43,28 @@ from appyard.server.security import (
 
 ROLE_RANK: dict[str, int] = {"viewer": 0, "developer": 1, "admin": 2}
 _TERMINAL = [st.value for st in TERMINAL]
+
+
+def _wake_holders(s: Session, token_hashes: Iterable[str]) -> None:
+    """When ``s`` commits, wake the streams and long-polls held with these tokens: they look
+    again at once, and a token refused now ends them (``routes/follow.py``), instead of at
+    their next keepalive."""
+    emit(s, *(keys.credential(h) for h in token_hashes))
+
+
+def _live_token_hashes(s: Session, user_id: int, team_id: int | None = None) -> list[str]:
+    """The hashes of a user's live user tokens and of the task tokens of its sessions that
+    still run (in ``team_id`` only, if given)."""
+    users = select(Token.hash).where(
+        Token.user_id == user_id, Token.kind == "user", Token.revoked.is_(False)
+    )
+    tasks = select(Task.id).where(Task.user_id == user_id, Task.status.not_in(_TERMINAL))
+    if team_id is not None:
+        tasks = tasks.where(Task.team_id == team_id)
+    of_tasks = select(Token.hash).where(
+        Token.kind == "task", Token.revoked.is_(False), Token.task_id.in_(tasks)
+    )
+    return list(s.scalars(users.union_all(of_tasks)))
 
 
 # -- authentication ---------------------------------------------------------------------------
@@ -216,6 +241,7 @@ def set_disabled(s: Session, p: Principal, *, user_id: int, disabled: bool) -> U
         )
     user.disabled = disabled
     if disabled:
+        _wake_holders(s, _live_token_hashes(s, user.id))
         s.execute(
             update(Token)
             .where(Token.user_id == user.id, Token.revoked.is_(False))
@@ -318,14 +344,14 @@ def revoke_token(s: Session, p: Principal, *, token_id: int) -> None:
     if row is None:
         raise missing
     if p.is_admin or (row.kind == "user" and row.user_id == user_id):
-        row.revoked = True
+        _revoke(s, row)
         return
     if row.kind in ("agent", "task"):
         team = _token_team(s, row)
         if team is None or s.get(Member, (team, user_id)) is None:
             raise missing
         team_role(s, p, team, "admin")
-        row.revoked = True
+        _revoke(s, row)
         return
     their_teams = dict(
         s.execute(select(Member.team_id, Member.role).where(Member.user_id == row.user_id)).all()
@@ -348,7 +374,12 @@ def revoke_token(s: Session, p: Principal, *, token_id: int) -> None:
             "or remove the user from your team instead.",
             field="token_id",
         )
+    _revoke(s, row)
+
+
+def _revoke(s: Session, row: Token) -> None:
     row.revoked = True
+    _wake_holders(s, [row.hash])
 
 
 def rotate_agent_token(s: Session, p: Principal, *, agent_id: int) -> TokenCreated:
@@ -366,11 +397,9 @@ def rotate_agent_token(s: Session, p: Principal, *, agent_id: int) -> TokenCreat
         team_role(s, p, agent.team_id, "admin")
     except NotFoundError:
         raise missing from None
-    s.execute(
-        update(Token)
-        .where(Token.agent_id == agent.id, Token.revoked.is_(False))
-        .values(revoked=True)
-    )
+    live = (Token.agent_id == agent.id, Token.revoked.is_(False))
+    _wake_holders(s, s.scalars(select(Token.hash).where(*live)))
+    s.execute(update(Token).where(*live).values(revoked=True))
     row, raw = mint_token(s, "agent", f"agent {agent.id}", agent_id=agent.id)
     return TokenCreated(**_token_info(row).model_dump(), token=raw)
 
@@ -561,6 +590,9 @@ def remove_member(s: Session, p: Principal, *, team_id: int, user_id: int) -> No
     if member.role == "admin":
         _keep_an_admin(s, team_id=team_id, losing=user_id)
     s.delete(member)
+    # its streams of the team's data look again, and end refused; those of its other teams
+    # look once and go on
+    _wake_holders(s, _live_token_hashes(s, user_id, team_id))
 
 
 def _ws_info(w: Workspace) -> WorkspaceInfo:
