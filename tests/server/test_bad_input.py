@@ -228,6 +228,31 @@ def test_malformed_requests_are_4xx_naming_the_field(world: World) -> None:
     assert "No such endpoint" in e["message"]
 
 
+def test_an_id_past_the_id_columns_is_a_422_not_an_overflow(world: World) -> None:
+    """Ids are 32-bit INTEGER columns on PostgreSQL: 2**31 (or anything up to 2**63) used to
+    reach the database there and come back as a 500 "integer out of range" (found by the fuzz
+    run, test_fuzz_api). It is refused at the edge, naming the field, on either database."""
+    c = world.admin.http
+    top = 2**31 - 1
+    for big in (2**31, 2**63 - 2):
+        for method, path, kw, field in [
+            ("GET", f"/teams/{big}/members", {}, "team_id"),
+            ("GET", f"/projects/{big}", {}, "project_id"),
+            ("POST", f"/agents/{big}/token", {}, "agent_id"),
+            ("GET", "/tokens", {"params": {"team_id": big}}, "team_id"),
+            ("GET", "/tasks", {"params": {"team_id": world.team_id, "cursor": big}}, "cursor"),
+            ("GET", "/tasks/1/logs", {"params": {"after": big}}, "after"),
+            ("POST", "/datasets", {"json": {"project_id": big, "name": "d"}}, "project_id"),
+            ("POST", "/annotations/download", {"json": {"image_ids": [1, big]}}, "image_ids[1]"),
+            ("POST", "/images", {"data": {"dataset_id": str(big), "name": "a.png"}}, "dataset_id"),
+        ]:
+            e = _err(c.request(method, path, **kw), 422)
+            assert e["field"] == field, (path, e)
+    # the largest id still is an id: a plain "not found"
+    assert c.get(f"/projects/{top}").status_code == 404
+    assert c.get("/tasks", params={"team_id": world.team_id, "cursor": top}).status_code == 200
+
+
 def test_a_retried_start_runs_once(world: World) -> None:
     """The same idempotency key from the same user returns the first session, not a second."""
     mid = world.admin.publish(APPS / "worker")["module_id"]

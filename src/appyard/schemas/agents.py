@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from appyard.schemas.common import MAX_ID, Id, ReportedText, Wire
+from appyard.schemas.common import MAX_INT64, Id, ReportedText, Wire
 
 
 class AgentCreate(Wire):
@@ -110,8 +110,8 @@ class LogBatch(Wire):
     whose ``end_offset`` it already has, so a batch is written at most once.
     """
 
-    offset: int = Field(ge=0, le=MAX_ID)
-    end_offset: int = Field(ge=0, le=MAX_ID)
+    offset: int = Field(ge=0, le=MAX_INT64)
+    end_offset: int = Field(ge=0, le=MAX_INT64)
     lines: list[LogRecord] = Field(max_length=5000)
 
 

@@ -9,8 +9,11 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 T = TypeVar("T")
 
-#: ids are positive 64-bit integers: a larger number is refused with the field, not a crash
-MAX_ID = 2**63 - 1
+#: ids are positive integers that fit the id columns (INTEGER: 32 bits on PostgreSQL): a larger
+#: number is refused with the field (422), never sent to the database to overflow there (500)
+MAX_ID = 2**31 - 1
+#: byte offsets and sizes (BIGINT columns): 64 bits
+MAX_INT64 = 2**63 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
