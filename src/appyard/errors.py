@@ -21,6 +21,7 @@
     ├── ServerStartError                      the server cannot start: database driver, connection, schema
     ├── WaitingTimeExceeded                   wait() ran out of its time budget
     └── TaskFinishedWithError                 the task waited for ended in ``error``
+        └── PipelineRunFailed                 the pipeline run waited for ended ``error`` or ``stopped``
 
 Every message says what went wrong and what to do about it.
 """
@@ -168,6 +169,27 @@ class TaskFinishedWithError(AppyardError):
         super().__init__(message)
         self.task_id = task_id
         self.error = error
+
+
+class PipelineRunFailed(TaskFinishedWithError):
+    """The pipeline run waited for ended ``error`` or ``stopped``; the message names each step
+    that failed, with its error. ``run`` is the run as it ended (a ``RunInfo``), ``status``
+    its status; ``task_id`` is the task of the first failed step, when it has one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: int,
+        status: str,
+        run: Any = None,
+        task_id: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        super().__init__(message, task_id=task_id, error=error)
+        self.run_id = run_id
+        self.status = status
+        self.run = run
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {

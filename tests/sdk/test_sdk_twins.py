@@ -65,6 +65,7 @@ def test_every_resource_of_api_is_on_async_api() -> None:
         "file",
         "image",
         "module",
+        "pipeline",
         "project",
         "task",
         "team",

@@ -36,10 +36,14 @@ def _samples() -> dict[str, list[Key]]:
         params = list(inspect.signature(fn).parameters)
         built: list[Key] = []
         for n in (1, 7, 42):
-            if params == ["task_id", "status"]:
+            if not params:  # one key for the whole server (the pipeline engine's)
+                built.append(fn())
+            elif params == ["task_id", "status"]:
                 built += [keys.task_status(n, st) for st in Status]
             else:
-                assert len(params) == 1, f"keys.{name}{params}: an id, or a task id and a status"
+                assert len(params) == 1, (
+                    f"keys.{name}{params}: none, an id, or a task id and a status"
+                )
                 built.append(fn(n))
         out[name] = built
     return out

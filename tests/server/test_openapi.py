@@ -15,6 +15,12 @@ OWN_JSON = [
     ("get", "/api/v1/tasks/{task_id}/logs", "200", "LogPage"),
     ("post", "/api/v1/tasks/{task_id}/events", "200", "TaskInfo"),
     ("post", "/api/v1/agents/{agent_id}/poll", "200", "PollResponse"),
+    ("post", "/api/v1/teams/{team_id}/pipelines", "201", "PipelineInfo"),
+    ("post", "/api/v1/pipeline-runs", "201", "RunInfo"),
+    ("get", "/api/v1/pipeline-runs/{run_id}", "200", "RunInfo"),
+    ("get", "/api/v1/pipeline-runs/{run_id}/wait", "200", "RunWaitResult"),
+    ("post", "/api/v1/pipeline-runs/{run_id}/stop", "200", "RunInfo"),
+    ("post", "/api/v1/pipeline-runs/{run_id}/resume", "200", "RunInfo"),
 ]
 
 
@@ -26,7 +32,16 @@ def test_docs_list_every_route_with_its_models(server: ServerProc) -> None:
         assert ref == f"#/components/schemas/{model}", (method, path)
     # the sections in the order they always had, whatever order requests are matched in
     tags = [t["name"] for t in spec["tags"]]
-    assert tags == ["meta", "accounts", "ecosystem", "agents", "tasks", "projects", "files"]
+    assert tags == [
+        "meta",
+        "accounts",
+        "ecosystem",
+        "agents",
+        "tasks",
+        "pipelines",
+        "projects",
+        "files",
+    ]
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
             assert op.get("tags"), (method, path)

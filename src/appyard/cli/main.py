@@ -15,6 +15,7 @@ from appyard.cli.app_cmd import app as app_app
 from appyard.cli.app_cmd import task_app
 from appyard.cli.demo_cmd import demo
 from appyard.cli.files_cmd import files_app
+from appyard.cli.pipeline_cmd import pipeline_app
 from appyard.cli.process_cmd import server, up
 from appyard.errors import (
     AppyardError,
@@ -56,6 +57,7 @@ cli.add_typer(token_app, name="token")
 cli.add_typer(team_app, name="team")
 cli.add_typer(workspace_app, name="workspace")
 cli.add_typer(files_app, name="files")
+cli.add_typer(pipeline_app, name="pipeline")
 cli.command("server")(server)
 cli.command("up")(up)
 cli.command("demo")(demo)

@@ -74,6 +74,9 @@ class TaskInfo(BaseModel):
     terminating_at: datetime | None
     ended_at: datetime | None
     updated_at: datetime
+    #: the pipeline run and step this task is an attempt of (None: not a pipeline's)
+    pipeline_run_id: int | None = None
+    pipeline_step: str | None = None
 
 
 class SessionStarted(BaseModel):

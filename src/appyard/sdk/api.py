@@ -35,6 +35,7 @@ from appyard.sdk.app_api import AppApi, AsyncAppApi
 from appyard.sdk.file_api import AsyncFileApi, FileApi
 from appyard.sdk.image_api import AnnotationApi, AsyncAnnotationApi, AsyncImageApi, ImageApi
 from appyard.sdk.module_api import AsyncModuleApi, ModuleApi
+from appyard.sdk.pipeline_api import AsyncPipelineApi, PipelineApi
 from appyard.sdk.project_api import AsyncDatasetApi, AsyncProjectApi, DatasetApi, ProjectApi
 from appyard.sdk.task_api import AsyncTaskApi, TaskApi
 
@@ -101,7 +102,8 @@ class Api(_Client):
 
     ``api.app`` (sessions, catalog), ``api.task`` (``api.task.Status``, wait, logs),
     ``api.module``, ``api.agent``, ``api.team``, ``api.workspace``, ``api.user``; data:
-    ``api.project``, ``api.dataset``, ``api.image``, ``api.annotation``, ``api.file``.
+    ``api.project``, ``api.dataset``, ``api.image``, ``api.annotation``, ``api.file``;
+    ``api.pipeline`` (pipelines of apps and their runs).
     One keep-alive connection pool; close it with ``api.close()`` or ``with Api() as api``.
     """
 
@@ -132,6 +134,7 @@ class Api(_Client):
         self.image = ImageApi(self._core)
         self.annotation = AnnotationApi(self._core)
         self.file = FileApi(self._core)
+        self.pipeline = PipelineApi(self._core)
 
     def health(self) -> dict[str, Any]:
         """The server's liveness answer (no token needed)."""
@@ -186,6 +189,7 @@ class AsyncApi(_Client):
         self.image = AsyncImageApi(self._core)
         self.annotation = AsyncAnnotationApi(self._core)
         self.file = AsyncFileApi(self._core)
+        self.pipeline = AsyncPipelineApi(self._core)
 
     async def health(self) -> dict[str, Any]:
         return await self._core.run(health(self.server_address))

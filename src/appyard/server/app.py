@@ -23,7 +23,7 @@ from appyard.server.db.migrate import upgrade
 from appyard.server.db.stats import STATS_INTERVAL_S, refresh_statistics
 from appyard.server.guard import BodyTooLarge, Guard, failure_response, worker_runner
 from appyard.server.notifier import Notifier, PostgresListener
-from appyard.server.routes import accounts, agents, ecosystem, files, projects, tasks
+from appyard.server.routes import accounts, agents, ecosystem, files, pipelines, projects, tasks
 from appyard.server.routes.deps import ServerContext
 from appyard.server.services.accounts import bootstrap_admin
 from appyard.server.services.agents import sweep_lost
@@ -130,11 +130,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             listener = PostgresListener(dsn, notifier)
             listener.start()
         sweeper = asyncio.create_task(_sweeper(ctx))
+        engine = asyncio.create_task(pipelines.engine_loop(ctx))
         statistics = asyncio.create_task(_statistics(db)) if not db.is_postgres else None
         try:
             yield
         finally:
-            for task in (sweeper, statistics):
+            for task in (sweeper, engine, statistics):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -152,7 +153,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the docs' sections in this order, whatever order the routers are matched in
         openapi_tags=[
             {"name": name}
-            for name in ("meta", "accounts", "ecosystem", "agents", "tasks", "projects", "files")
+            for name in (
+                "meta",
+                "accounts",
+                "ecosystem",
+                "agents",
+                "tasks",
+                "pipelines",
+                "projects",
+                "files",
+            )
         ],
     )
     app.state.ctx = ctx
@@ -252,6 +262,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (tasks, agents):
         app.include_router(module.router, prefix=API)
     app.include_router(accounts.public, prefix=API)
-    for module in (accounts, ecosystem, projects, files):
+    for module in (accounts, ecosystem, pipelines, projects, files):
         app.include_router(module.router, prefix=API)
     return app

@@ -56,6 +56,17 @@ def progress(task_id: int) -> Key:
     return Key(f"progress:{task_id}")
 
 
+def pipeline_run(run_id: int) -> Key:
+    """The pipeline run changed (its status, a step, an attempt): its wait and watch look."""
+    return Key(f"pipeline-run:{run_id}")
+
+
+def pipelines_due() -> Key:
+    """A task of a pipeline run ended, or a run's timer moved earlier: the pipeline engine of
+    every replica looks for runs to advance (one of them gets each run's lock)."""
+    return Key("pipelines-due")
+
+
 def credential(token_hash: str) -> Key:
     """The token of this hash was revoked, or its user lost access (disabled, removed from a
     team): the streams and long-polls it holds look again now, and end refused.

@@ -181,6 +181,8 @@ class Notifier:
 
 @event.listens_for(Session, "after_commit")
 def _publish_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: its keys go out with the transaction's commit
     keys = session.info.pop("notify", None)
     hub = session.info.get("notifier")
     if keys and isinstance(hub, Notifier):
@@ -189,6 +191,8 @@ def _publish_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint rolled back: the transaction's keys stand (a wake only says look)
     session.info.pop("notify", None)
 
 

@@ -282,15 +282,17 @@ def run(session: ay.AppSession) -> None:
         with api.project.removed_on_failure(project.id):
             api.project.update_meta(project.id, meta)
             annotated = 0
+            dataset_ids: list[int] = []
             with session.progress_bar(total=len(items), message="importing images") as bar:
                 for key, name in datasets.items():
                     mine = [i for i in items if i.dataset_key == key]
                     dataset = api.dataset.create(project.id, name, change_name_if_conflict=True)
+                    dataset_ids.append(dataset.id)
                     for start in range(0, len(mine), CHUNK):
                         chunk = mine[start : start + CHUNK]
                         annotated += upload_chunk(api, team_id, dataset.id, chunk, tmp, bar)
                     print(f"dataset {dataset.name!r} (id {dataset.id}): {len(mine)} images")
-    session.set_outputs({"project_id": project.id})
+    session.set_outputs({"project_id": project.id, "dataset_ids": dataset_ids})
     print(
         f"done: project {project.name!r} (id {project.id}): {len(datasets)} datasets, "
         f"{len(items)} images, {annotated} annotations, {len(meta.classes)} classes, "

@@ -223,6 +223,10 @@ class Task(Base):
     terminating_at: Mapped[datetime | None] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the pipeline run and step this task is an attempt of (migration 0008); no foreign key:
+    #: a task outlives nothing of its run, and the run's attempts point at it
+    pipeline_run_id: Mapped[int | None] = mapped_column(Integer)
+    pipeline_step: Mapped[str | None] = mapped_column(String(100))
 
 
 class TaskLog(Base):
@@ -295,6 +299,122 @@ class Image(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Pipeline(Base):
+    """A saved pipeline: one version of a document, named by its content (migration 0008).
+
+    ``sha256`` is of the canonical JSON of the parsed document; ``version`` its first 12 hex
+    digits. The same content saved again is the same row.
+    """
+
+    __tablename__ = "pipelines"
+    __table_args__ = (
+        UniqueConstraint("team_id", "sha256"),
+        Index("ix_pipelines_team_name_id", "team_id", "name", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(12))
+    sha256: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PipelineRun(Base):
+    """A run of a pipeline. Only the engine (``services/pipeline_engine.py``) moves it, under
+    its row lock. ``open_steps`` / ``failed_steps`` count its steps not ended yet and those
+    ended failed (not ``continue_on_failure``), so that a step's end costs no read of the
+    others; ``due_at`` is the earliest time one of its timers (a retry's backoff, a step's
+    timeout) is due (indexed: the engine sleeps until the earliest one)."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (
+        Index("ix_pipeline_runs_team_id", "team_id", "id"),
+        Index("ix_pipeline_runs_team_status_id", "team_id", "status", "id"),
+        Index("ix_pipeline_runs_team_pipeline_id", "team_id", "pipeline_id", "id"),
+        Index("ix_pipeline_runs_due_at", "due_at"),
+        UniqueConstraint("created_by", "idempotency_key"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20))
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    open_steps: Mapped[int] = mapped_column(Integer, default=0)
+    failed_steps: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PipelineStep(Base):
+    """A step of a run. A ``for_each`` step keeps its items (resolved when it started) and
+    counts its units (items; a plain step has one) not ended, ended in error, stopped."""
+
+    __tablename__ = "pipeline_steps"
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    items: Mapped[list[Any] | None] = mapped_column(JSON)
+    units_open: Mapped[int] = mapped_column(Integer, default=0)
+    units_error: Mapped[int] = mapped_column(Integer, default=0)
+    units_stopped: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PipelineAttempt(Base):
+    """One attempt of a step (of one item of a ``for_each`` step): ``queued`` (an item waiting
+    for a ``max_parallel`` place) or ``pending`` (its start is due at ``timer_at``: a retry
+    after its backoff), then ``running`` with its task (``timer_at``: its timeout, if any),
+    then ``finished``, ``error``, ``stopped``, ``timeout``, or ``cancelled`` (the run was
+    stopped before it started). A run's next timer is the least ``timer_at`` of its attempts:
+    one index seek."""
+
+    __tablename__ = "pipeline_attempts"
+    __table_args__ = (
+        Index("ix_pipeline_attempts_run_status", "run_id", "status"),
+        Index("ix_pipeline_attempts_run_timer", "run_id", "timer_at"),
+        Index("ix_pipeline_attempts_step_status_item", "step_row_id", "status", "item"),
+        Index("ix_pipeline_attempts_task_id", "task_id", unique=True),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    step_row_id: Mapped[int] = mapped_column(ForeignKey("pipeline_steps.id", ondelete="CASCADE"))
+    item: Mapped[int | None] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    timer_at: Mapped[datetime | None] = mapped_column()
+    timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class PipelineOutbox(Base):
+    """A task of a run ended: written in the same transaction as the task's last transition
+    (``task_rows.moved``), drained by the engine, which advances the run and deletes it."""
+
+    __tablename__ = "pipeline_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="CASCADE"), index=True
+    )
+    task_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 __all__ = [
     "Agent",
     "App",
@@ -303,6 +423,11 @@ __all__ = [
     "Image",
     "Member",
     "Module",
+    "Pipeline",
+    "PipelineAttempt",
+    "PipelineOutbox",
+    "PipelineRun",
+    "PipelineStep",
     "Project",
     "Release",
     "SlugOwner",

@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from appyard.domain.status import TERMINAL, Status, can_transition
 from appyard.errors import ConflictError
 from appyard.server import keys
-from appyard.server.db.models import Task, Token, utcnow
+from appyard.server.db.models import PipelineOutbox, Task, Token, utcnow
 from appyard.server.keys import Key
 from appyard.server.notifier import emit
 
@@ -65,6 +65,8 @@ _MOVE = (
 )
 _SET = TASKS.update().where(TASKS.c.id == bindparam("_id")).returning(*TASKS.c)
 _REVOKE = TOKENS.update().where(TOKENS.c.task_id == bindparam("_task")).values(revoked=True)
+#: a pipeline's task ended: the engine advances its run (``services/pipeline_engine.py``)
+_OUTBOX = cast(Table, PipelineOutbox.__table__).insert()
 
 
 def read_row(s: Session, task_id: int) -> AnyRow | None:
@@ -99,6 +101,12 @@ def moved(s: Session, task_id: int, old: Status, new: Status, **fields: Any) -> 
     if new in TERMINAL:
         # its token dies with it (also refused at once by authenticate on the status)
         db.execute(_REVOKE, {"_task": task_id})
+        if row.pipeline_run_id is not None:
+            # in this transaction: the run learns of the end exactly when it commits
+            db.execute(
+                _OUTBOX, {"run_id": row.pipeline_run_id, "task_id": task_id, "created_at": now}
+            )
+            emit(s, keys.pipelines_due())
     return row
 
 

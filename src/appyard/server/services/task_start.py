@@ -106,10 +106,18 @@ _APP_OF = select(App.id).where(
 _NEW_TASK = TASKS.insert().returning(TASKS.c.id)
 
 
-def start(s: Session, p: Principal, *, body: TaskStart, files_dir: Path) -> SessionStarted:
+def start(
+    s: Session,
+    p: Principal,
+    *,
+    body: TaskStart,
+    files_dir: Path,
+    pipeline: tuple[int, str] | None = None,
+) -> SessionStarted:
     """Queue a session after every check; a retried call with the same key returns the first.
 
     Nothing is written before the last check passed: a refusal leaves no task and no app.
+    ``pipeline``: the run and step the session is an attempt of (the pipeline engine's).
     """
     user_id = require_user(p)
     prior: Task | None = None
@@ -180,6 +188,8 @@ def start(s: Session, p: Principal, *, body: TaskStart, files_dir: Path) -> Sess
                 outputs={},
                 created_at=now,
                 updated_at=now,
+                pipeline_run_id=pipeline[0] if pipeline else None,
+                pipeline_step=pipeline[1] if pipeline else None,
             ),
         ).scalar_one()
     except IntegrityError:

@@ -55,6 +55,8 @@ def task_info(t: Task | AnyRow) -> TaskInfo:
         terminating_at=t.terminating_at,
         ended_at=t.ended_at,
         updated_at=t.updated_at,
+        pipeline_run_id=t.pipeline_run_id,
+        pipeline_step=t.pipeline_step,
     )
 
 
@@ -104,6 +106,23 @@ def _stop_once(s: Session, t: Task) -> None:
         move(s, t, Status.TERMINATING, stop_delivered=False)
         if t.agent_id is not None:  # (always, once an agent started it)
             emit(s, keys.agent(t.agent_id))
+
+
+def stop_session(s: Session, *, task_id: int) -> None:
+    """The stop protocol for a session the server itself stops (a pipeline's timeout or the
+    stop of its run): queued or consumed, stopped now; running, terminating and its agent
+    told. No caller to check: the caller decided."""
+    t = s.get(Task, task_id)
+    for attempt in range(1, STOP_ATTEMPTS + 1):
+        if t is None:
+            return
+        try:
+            _stop_once(s, t)
+            return
+        except ConflictError:
+            if attempt == STOP_ATTEMPTS:
+                raise
+            s.refresh(t)
 
 
 def stop(s: Session, p: Principal, *, task_id: int) -> StopResult:

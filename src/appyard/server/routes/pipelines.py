@@ -1,0 +1,228 @@
+"""Pipelines: saved pipelines, runs (start, read, list, wait, watch, stop, resume), and the
+loop that runs the pipeline engine in the server (``services/pipeline_engine.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from appyard.domain.pipeline import RUN_ENDED, RunState
+from appyard.errors import BadRequestError
+from appyard.schemas.common import Page
+from appyard.schemas.pipeline_runs import (
+    PipelineCreate,
+    PipelineInfo,
+    RunCreate,
+    RunInfo,
+    RunWaitResult,
+)
+from appyard.server import keys
+from appyard.server.routes.deps import (
+    PathId,
+    QueryId,
+    ServerContext,
+    aread,
+    aread_json,
+    arun_json,
+    authenticated,
+    context,
+    json_response,
+    read,
+    run,
+)
+from appyard.server.routes.follow import KEEPALIVE, Follow, event_stream
+from appyard.server.security import Principal
+from appyard.server.services import pipeline_engine
+from appyard.server.services import pipelines as svc
+
+log = logging.getLogger("appyard.server.pipelines")
+router = APIRouter(dependencies=[Depends(authenticated)], tags=["pipelines"])
+
+
+def parse_run_statuses(raw: str | None, field: str) -> list[RunState]:
+    out: list[RunState] = []
+    for part in (raw or "").split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            out.append(RunState(part))
+        except ValueError:
+            raise BadRequestError(
+                f"{field}: unknown run status {part!r}; use some of {[s.value for s in RunState]}",
+                field=field,
+            ) from None
+    return out
+
+
+@router.post("/teams/{team_id}/pipelines", response_model=PipelineInfo, status_code=201)
+def create_pipeline(request: Request, team_id: PathId, body: PipelineCreate) -> Response:
+    """Save a pipeline (201); the same content saved again is the same pipeline (200)."""
+    info, made = run(request, lambda s, p: svc.create_pipeline(s, p, team_id=team_id, body=body))
+    return json_response(info, 201 if made else 200)
+
+
+@router.get("/teams/{team_id}/pipelines", response_model=list[PipelineInfo])
+def list_pipelines(
+    request: Request,
+    team_id: PathId,
+    name: str | None = Query(default=None, min_length=1, max_length=100),
+) -> list[PipelineInfo]:
+    return read(request, lambda s, p: svc.list_pipelines(s, p, team_id=team_id, name=name))
+
+
+@router.get("/pipelines/{pipeline_id}", response_model=PipelineInfo)
+def get_pipeline(request: Request, pipeline_id: PathId) -> PipelineInfo:
+    return read(request, lambda s, p: svc.get_pipeline(s, p, pipeline_id=pipeline_id))
+
+
+@router.post("/pipeline-runs", response_model=RunInfo, status_code=201)
+async def create_run(request: Request, body: RunCreate) -> Response:
+    files_dir = context(request).settings.files_dir
+    return await arun_json(
+        request, lambda s, p: svc.create_run(s, p, body=body, files_dir=files_dir), 201
+    )
+
+
+@router.get("/teams/{team_id}/pipeline-runs", response_model=Page[RunInfo])
+def list_runs(
+    request: Request,
+    team_id: PathId,
+    status: str | None = None,
+    pipeline_id: QueryId | None = None,
+    name: str | None = Query(default=None, min_length=1, max_length=100),
+    cursor: QueryId | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+) -> Page[RunInfo]:
+    statuses = parse_run_statuses(status, "status")
+    return read(
+        request,
+        lambda s, p: svc.list_runs(
+            s,
+            p,
+            team_id=team_id,
+            statuses=statuses,
+            pipeline_id=pipeline_id,
+            name=name,
+            cursor=cursor,
+            limit=limit,
+        ),
+    )
+
+
+def _reader(run_id: int) -> Callable[[Session, Principal], RunInfo]:
+    return lambda s, p: svc.get_run(s, p, run_id=run_id)
+
+
+def _team_of(info: RunInfo) -> int:
+    return info.team_id
+
+
+@router.get("/pipeline-runs/{run_id}", response_model=RunInfo)
+async def get_run(request: Request, run_id: PathId) -> Response:
+    return await aread_json(request, _reader(run_id))
+
+
+@router.get("/pipeline-runs/{run_id}/wait", response_model=RunWaitResult)
+async def wait(
+    request: Request,
+    run_id: PathId,
+    until: str | None = None,
+    timeout: float = Query(default=25.0, ge=0, le=600),
+) -> Response:
+    """Long-poll: answers the moment the run's status is one of ``until`` (comma-separated
+    run statuses, or ``terminal``: finished, error, stopped; the default), or at ``timeout``."""
+    wanted: set[RunState] = set()
+    for part in (until or "terminal").split(","):
+        if part.strip().lower() == "terminal":
+            wanted |= RUN_ENDED
+        else:
+            wanted |= set(parse_run_statuses(part, "until"))
+    ctx = context(request)
+    read_run = _reader(run_id)
+    follow = Follow(
+        ctx.notifier,
+        (keys.pipeline_run(run_id),),
+        lambda _: aread(request, read_run),
+        timeout=min(timeout, ctx.settings.poll_timeout_s),
+        request=request,
+        team_of=_team_of,
+    )
+    info = await follow.until(lambda info: info.status in wanted)
+    return json_response(RunWaitResult(run=info, timed_out=info.status not in wanted))
+
+
+@router.get("/pipeline-runs/{run_id}/watch")
+async def watch(request: Request, run_id: PathId) -> StreamingResponse:
+    """Server-sent events: the run (``run``, a RunInfo) now and after every change, until it
+    ended; then ``end``. Changes faster than a client reads are coalesced."""
+    read_run = _reader(run_id)
+    follow = Follow(
+        context(request).notifier,
+        (keys.pipeline_run(run_id),),
+        lambda _: aread(request, read_run),
+        keepalive_s=context(request).settings.stream_keepalive_s,
+        request=request,
+        team_of=_team_of,
+    )
+    await follow.open()
+
+    async def events() -> AsyncIterator[str]:
+        sent = ""
+        async with follow:
+            async for info in follow.looks():
+                if info is None:
+                    yield KEEPALIVE
+                    continue
+                data = info.model_dump_json()
+                if data != sent:
+                    yield f"event: run\ndata: {data}\n\n"
+                    sent = data
+                if info.status in RUN_ENDED:
+                    yield "event: end\ndata: {}\n\n"
+                    return
+
+    return event_stream(events(), follow)
+
+
+@router.post("/pipeline-runs/{run_id}/stop", response_model=RunInfo)
+async def stop(request: Request, run_id: PathId) -> Response:
+    files_dir = context(request).settings.files_dir
+    return await arun_json(request, lambda s, p: svc.stop(s, p, run_id=run_id, files_dir=files_dir))
+
+
+@router.post("/pipeline-runs/{run_id}/resume", response_model=RunInfo)
+async def resume(request: Request, run_id: PathId) -> Response:
+    files_dir = context(request).settings.files_dir
+    return await arun_json(
+        request, lambda s, p: svc.resume(s, p, run_id=run_id, files_dir=files_dir)
+    )
+
+
+async def engine_loop(ctx: ServerContext) -> None:
+    """The pipeline engine in this server: a look (``pipeline_engine.drain``) at start-up
+    (what a crash left: ended tasks not yet advanced, timers), then after every wake of
+    ``keys.pipelines_due`` (a run's task ended, here or on another replica) or when the
+    earliest timer is due. Never a poll on a timer: the sleep is until the next due time."""
+    files_dir = ctx.settings.files_dir
+    with ctx.notifier.subscribe(keys.pipelines_due()) as sub:
+        while True:
+            sub.take()
+            try:
+                sleep_s = await anyio.to_thread.run_sync(
+                    lambda: pipeline_engine.drain(ctx.db, files_dir=files_dir)
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the pipeline engine's look failed; looking again soon")
+                sleep_s = pipeline_engine.RETRY_S
+            if sub.closing:
+                return
+            await sub.wait(sleep_s)
