@@ -17,6 +17,9 @@ const ROUTES = [
   ["/apps/:id/run", "./pages/run.js"],
   ["/sessions", "./pages/sessions.js"],
   ["/sessions/:id", "./pages/session.js"],
+  ["/pipelines", "./pages/pipelines.js"],
+  ["/pipelines/:id/run", "./pages/pipeline-start.js"],
+  ["/pipeline-runs/:id", "./pages/pipeline-run.js"],
   ["/agents", "./pages/agents.js"],
   ["/team", "./pages/team.js"],
 ];
@@ -51,7 +54,10 @@ function splitHash() {
 
 function markNav(path) {
   for (const a of document.querySelectorAll("[data-nav]")) {
-    const on = path.startsWith("/" + a.dataset.nav) || (a.dataset.nav === "ecosystem" && path.startsWith("/apps"));
+    const on =
+      path.startsWith("/" + a.dataset.nav) ||
+      (a.dataset.nav === "ecosystem" && path.startsWith("/apps")) ||
+      (a.dataset.nav === "pipelines" && path.startsWith("/pipeline-runs"));
     if (on) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }

@@ -7,7 +7,8 @@ const API = "/api/v1";
 
 /** An error answer of the API: status, code, message (for the user), and the field it is
  *  about. ``status`` 0: the server could not be reached. ``serverMessage``: the server's own
- *  words (written for API clients: they may name SDK calls). */
+ *  words (written for API clients: they may name SDK calls). ``details``: the error's details
+ *  object (``{}`` when none), such as a 422's ``problems`` list. */
 export class ApiError extends Error {
   constructor(status, body, path = "") {
     const err = (body && body.error) || {};
@@ -16,6 +17,7 @@ export class ApiError extends Error {
     this.code = err.code || "";
     this.field = err.field || "";
     this.serverMessage = err.message || "";
+    this.details = err.details && typeof err.details === "object" ? err.details : {};
   }
 }
 

@@ -1,4 +1,5 @@
-// Statuses of tasks and agents: their order, their badges, and which state of a task is newer.
+// Statuses of tasks, agents, pipeline runs and their steps: their order, their badges, and
+// which state of a task is newer. A badge's colour is its status's, wherever it shows.
 
 import { h } from "./dom.js";
 
@@ -32,3 +33,11 @@ export function older(a, b) {
 export function sortAgents(agents) {
   return agents.sort((a, b) => (a.status === b.status ? a.name.localeCompare(b.name) : a.status === "online" ? -1 : 1));
 }
+
+/** States of a pipeline run, and those it ends in (``docs/pipelines.md``, "States"). */
+export const RUN_STATUSES = ["queued", "running", "terminating", "finished", "error", "stopped"];
+export const RUN_ENDED = new Set(["finished", "error", "stopped"]);
+export const RUN_ACTIVE = RUN_STATUSES.filter((s) => !RUN_ENDED.has(s));
+/** States of a run's step; a step in one of STEP_ENDED runs no more (until a resume). */
+export const STEP_STATES = ["pending", "running", "retrying", "finished", "error", "stopped", "skipped"];
+export const STEP_ENDED = new Set(["finished", "error", "stopped", "skipped"]);

@@ -6,10 +6,10 @@ import { session } from "../lib/account.js";
 import { api } from "../lib/api.js";
 import { errorBox, h } from "../lib/dom.js";
 import { Names } from "../lib/names.js";
+import { Pager } from "../lib/pager.js";
 import { everySecond } from "../lib/time.js";
 import { filterBar, filtersFrom, isFiltered, matches } from "./sessions/filters.js";
 import { followTeam } from "./sessions/live.js";
-import { Pager } from "./sessions/pager.js";
 import { PAGE_SIZE, SessionTable } from "./sessions/table.js";
 
 export async function render(root, _params, ctx) {

@@ -56,6 +56,16 @@ export function sessionSummary(names, signal) {
       ...detail("User", names.user(task.user_id)),
       ...detail("Name", task.name || "–"),
       ...(task.description ? detail("Description", task.description) : []),
+      ...(task.pipeline_run_id != null
+        ? detail(
+            "Pipeline",
+            h(
+              "a",
+              { href: `#/pipeline-runs/${task.pipeline_run_id}${task.pipeline_step ? `?step=${encodeURIComponent(task.pipeline_step)}` : ""}` },
+              `Pipeline run ${task.pipeline_run_id}, step ${task.pipeline_step ?? "–"}`,
+            ),
+          )
+        : []),
       ...(task.attempt > 1 ? detail("Attempt", String(task.attempt)) : []),
       ...(task.exit_code != null ? detail("Exit code", String(task.exit_code)) : []),
     );

@@ -1,6 +1,6 @@
-// Previous / Next over the API's cursor pages.
+// Previous / Next over the API's cursor pages (the sessions and the pipeline runs tables).
 
-import { h } from "../../lib/dom.js";
+import { h } from "./dom.js";
 
 export class Pager {
   /** ``load()`` reads the page of ``cursor``; focus stays on a pager button when one disables. */
