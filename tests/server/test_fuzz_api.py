@@ -55,7 +55,7 @@ from tests.support import APPS, Client, World
 
 SEED = int(os.environ.get("APPYARD_FUZZ_SEED", "20240611"))
 MAX_EXAMPLES = int(os.environ.get("APPYARD_FUZZ_MAX_EXAMPLES", "10"))
-CHECKS = "not_a_server_error,response_schema_conformance"
+CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 ALL_PHASES = "examples,coverage,fuzzing,stateful"
 #: what an agent's token is for: its own protocol, the reports on its tasks, release downloads
 AGENT_PATHS = (

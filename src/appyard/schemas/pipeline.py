@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from typing import Annotated, Any, Final, Literal
 
 import yaml
@@ -340,10 +341,20 @@ class PipelineDoc(_Doc):
 
     def step(self, step_id: str) -> Step:
         """The step of id ``step_id`` (KeyError when there is none)."""
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
+        return self.steps[self.position(step_id)]
+
+    def position(self, step_id: str) -> int:
+        """Where the step of id ``step_id`` is in ``steps`` (KeyError when there is none)."""
+        return self._positions[step_id]
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Each step's index by id (the first of an id given twice): the engine and a run's
+        reads look steps up for every step they touch, so a look-up must not scan them."""
+        found: dict[str, int] = {}
+        for i, s in enumerate(self.steps):
+            found.setdefault(s.id, i)
+        return found
 
     def rules(self) -> dict[str, StepRule]:
         """Each step's rule by id, in document order (for the planner)."""

@@ -449,7 +449,5 @@ def step_start_state(doc: PipelineDoc, step_id: str, scope: Scope) -> dict[str, 
 
 
 def _indexed(doc: PipelineDoc, step_id: str) -> tuple[int, Step]:
-    for i, s in enumerate(doc.steps):
-        if s.id == step_id:
-            return i, s
-    raise KeyError(step_id)
+    i = doc.position(step_id)
+    return i, doc.steps[i]

@@ -70,7 +70,11 @@ def module_info(request: Request, module_id: PathId, version: str | None = None)
     return read(request, lambda s, p: svc.module_info(s, p, module_id=module_id, version=version))
 
 
-@router.get("/releases/{sha256}/archive")
+@router.get(
+    "/releases/{sha256}/archive",
+    response_class=FileResponse,
+    responses={200: {"description": "The bytes", "content": {"application/gzip": {}}}},
+)
 def download(
     request: Request, sha256: Annotated[str, PathParam(pattern="^[0-9a-f]{64}$")]
 ) -> FileResponse:

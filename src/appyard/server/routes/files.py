@@ -55,7 +55,11 @@ def _attachment(name: str) -> str:
     )
 
 
-@router.get("/teams/{team_id}/files/content")
+@router.get(
+    "/teams/{team_id}/files/content",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The bytes", "content": {"application/octet-stream": {}}}},
+)
 def download(request: Request, team_id: PathId, path: PathQuery) -> StreamingResponse:
     """The file's bytes, from the file opened before answering: a delete racing with the
     download is a 404 if it came first, and does not cut the download if it came after."""

@@ -198,7 +198,34 @@ class Follow(Generic[T]):
             self.last = result = await self._look(sub.take())
 
 
-class _EventStream(StreamingResponse):
+class EventStreamResponse(StreamingResponse):
+    """Server-sent events; named as a route's ``response_class`` so that the API's schema
+    says ``text/event-stream``, as the stream does."""
+
+    media_type = "text/event-stream"
+
+
+#: a stream route's documented answer: events of ``event``, ``data`` (JSON text) and ``id``
+EVENT_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-sent events",
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "event": {"type": "string"},
+                        "data": {"type": "string"},
+                        "id": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+class _EventStream(EventStreamResponse):
     """A stream that gives back its follow's subscription and place when the response ends,
     however it ends: a client gone before the first event never starts the generator (whose
     ``async with`` would have closed it)."""

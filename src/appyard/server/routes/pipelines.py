@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -36,7 +37,13 @@ from appyard.server.routes.deps import (
     read,
     run,
 )
-from appyard.server.routes.follow import KEEPALIVE, Follow, event_stream
+from appyard.server.routes.follow import (
+    EVENT_STREAM_DOC,
+    KEEPALIVE,
+    EventStreamResponse,
+    Follow,
+    event_stream,
+)
 from appyard.server.security import Principal
 from appyard.server.services import pipeline_engine
 from appyard.server.services import pipelines as svc
@@ -124,6 +131,15 @@ def _team_of(info: RunInfo) -> int:
     return info.team_id
 
 
+@dataclass(frozen=True)
+class _WaitLook:
+    """A wait's look at a run: its team and status, and the whole run once it is wanted."""
+
+    team_id: int
+    status: RunState
+    info: RunInfo | None
+
+
 @router.get("/pipeline-runs/{run_id}", response_model=RunInfo)
 async def get_run(request: Request, run_id: PathId) -> Response:
     return await aread_json(request, _reader(run_id))
@@ -145,20 +161,32 @@ async def wait(
         else:
             wanted |= set(parse_run_statuses(part, "until"))
     ctx = context(request)
-    read_run = _reader(run_id)
+
+    def look(s: Session, p: Principal) -> _WaitLook:
+        # the run's row at each change; the whole run (its steps, attempts, outputs) only for
+        # the answer: a wake costs the same whatever the run's size
+        team_id, status = svc.run_status(s, p, run_id=run_id)
+        info = svc.get_run(s, p, run_id=run_id) if status in wanted else None
+        return _WaitLook(team_id, status, info)
+
     follow = Follow(
         ctx.notifier,
         (keys.pipeline_run(run_id),),
-        lambda _: aread(request, read_run),
+        lambda _: aread(request, look),
         timeout=min(timeout, ctx.settings.poll_timeout_s),
         request=request,
-        team_of=_team_of,
+        team_of=lambda found: found.team_id,
     )
-    info = await follow.until(lambda info: info.status in wanted)
+    found = await follow.until(lambda found: found.info is not None)
+    info = found.info
+    if info is None:  # the deadline came first
+        info = await aread(request, _reader(run_id))
     return json_response(RunWaitResult(run=info, timed_out=info.status not in wanted))
 
 
-@router.get("/pipeline-runs/{run_id}/watch")
+@router.get(
+    "/pipeline-runs/{run_id}/watch", response_class=EventStreamResponse, responses=EVENT_STREAM_DOC
+)
 async def watch(request: Request, run_id: PathId) -> StreamingResponse:
     """Server-sent events: the run (``run``, a RunInfo) now and after every change, until it
     ended; then ``end``. Changes faster than a client reads are coalesced."""

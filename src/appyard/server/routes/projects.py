@@ -212,7 +212,11 @@ def get_image(request: Request, image_id: PathId) -> ImageInfo:
     return read(request, lambda s, p: image_svc.image_by_id(s, p, image_id=image_id))
 
 
-@router.get("/images/{image_id}/file")
+@router.get(
+    "/images/{image_id}/file",
+    response_class=FileResponse,
+    responses={200: {"description": "The bytes", "content": {"image/*": {}}}},
+)
 def download_image(request: Request, image_id: PathId) -> FileResponse:
     info = read(request, lambda s, p: image_svc.image_by_id(s, p, image_id=image_id))
     path = _store(request).path(info.sha256)

@@ -37,7 +37,13 @@ from appyard.server.routes.deps import (
     read,
     run,
 )
-from appyard.server.routes.follow import KEEPALIVE, Follow, event_stream
+from appyard.server.routes.follow import (
+    EVENT_STREAM_DOC,
+    KEEPALIVE,
+    EventStreamResponse,
+    Follow,
+    event_stream,
+)
 from appyard.server.security import Principal
 from appyard.server.services import access, agent_reports, app_reports, task_feeds, task_start
 from appyard.server.services import tasks as sessions
@@ -99,7 +105,7 @@ def list_tasks(
     )
 
 
-@router.get("/tasks/stream")
+@router.get("/tasks/stream", response_class=EventStreamResponse, responses=EVENT_STREAM_DOC)
 async def stream_team(
     request: Request, team_id: QueryId, after: str | None = Query(default=None, max_length=64)
 ) -> StreamingResponse:
@@ -184,7 +190,9 @@ async def wait(
     return json_response(WaitResult(task=info, timed_out=info.status not in wanted))
 
 
-@router.get("/tasks/{task_id}/watch")
+@router.get(
+    "/tasks/{task_id}/watch", response_class=EventStreamResponse, responses=EVENT_STREAM_DOC
+)
 async def watch(request: Request, task_id: PathId) -> StreamingResponse:
     """Server-sent events: the task (``task``, a TaskInfo) now and after every change of its
     status, progress, outputs or readiness, until it is terminal; then ``end``.
@@ -241,7 +249,9 @@ def read_logs(
     return Response(page.model_dump_json(), media_type="application/json")
 
 
-@router.get("/tasks/{task_id}/logs/stream")
+@router.get(
+    "/tasks/{task_id}/logs/stream", response_class=EventStreamResponse, responses=EVENT_STREAM_DOC
+)
 async def stream_logs(
     request: Request, task_id: PathId, after: int = Query(default=0, ge=0, le=MAX_ID)
 ) -> StreamingResponse:

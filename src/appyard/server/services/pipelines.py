@@ -293,6 +293,13 @@ def get_run(s: Session, p: Principal, *, run_id: int) -> RunInfo:
     return run_info(s, _visible_run(s, p, run_id))
 
 
+def run_status(s: Session, p: Principal, *, run_id: int) -> tuple[int, RunState]:
+    """A run's team and status, from its row alone (not its steps): what a wait reads at
+    each change of the run, so that a wake costs the same however many steps the run has."""
+    run = _visible_run(s, p, run_id)
+    return run.team_id, RunState(run.status)
+
+
 def team_of_run(s: Session, p: Principal, *, run_id: int) -> int:
     return _visible_run(s, p, run_id).team_id
 
