@@ -37,6 +37,7 @@ from appyard.agent.state import (
     appyard_home,
     find_work_dir,
 )
+from appyard.agent.tunnel import TunnelClient
 from appyard.agent.worker import TaskWorker
 from appyard.errors import ApiError, ConfigurationError, ServerUnavailableError
 from appyard.schemas.agents import (
@@ -119,6 +120,8 @@ class Agent:
         self._stop = threading.Event()
         #: set once hello succeeded and the found tasks have their workers (tests wait on it)
         self.online = threading.Event()
+        #: the WebSocket the server's requests into this agent's apps ride (``tunnel.py``)
+        self.tunnel: TunnelClient | None = None
 
     # --- start ------------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> int:
@@ -176,6 +179,12 @@ class Agent:
         for task_id in welcome.stop:
             self.stop_task(task_id)
         self.launcher.prime()  # the first task gets a warm supervisor too
+        # opened once the found tasks have their workers: a re-adopted app is reachable at once
+        assert self.agent_id is not None
+        self.tunnel = TunnelClient(
+            self.server, self.config.token, self.agent_id, self.app_port, threading.Event()
+        )
+        self.tunnel.start()
         self.online.set()
         self._poll_loop()
 
@@ -362,6 +371,14 @@ class Agent:
             if self._workers.get(worker.task_id) is worker:
                 del self._workers[worker.task_id]
 
+    def app_port(self, task_id: int) -> int | None:
+        """The port a running app of ``task_id`` serves on (its ``APP_PORT``), if it runs."""
+        with self._lock:
+            worker = self._workers.get(task_id)
+        if worker is None or worker.app_ended or worker.handle is None:
+            return None
+        return worker.state.app_port or None
+
     def workers(self) -> list[TaskWorker]:
         with self._lock:
             return list(self._workers.values())
@@ -370,6 +387,8 @@ class Agent:
     def _shutdown(self) -> int:
         self.stopping.set()
         self.launcher.close()  # its warm supervisor exits (EOF on its job pipe)
+        if self.tunnel is not None:
+            self.tunnel.close()  # requests in flight fail on the server's side, clearly
         workers = self.workers()
         if self.config.stop_apps_on_exit and workers:
             log.info("stopping %d apps before exit", len(workers))

@@ -87,6 +87,8 @@ class TaskState:
     supervisor_start: int | None = None
     app_pid: int | None = None
     app_start: int | None = None
+    #: the port the app was given (``APP_PORT``): the tunnel forwards requests to it
+    app_port: int = 0
     log_offset: int = 0  # bytes of log.jsonl the server has acknowledged
     log_lines: int = 0  # lines the server stores of it (counted against the cap)
     #: the cap of the stored log (the manifest's ``log_limit``); 0: the default

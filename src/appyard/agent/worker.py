@@ -221,9 +221,11 @@ class TaskWorker(threading.Thread):
         app_dir = agent.releases.get(a.release_sha256, lambda dest: self.client.download(url, dest))
         reqs = requirements_of(app_dir, manifest)
         python = agent.venvs.python_for(reqs) if reqs else sys.executable
+        port = free_port()
         self.env = app_env(
-            a, server=agent.server, agent_id=agent.agent_id, app_dir=app_dir, port=free_port()
+            a, server=agent.server, agent_id=agent.agent_id, app_dir=app_dir, port=port
         )
+        self.state.app_port = port  # written down with the supervisor's pid, next
         argv = app_command(manifest, app_dir, python, self.env)
         return agent.isolation.wrap(
             argv,

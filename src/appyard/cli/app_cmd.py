@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -284,6 +285,38 @@ def stop(task_id: Annotated[int, typer.Argument(help="Task id.")]) -> None:
     with get_api() as api:
         status = api.app.stop(task_id)
     console.print(Text.assemble(f"Task {task_id}: ", _status_text(status)))
+
+
+@app.command("request")
+def request_cmd(
+    task_id: Annotated[int, typer.Argument(help="Task id of a running serving app.")],
+    method: Annotated[str, typer.Argument(help="The command its handler is registered as.")],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="The handler's state: a JSON object.")
+    ] = "{}",
+    context: Annotated[str, typer.Option(help="The request's context: a JSON object.")] = "{}",
+    timeout: Annotated[float, typer.Option(help="Seconds the app has to answer.")] = 60,
+    skip_response: Annotated[
+        bool, typer.Option("--skip-response", help="Do not wait for the answer.")
+    ] = False,
+) -> None:
+    """Send a request into a running session (api.task.send_request); prints its JSON answer."""
+    state, ctx = _json_object(data, "--data"), _json_object(context, "--context")
+    with get_api() as api:
+        answer = api.task.send_request(
+            task_id, method, state, ctx, skip_response=skip_response, timeout=timeout
+        )
+    print_json(answer)
+
+
+def _json_object(raw: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object ({...})", param_hint=option)
+    return value
 
 
 @app.command()

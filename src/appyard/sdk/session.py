@@ -8,17 +8,29 @@ typed state, the target, throttled progress, outputs and ``ready()``::
     for image in session.track(images, message="exporting"):
         ...
     session.set_output_file("archive", "/exports/result.tar")  # a file in the team's files
+
+A serving app registers handlers by name; ``api.task.send_request(task_id, "predict", data)``
+reaches them through the server and the agent's tunnel (docs/apps.md)::
+
+    @session.handler("predict")
+    def predict(state, context):
+        return {"label": model(state["image"])}
+
+    session.serve_forever()  # serves on APP_PORT, says ready(), runs until stopped
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import inspect
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -37,6 +49,10 @@ T = TypeVar("T")
 
 #: at most this many progress requests per second; the last value is always sent
 PROGRESS_MAX_RATE = 10.0
+#: the largest request a handler server reads (the server caps what it forwards lower)
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+#: a request handler: ``fn(state, context)``, ``fn(state)`` or ``fn()``; returns JSON data
+Handler = Callable[..., Any]
 #: when both a dataset and a project key are in the state, the dataset is the narrower target
 _TARGET_ORDER = (
     "images_dataset",
@@ -165,6 +181,110 @@ class ProgressBar:
         self._session.flush()
 
 
+class _Handlers(BaseHTTPRequestHandler):
+    """The requests of ``api.task.send_request``: ``POST /`` with ``{"command", "state",
+    "context"}``; the command's handler answers with its JSON return. ``GET /``: the
+    commands it knows (a health check)."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive: the agent reuses its connection
+    disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed ACK)
+    server: _HandlerServer
+
+    def _send(self, status: int, data: Any) -> None:
+        try:
+            body = json.dumps(data).encode()
+        except (TypeError, ValueError) as exc:
+            status, body = (
+                500,
+                json.dumps(
+                    {
+                        "error": {
+                            "code": "handler_error",
+                            "message": f"the handler's return value is not JSON: {exc}",
+                        }
+                    }
+                ).encode(),
+            )
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        self._send(status, {"error": {"code": code, "message": message}})
+
+    def do_GET(self) -> None:
+        self._send(200, {"status": "ok", "commands": sorted(self.server.session.handlers)})
+
+    def do_POST(self) -> None:
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None or not raw_length.isdigit():
+            self.close_connection = True
+            self._error(411, "length_required", "send the request with a Content-Length")
+            return
+        length = int(raw_length)
+        if length > MAX_REQUEST_BYTES:
+            self.close_connection = True
+            self._error(413, "too_large", f"the request is larger than {MAX_REQUEST_BYTES} bytes")
+            return
+        try:
+            data = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError as exc:
+            self._error(400, "invalid", f"the request is not JSON: {exc}")
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("command"), str):
+            self._error(400, "invalid", 'send {"command": NAME, "state": {...}, "context": {...}}')
+            return
+        command = data["command"]
+        handlers = self.server.session.handlers
+        fn = handlers.get(command)
+        if fn is None:
+            known = ", ".join(sorted(handlers)) or "none"
+            self._error(
+                404,
+                "unknown_command",
+                f"unknown command {command!r}; this app handles: {known}",
+            )
+            return
+        state = data.get("state") or {}
+        context = data.get("context") or {}
+        try:
+            result = _call(fn, state, context)
+        except Exception as exc:
+            log.exception("handler %r failed", command)
+            self._error(500, "handler_error", f"{command}: {type(exc).__name__}: {exc}")
+            return
+        self._send(200, result)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("handler server: " + format, *args)
+
+
+def _call(fn: Handler, state: Any, context: Any) -> Any:
+    """``fn`` with as many of ``state, context`` as it takes positionally."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return fn(state, context)
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    if any(p.kind is p.VAR_POSITIONAL for p in positional) or len(positional) >= 2:
+        return fn(state, context)
+    return fn(state) if positional else fn()
+
+
+class _HandlerServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], session: AppSession) -> None:
+        self.session = session
+        super().__init__(address, _Handlers)
+
+
 class AppSession:
     """The running app's view of its own task (task id, state, target, progress, outputs)."""
 
@@ -183,6 +303,11 @@ class AppSession:
         self.port = port
         self._progress = _Throttle(self._send_progress)
         atexit.register(self._flush_at_exit)
+        #: request handlers by command name (``handler``), served on ``port`` by ``serve``
+        self.handlers: dict[str, Handler] = {}
+        self._server: _HandlerServer | None = None
+        self._serve_lock = threading.Lock()
+        self._done = threading.Event()
 
     @classmethod
     def from_env(cls, api: Api | None = None) -> AppSession:
@@ -279,8 +404,71 @@ class AppSession:
         self.flush()
         self.api.task.set_output_file(self.task_id, key, path)
 
+    # -- requests into the session -------------------------------------------------------------
+
+    def handler(self, command: str) -> Callable[[Handler], Handler]:
+        """Register the function below as the handler of ``command``::
+
+            @session.handler("predict")
+            def predict(state, context): ...
+
+        It gets the request's ``state`` and ``context`` (or only ``state``, if it takes one
+        argument) and returns JSON data: the answer of ``send_request``. An exception it
+        raises is a 500 with its message; an unknown command a 404 listing the known ones.
+        """
+
+        def register(fn: Handler) -> Handler:
+            self.add_handler(command, fn)
+            return fn
+
+        return register
+
+    def add_handler(self, command: str, fn: Handler) -> None:
+        """``handler`` without the decorator."""
+        if not command:
+            raise ValueError("a handler needs a command name")
+        self.handlers[command] = fn
+
+    def serve(self, port: int | None = None) -> int:
+        """Serve the handlers on ``port`` (default ``APP_PORT``) of 127.0.0.1, in background
+        threads (one per request); returns the port. Calling it again does nothing more."""
+        with self._serve_lock:
+            if self._server is not None:
+                return int(self._server.server_address[1])
+            port = port if port is not None else self.port
+            if port is None:
+                raise ConfigurationError(
+                    "APP_PORT is not set: the agent gives a serving app its port; pass "
+                    "serve(port=...) to try it by hand."
+                )
+            self._server = _HandlerServer(("127.0.0.1", port), self)
+            threading.Thread(
+                target=self._server.serve_forever, name="appyard-handlers", daemon=True
+            ).start()
+            return int(self._server.server_address[1])
+
+    def serve_forever(self, ready: bool = True) -> None:
+        """Serve the handlers, say ``ready()`` (unless ``ready=False``), and block until the
+        session is stopped (SIGTERM ends the process) or ``stop_serving`` is called."""
+        self.serve()
+        if ready:
+            self.ready()
+        self._done.wait()
+
+    def stop_serving(self) -> None:
+        """Stop the handler server; ``serve_forever`` returns."""
+        with self._serve_lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        self._done.set()
+
     def ready(self, url: str | None = None) -> None:
-        """A serving app is up and answering: the task becomes ``deployed``."""
+        """A serving app is up and answering: the task becomes ready for calls
+        (``deployed``). With handlers registered, they are served first (``serve``)."""
+        if self.handlers:
+            self.serve()
         self.flush()
         try:
             self.api.task.set_ready(self.task_id, url)

@@ -149,6 +149,46 @@ class TaskApi:
         """A serving app is up: ``started`` becomes ``deployed``."""
         return self._core.run(calls.set_ready(task_id, url))
 
+    # -- requests into a session ---------------------------------------------------------------
+
+    def send_request(
+        self,
+        task_id: int,
+        method: str,
+        data: dict[str, Any],
+        context: dict[str, Any] | None = None,
+        skip_response: bool = False,
+        timeout: float = 60,
+        outside_request: bool = True,
+        retries: int = 10,
+        raise_error: bool = False,
+    ) -> Any:
+        """Send ``method`` with ``data`` (the handler's ``state``) to the running app of
+        ``task_id`` and return its JSON answer, as the reference SDK does.
+
+        The server forwards ``{"command": method, "state": data, "context": context}`` to the
+        app through its agent's tunnel (``context`` gets ``outside_request``). ``timeout``: the
+        seconds the app has to answer (past it: a 504, ``app_timeout``). ``skip_response``:
+        return once the request is on its way (``{"task_id", "command", "skipped_response"}``).
+        A failure that reached no app (the agent's tunnel reconnecting, the app not listening
+        yet, too many requests in flight) is tried again, up to ``retries`` attempts in all;
+        ``raise_error=True`` raises it at once. Other errors raise at once: the session not
+        running or not ready (409), the app's own error (its status, ``code="app_error"``).
+        """
+        return self._core.run(
+            calls.send_request(
+                task_id,
+                method,
+                data,
+                context,
+                skip_response,
+                timeout,
+                outside_request,
+                retries,
+                raise_error,
+            )
+        )
+
     # -- logs ----------------------------------------------------------------------------------
 
     def get_logs_page(self, task_id: int, after: int = 0, limit: int = LOG_PAGE_SIZE) -> LogPage:
@@ -263,6 +303,32 @@ class AsyncTaskApi:
 
     async def set_ready(self, task_id: int, url: str | None = None) -> TaskInfo:
         return await self._core.run(calls.set_ready(task_id, url))
+
+    async def send_request(
+        self,
+        task_id: int,
+        method: str,
+        data: dict[str, Any],
+        context: dict[str, Any] | None = None,
+        skip_response: bool = False,
+        timeout: float = 60,
+        outside_request: bool = True,
+        retries: int = 10,
+        raise_error: bool = False,
+    ) -> Any:
+        return await self._core.run(
+            calls.send_request(
+                task_id,
+                method,
+                data,
+                context,
+                skip_response,
+                timeout,
+                outside_request,
+                retries,
+                raise_error,
+            )
+        )
 
     async def get_logs_page(
         self, task_id: int, after: int = 0, limit: int = LOG_PAGE_SIZE

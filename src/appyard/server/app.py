@@ -24,11 +24,14 @@ from appyard.server.db.stats import STATS_INTERVAL_S, refresh_statistics
 from appyard.server.guard import BodyTooLarge, Guard, failure_response, worker_runner
 from appyard.server.notifier import Notifier, PostgresListener
 from appyard.server.routes import accounts, agents, ecosystem, files, pipelines, projects, tasks
+from appyard.server.routes import requests as session_requests
+from appyard.server.routes import tunnel as agent_tunnel
 from appyard.server.routes.deps import ServerContext
 from appyard.server.services.accounts import bootstrap_admin
 from appyard.server.services.agents import sweep_lost
 from appyard.server.settings import Settings
 from appyard.server.storage import ReleaseStore
+from appyard.server.tunnel import TunnelLimits, TunnelRegistry
 from appyard.web import STATIC_DIR
 
 log = logging.getLogger("appyard.server")
@@ -166,6 +169,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.state.ctx = ctx
+    # the agents' tunnels connected to this process: requests into sessions ride them
+    app.state.tunnels = TunnelRegistry(
+        TunnelLimits(
+            window=settings.tunnel_window,
+            chunk=settings.tunnel_chunk_bytes,
+            per_session=settings.max_requests_per_session,
+            per_tunnel=settings.max_requests_per_agent,
+        )
+    )
     app.add_middleware(
         Guard, settings=settings, db=db, api=API, run_in_worker=worker_runner(ctx.workers)
     )
@@ -259,7 +271,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # a request is matched against the routes in order: the sessions' and agents' routes,
     # which nearly every request is for, first (no two routers share a path)
-    for module in (tasks, agents):
+    for module in (tasks, agents, session_requests, agent_tunnel):
         app.include_router(module.router, prefix=API)
     app.include_router(accounts.public, prefix=API)
     for module in (accounts, ecosystem, pipelines, projects, files):

@@ -78,6 +78,15 @@ class Settings:
     #: (lines, and bytes of the agent's log file); a task's default is 100,000 lines / 64 MiB
     max_log_lines: int = MAX_LOG_LINES
     max_log_bytes: int = MAX_LOG_BYTES
+    #: requests into sessions (``POST /tasks/{id}/request``) through the agents' tunnels
+    #: (docs/tunnel.md): the longest a request may wait for its app's answer, requests in
+    #: flight into one session and on one agent's tunnel at once (past either: 429), DATA
+    #: frames unacknowledged per stream, and the largest body piece of one frame
+    max_request_timeout_s: float = 3600.0
+    max_requests_per_session: int = 16
+    max_requests_per_agent: int = 256
+    tunnel_window: int = 8
+    tunnel_chunk_bytes: int = 64 * 1024
 
     @property
     def log_ceiling(self) -> LogCeiling:
@@ -128,4 +137,11 @@ class Settings:
             admin_token_file=Path(token_file).expanduser() if token_file else None,
             max_log_lines=int(env.get("APPYARD_MAX_LOG_LINES", str(MAX_LOG_LINES))),
             max_log_bytes=int(env.get("APPYARD_MAX_LOG_BYTES", str(MAX_LOG_BYTES))),
+            max_request_timeout_s=float(env.get("APPYARD_MAX_REQUEST_TIMEOUT_S", "3600")),
+            max_requests_per_session=int(env.get("APPYARD_MAX_REQUESTS_PER_SESSION", "16")),
+            max_requests_per_agent=int(env.get("APPYARD_MAX_REQUESTS_PER_AGENT", "256")),
+            tunnel_window=max(1, int(env.get("APPYARD_TUNNEL_WINDOW", "8"))),
+            tunnel_chunk_bytes=max(
+                1024, min(1024**2, int(env.get("APPYARD_TUNNEL_CHUNK_BYTES", str(64 * 1024))))
+            ),
         )

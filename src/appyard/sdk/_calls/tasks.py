@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from appyard.domain.status import Status as TaskStatus
-from appyard.errors import ServerError, ServerUnavailableError
+from appyard.errors import ApiError, ServerError, ServerUnavailableError
 from appyard.schemas.common import Page
 from appyard.schemas.tasks import (
     LogLine,
@@ -219,6 +219,60 @@ def set_output_file(task_id: int, key: str, path: str) -> Op[TaskInfo]:
 
 def set_ready(task_id: int, url: str | None) -> Op[TaskInfo]:
     return _update(task_id, "ready", ReadyUpdate(url=url).model_dump())
+
+
+# -- requests into a session ------------------------------------------------------------------
+
+#: answers to a request into a session that say it reached no app: it may simply be sent again
+#: (the agent's tunnel reconnecting, nothing listening on the app's port yet, over a limit)
+NOT_DELIVERED = frozenset({"tunnel_down", "app_unreachable", "too_many_requests"})
+#: the HTTP timeout of a request into a session is its ``timeout`` plus this margin
+REQUEST_MARGIN_S = 10.0
+
+
+def send_request(
+    task_id: int,
+    method: str,
+    data: dict[str, Any],
+    context: dict[str, Any] | None,
+    skip_response: bool,
+    timeout: float,
+    outside_request: bool,
+    retries: int,
+    raise_error: bool,
+) -> Op[Any]:
+    """``POST /tasks/{id}/request``, tried again (up to ``retries`` attempts in all) while the
+    answer says it reached no app, unless ``raise_error``; any other error raises at once."""
+    if not isinstance(data, dict):
+        raise TypeError("data argument has to be a dict")
+    ctx = dict(context or {})
+    ctx["outside_request"] = outside_request
+    body = {
+        "command": method,
+        "state": data,
+        "context": ctx,
+        "timeout": timeout,
+        "skip_response": skip_response,
+    }
+    path = f"/tasks/{int(task_id)}/request"
+    attempts = max(1, int(retries))
+    for attempt in range(attempts):
+        try:
+            return (
+                yield from request(
+                    "POST",
+                    path,
+                    json=body,
+                    min_timeout=float(timeout) + REQUEST_MARGIN_S,
+                    idempotent=False,  # a command is not safe to repeat: only what never arrived
+                )
+            )
+        except ApiError as exc:
+            if raise_error or attempt + 1 >= attempts or exc.code not in NOT_DELIVERED:
+                raise
+            delay = exc.retry_after_s or backoff_delay(attempt, RECONNECT_CAP_S)
+        yield Sleep(delay)
+    raise AssertionError("unreachable")
 
 
 # -- logs --------------------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""Who may send a request into a session, and whether the session can take one now.
+
+Sending a request runs the app's code with the session's own token, which acts for the user
+who started it: it can write what that user can (a handler may annotate a project, write team
+files). So it takes the ``developer`` role, as starting or stopping a session does; a viewer
+may watch a session but not drive it. A task token may call another session of its own team
+(an app that sends images to a model-serving session). An agent token may not: an agent only
+speaks its own protocol. A task of another team is a 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from appyard.domain.status import TERMINAL, Status
+from appyard.errors import ApiError, PermissionDeniedError
+from appyard.server.security import Principal
+from appyard.server.services.access import get_task
+
+#: statuses in which the app process runs (``terminating``: it is being stopped)
+RUNNING = frozenset({Status.STARTED, Status.DEPLOYED})
+
+
+def is_ready(task: Any) -> bool:
+    """The app said it is ready for calls (``AppSession.ready()``)."""
+    return Status(task.status) is Status.DEPLOYED or getattr(task, "ready", None) is True
+
+
+def request_target(s: Session, p: Principal, *, task_id: int) -> int:
+    """The agent running ``task_id``, if the caller may send it a request and its app is
+    running and ready; else 404 (not visible), 403 (role), or 409 naming the task's status."""
+    if p.kind == "agent":
+        raise PermissionDeniedError(
+            "An agent token cannot send requests into sessions; use a user token (or an app's "
+            "API_TOKEN)."
+        )
+    t = get_task(s, p, task_id, "developer")
+    status = Status(t.status)
+    if status not in RUNNING or t.agent_id is None:
+        if status in TERMINAL:
+            what = f"has ended ({status.value})"
+            todo = "start a new session of the app"
+        elif status is Status.TERMINATING:
+            what = "is being stopped (terminating)"
+            todo = "start a new session of the app"
+        else:
+            what = f"has not started yet ({status.value})"
+            todo = (
+                f"wait until it is ready: api.task.wait({task_id}, 'deployed'), or "
+                "api.app.wait_until_ready_for_api_calls"
+            )
+        raise ApiError(
+            f"Task {task_id} is not running: it {what}; {todo}.",
+            status_code=409,
+            code="not_running",
+            field="task_id",
+            details={"task_id": task_id, "status": status.value},
+        )
+    if not is_ready(t):
+        raise ApiError(
+            f"Task {task_id} is running but its app has not said it is ready for calls yet "
+            "(a serving app calls session.ready() once its handlers serve). Wait for it: "
+            f"api.task.wait({task_id}, 'deployed').",
+            status_code=409,
+            code="not_ready",
+            field="task_id",
+            details={"task_id": task_id, "status": status.value},
+        )
+    return t.agent_id

@@ -1,0 +1,348 @@
+"""The server's side of the agents' tunnels (docs/tunnel.md; frames in ``schemas/tunnel.py``).
+
+Each connected agent has one ``Tunnel``: the WebSocket it opened, and the streams (requests
+into its apps) under way on it. The ``TunnelRegistry`` maps agent ids to their tunnels in this
+server process; with several replicas, each knows only the tunnels connected to it.
+
+Everything here runs on the event loop. One reader per tunnel dispatches the agent's frames to
+their streams without ever waiting on a stream's consumer: a stream's incoming DATA is bounded
+by the window the agent keeps to, so a client that reads its answer slowly holds up only its
+own stream (and an agent that overruns a window has that stream reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from appyard.errors import ApiError
+from appyard.schemas.tunnel import (
+    Frame,
+    FrameError,
+    Head,
+    Hello,
+    Kind,
+    Open,
+    Reset,
+    decode,
+    encode,
+    encode_credit,
+    encode_json,
+)
+
+log = logging.getLogger("appyard.server")
+
+SendBytes = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class TunnelLimits:
+    """What a tunnel takes (``Settings``: ``APPYARD_TUNNEL_*``, ``APPYARD_MAX_REQUESTS_*``)."""
+
+    window: int = 8
+    chunk: int = 64 * 1024
+    #: requests in flight into one session at once (past it: 429)
+    per_session: int = 16
+    #: streams in flight on one agent's tunnel at once (past it: 429)
+    per_tunnel: int = 256
+
+
+class StreamFailed(Exception):
+    """The stream ended without an answer: the agent reset it, or the tunnel went down."""
+
+    def __init__(self, reset: Reset) -> None:
+        super().__init__(reset.message)
+        self.reset = reset
+
+
+class ServerStream:
+    """One request into an app: the request body goes out under the agent's credit; the
+    answer's head and body come back through ``head()`` and ``body()``."""
+
+    def __init__(self, tunnel: Tunnel, stream_id: int, task_id: int) -> None:
+        self.tunnel = tunnel
+        self.id = stream_id
+        self.task_id = task_id
+        self._head: asyncio.Future[Head] = asyncio.get_running_loop().create_future()
+        self._chunks: asyncio.Queue[bytes | Reset | None] = asyncio.Queue()
+        self._queued = 0  # DATA frames received and not consumed (at most the window)
+        self._credit = tunnel.limits.window  # DATA frames we may still send
+        self._credit_changed = asyncio.Event()
+        self.failure: Reset | None = None
+        self.ended = False  # the agent's END or RESET came, or the tunnel went down
+        #: the answer is not wanted (``skip_response``): its DATA is dropped as it comes
+        self.discard = False
+
+    # -- from the reader ---------------------------------------------------------------------
+    def on_frame(self, frame: Frame) -> None:
+        kind = frame.kind
+        if kind is Kind.HEAD:
+            if not self._head.done():
+                self._head.set_result(Head.model_validate(frame.json()))
+        elif kind is Kind.DATA:
+            if self.discard:
+                self.tunnel.post(encode_credit(self.id, 1))
+                return
+            self._queued += 1
+            if self._queued > self.tunnel.limits.window:
+                self.tunnel.post(
+                    encode_json(
+                        Kind.RESET, self.id, Reset(code="protocol", message="window overrun")
+                    )
+                )
+                self.fail(Reset(code="protocol", message="the agent overran the stream's window"))
+                return
+            self._chunks.put_nowait(frame.payload)
+        elif kind is Kind.END:
+            self.ended = True
+            self._chunks.put_nowait(None)
+            self.tunnel.forget(self)
+        elif kind is Kind.CREDIT:
+            self._credit += frame.credit()
+            self._credit_changed.set()
+        elif kind is Kind.RESET:
+            data = frame.json()
+            try:
+                reset = Reset.model_validate(data)
+            except ValueError:
+                reset = Reset(code="protocol", message=str(data.get("message", "")))
+            self.fail(reset)
+
+    def fail(self, reset: Reset) -> None:
+        """The stream is over without (the rest of) an answer."""
+        if self.ended and self.failure is not None:
+            return
+        self.failure = reset
+        self.ended = True
+        if not self._head.done():
+            self._head.set_exception(StreamFailed(reset))
+            self._head.exception()  # retrieved: no "never retrieved" warning if none awaits
+        self._chunks.put_nowait(reset)
+        self._credit_changed.set()
+        self.tunnel.forget(self)
+
+    # -- from the route ----------------------------------------------------------------------
+    async def send_request(self, open_: Open, body: bytes) -> None:
+        """OPEN, the body in DATA frames as the agent's credit allows, END."""
+        tunnel = self.tunnel
+        await tunnel.send(encode_json(Kind.OPEN, self.id, open_))
+        chunk = tunnel.limits.chunk
+        for start in range(0, len(body), chunk):
+            while self._credit <= 0:
+                if self.failure is not None:
+                    raise StreamFailed(self.failure)
+                self._credit_changed.clear()
+                await self._credit_changed.wait()
+            if self.failure is not None:
+                raise StreamFailed(self.failure)
+            self._credit -= 1
+            await tunnel.send(encode(Kind.DATA, self.id, body[start : start + chunk]))
+        if self.failure is not None:
+            raise StreamFailed(self.failure)
+        await tunnel.send(encode(Kind.END, self.id))
+
+    async def head(self) -> Head:
+        return await asyncio.shield(self._head)
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The answer's body, piece by piece; each piece consumed gives the agent its credit
+        back. Raises ``StreamFailed`` if the stream is reset (or the tunnel lost) midway."""
+        while True:
+            item = await self._chunks.get()
+            if item is None:
+                return
+            if isinstance(item, Reset):
+                raise StreamFailed(item)
+            self._queued -= 1
+            if not self.ended:
+                await self.tunnel.send(encode_credit(self.id, 1))
+            yield item
+
+    async def read_all(self, limit: int) -> tuple[bytes, bool]:
+        """Up to ``limit`` bytes of the body, and whether it was cut there (the rest is not
+        wanted: the stream is cancelled)."""
+        out = bytearray()
+        async for piece in self.body():
+            out += piece
+            if len(out) > limit:
+                await self.cancel()
+                return bytes(out[:limit]), True
+        return bytes(out), False
+
+    async def cancel(self, message: str = "the client gave up") -> None:
+        """Reset the stream (the agent stops its request into the app), unless it is over."""
+        if self.ended:
+            self.tunnel.forget(self)
+            return
+        self.fail(Reset(code="cancelled", message=message))
+        with contextlib.suppress(Exception):
+            await self.tunnel.send(
+                encode_json(Kind.RESET, self.id, Reset(code="cancelled", message=message))
+            )
+
+    def release_when_done(self) -> None:
+        """Answer not wanted: its frames are dropped as they come (the stream keeps its place
+        among the session's requests until the app has answered)."""
+        self.discard = True
+        while not self._chunks.empty():
+            item = self._chunks.get_nowait()
+            if isinstance(item, bytes):
+                self._queued -= 1
+                self.tunnel.post(encode_credit(self.id, 1))
+
+
+class Tunnel:
+    """One agent's WebSocket and the streams under way on it."""
+
+    def __init__(
+        self,
+        agent_id: int,
+        send_bytes: SendBytes,
+        limits: TunnelLimits,
+    ) -> None:
+        self.agent_id = agent_id
+        self.limits = limits
+        self._send_bytes = send_bytes
+        self._send_lock = asyncio.Lock()
+        self.streams: dict[int, ServerStream] = {}
+        self.per_task: dict[int, int] = {}
+        self._next_id = 1
+        self.closed = False
+        self.close_reason = ""
+        self._posted: set[asyncio.Task[None]] = set()
+
+    async def send(self, data: bytes) -> None:
+        if self.closed:
+            raise StreamFailed(Reset(code="cancelled", message=self.down_message()))
+        async with self._send_lock:
+            await self._send_bytes(data)
+
+    def post(self, data: bytes) -> None:
+        """Send without waiting (from the reader, which must never wait on a send)."""
+        if self.closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._post(data))
+        self._posted.add(task)
+        task.add_done_callback(self._posted.discard)
+
+    async def _post(self, data: bytes) -> None:
+        with contextlib.suppress(Exception):
+            await self.send(data)
+
+    async def hello(self) -> None:
+        await self.send(
+            encode_json(Kind.HELLO, 0, Hello(window=self.limits.window, chunk=self.limits.chunk))
+        )
+
+    def down_message(self) -> str:
+        why = f" ({self.close_reason})" if self.close_reason else ""
+        return f"the tunnel of agent {self.agent_id} closed{why}"
+
+    def open_stream(self, task_id: int) -> ServerStream:
+        """A new stream into ``task_id``'s app, or a 429 past the caps."""
+        if self.closed:
+            raise tunnel_down(self.agent_id, task_id)
+        if self.per_task.get(task_id, 0) >= self.limits.per_session:
+            raise _too_many(
+                f"task {task_id} has {self.limits.per_session} requests in flight already, the "
+                "most a session takes at once (APPYARD_MAX_REQUESTS_PER_SESSION)"
+            )
+        if len(self.streams) >= self.limits.per_tunnel:
+            raise _too_many(
+                f"agent {self.agent_id} has {self.limits.per_tunnel} requests in flight already, "
+                "the most its tunnel takes at once (APPYARD_MAX_REQUESTS_PER_AGENT)"
+            )
+        stream_id = self._next_id
+        self._next_id = self._next_id + 1 if self._next_id < 2**31 else 1
+        while stream_id in self.streams:
+            stream_id += 1
+        stream = ServerStream(self, stream_id, task_id)
+        self.streams[stream_id] = stream
+        self.per_task[task_id] = self.per_task.get(task_id, 0) + 1
+        return stream
+
+    def forget(self, stream: ServerStream) -> None:
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
+            left = self.per_task.get(stream.task_id, 1) - 1
+            if left > 0:
+                self.per_task[stream.task_id] = left
+            else:
+                self.per_task.pop(stream.task_id, None)
+
+    def dispatch(self, message: bytes) -> None:
+        """One frame from the agent to its stream (frames of a stream already over are
+        dropped: a RESET and the agent's last frames may cross)."""
+        frame = decode(message)
+        stream = self.streams.get(frame.stream)
+        if stream is None:
+            return
+        try:
+            stream.on_frame(frame)
+        except FrameError as exc:
+            self.post(
+                encode_json(Kind.RESET, frame.stream, Reset(code="protocol", message=str(exc)))
+            )
+            stream.fail(Reset(code="protocol", message=f"the agent sent a bad frame: {exc}"))
+
+    def close(self, reason: str) -> None:
+        """The WebSocket is gone: every stream under way fails, naming the agent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        for stream in list(self.streams.values()):
+            stream.fail(Reset(code="cancelled", message=self.down_message()))
+        for task in list(self._posted):
+            task.cancel()
+
+
+class TunnelRegistry:
+    """The agents' tunnels connected to this server process, by agent id."""
+
+    def __init__(self, limits: TunnelLimits) -> None:
+        self.limits = limits
+        self._tunnels: dict[int, Tunnel] = {}
+
+    def attach(self, tunnel: Tunnel) -> None:
+        """``tunnel`` is now the agent's; an older one of the same agent is closed (the agent
+        reconnected before the server saw the old connection drop)."""
+        old = self._tunnels.get(tunnel.agent_id)
+        self._tunnels[tunnel.agent_id] = tunnel
+        if old is not None and old is not tunnel:
+            old.close("the agent opened a new tunnel")
+
+    def detach(self, tunnel: Tunnel) -> None:
+        if self._tunnels.get(tunnel.agent_id) is tunnel:
+            del self._tunnels[tunnel.agent_id]
+
+    def get(self, agent_id: int) -> Tunnel | None:
+        tunnel = self._tunnels.get(agent_id)
+        return None if tunnel is None or tunnel.closed else tunnel
+
+    def __len__(self) -> int:
+        return len(self._tunnels)
+
+
+def tunnel_down(agent_id: int, task_id: int, why: str = "") -> ApiError:
+    return ApiError(
+        f"Cannot reach task {task_id}: agent {agent_id} has no tunnel to this server"
+        f"{' (' + why + ')' if why else ''}. The agent reconnects on its own when it runs and "
+        "can reach the server; retry in a few seconds. With several server replicas, a request "
+        "must reach the replica the agent's tunnel is connected to (docs/tunnel.md).",
+        status_code=503,
+        code="tunnel_down",
+        details={"agent_id": agent_id, "task_id": task_id, "retry_after_s": 2},
+    )
+
+
+def _too_many(why: str) -> ApiError:
+    return ApiError(
+        f"Too many requests in flight: {why}. Retry when one has been answered.",
+        status_code=429,
+        code="too_many_requests",
+        details={"retry_after_s": 1},
+    )
