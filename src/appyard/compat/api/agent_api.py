@@ -1,0 +1,100 @@
+"""``supervisely.api.agent_api``: agents as the reference's ``AgentInfo`` tuples.
+
+Statuses are the reference's words: ``running`` for an online agent, ``waiting`` for an
+offline one (``AgentApi.Status``); our fields (slots, running tasks, hostname) follow.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from appyard.compat._errors import NotSupportedError
+from appyard.compat._records import AgentInfo, agent_info, apply_filters, single
+from appyard.errors import AppyardError, NotFoundError
+
+if TYPE_CHECKING:
+    from appyard.compat.api.api import Api
+
+__all__ = ["AgentApi", "AgentInfo", "AgentNotFound", "AgentNotRunning"]
+
+
+class AgentNotFound(NotFoundError):
+    """The agent is in none of the caller's teams."""
+
+
+class AgentNotRunning(AppyardError):
+    """The agent is not running (offline)."""
+
+
+class AgentApi:
+    class Status(Enum):
+        WAITING = "waiting"
+        RUNNING = "running"
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self._ay = api._ay
+
+    def get_list(
+        self,
+        team_id: int,
+        filters: list[dict[str, Any]] | None = None,
+        with_gpu_info: bool = False,
+    ) -> list[AgentInfo]:
+        return apply_filters([agent_info(a) for a in self._ay.agent.get_list(team_id)], filters)
+
+    def get_list_available(
+        self,
+        team_id: int,
+        show_public: bool = False,
+        show_only_running: bool = True,
+        has_gpu: bool = False,
+        type: str | None = None,
+        plugin_version_id: int | None = None,
+        version: str | None = None,
+        envs: list[dict[str, Any]] | None = None,
+        min_nvidia_driver_version: str | None = None,
+    ) -> list[AgentInfo]:
+        """The team's agents that can take a session: running ones (all with
+        ``show_only_running=False``), of ``version`` when given. appyard agents do not report
+        GPUs yet: ``has_gpu=True`` and ``min_nvidia_driver_version`` raise
+        ``NotSupportedError``, as do ``plugin_version_id`` and ``envs``."""
+        if has_gpu or min_nvidia_driver_version is not None:
+            raise NotSupportedError(
+                "has_gpu/min_nvidia_driver_version are not supported: appyard agents do not "
+                "report their GPUs yet; pick the agent by name or id."
+            )
+        if plugin_version_id is not None or envs is not None:
+            raise NotSupportedError(
+                "plugin_version_id/envs are not supported: every appyard agent runs any "
+                "published app."
+            )
+        agents = self.get_list(team_id)
+        if show_only_running:
+            agents = [a for a in agents if a.status == self.Status.RUNNING.value]
+        if version is not None:
+            agents = [a for a in agents if a.version == version]
+        return agents
+
+    def _all(self) -> list[AgentInfo]:
+        found = []
+        for team in self._ay.team.get_list():
+            found.extend(self.get_list(team.id))
+        return found
+
+    def get_info_by_id(self, id: int) -> AgentInfo | None:
+        """Found through the caller's teams (``None`` when in none of them)."""
+        return next((a for a in self._all() if a.id == id), None)
+
+    def get_info_by_name(self, parent_id: int, name: str) -> AgentInfo | None:
+        return single(self.get_list(parent_id, [{"field": "name", "operator": "=", "value": name}]))
+
+    def get_status(self, id: int) -> AgentApi.Status:
+        info = self.get_info_by_id(id)
+        if info is None:
+            raise AgentNotFound(f"Agent {id} not found in your teams")
+        return self.Status(info.status)
+
+    def raise_for_status(self, status: Any) -> None:
+        pass

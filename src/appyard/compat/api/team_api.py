@@ -1,0 +1,50 @@
+"""``supervisely.api.team_api``: teams as the reference's ``TeamInfo`` tuples."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from appyard.compat._errors import NotSupportedError
+from appyard.compat._records import TeamInfo, apply_filters, single, team_info
+from appyard.compat._utils import generate_free_name
+
+if TYPE_CHECKING:
+    from appyard.compat.api.api import Api
+
+__all__ = ["TeamApi", "TeamInfo"]
+
+
+class TeamApi:
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self._ay = api._ay
+
+    def get_list(self, filters: list[dict[str, Any]] | None = None) -> list[TeamInfo]:
+        """The caller's teams, ``filters`` as in the reference (``name``, ``id``, ...)."""
+        return apply_filters([team_info(t) for t in self._ay.team.get_list()], filters)
+
+    def get_info_by_id(self, id: int, raise_error: bool = False) -> TeamInfo | None:
+        info = single(self.get_list([{"field": "id", "operator": "=", "value": id}]))
+        if info is None and raise_error:
+            raise KeyError(f"Team with id={id} not found in your account")
+        return info
+
+    def get_info_by_name(self, name: str) -> TeamInfo | None:
+        return single(self.get_list([{"field": "name", "operator": "=", "value": name}]))
+
+    def exists(self, name: str) -> bool:
+        return self.get_info_by_name(name) is not None
+
+    def get_free_name(self, name: str) -> str:
+        return generate_free_name({t.name for t in self.get_list()}, name)
+
+    def create(
+        self, name: str, description: str = "", change_name_if_conflict: bool = False
+    ) -> TeamInfo:
+        """A new team (the caller is its admin); ``description`` is not kept by appyard."""
+        if change_name_if_conflict:
+            name = self.get_free_name(name)
+        return team_info(self._ay.team.create(name))
+
+    def archive(self, id: int) -> None:
+        raise NotSupportedError("archiving teams is not supported in appyard yet.")

@@ -1,0 +1,95 @@
+"""``supervisely.api.user_api``: users as the reference's ``UserInfo`` tuples.
+
+``role`` is the instance role (``admin`` / ``user``) for ``get_my_info`` / ``get_info_by_*``
+and the team role (``admin``, ``developer``, ``viewer``) for the team-member calls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from appyard.compat._records import UserInfo, apply_filters, member_info, single, user_info
+from appyard.errors import PermissionDeniedError
+
+if TYPE_CHECKING:
+    from appyard.compat.api.api import Api
+
+__all__ = ["UserApi", "UserInfo"]
+
+
+class _Membership(NamedTuple):
+    id: int
+    name: str
+    role_id: int | None
+    role: str | None
+
+
+class UserApi:
+    Membership = _Membership
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self._ay = api._ay
+
+    def get_my_info(self) -> UserInfo:
+        return user_info(self._ay.user.me())
+
+    def get_list(self, filters: list[dict[str, Any]] | None = None) -> list[UserInfo]:
+        """Every user (an instance admin); another caller sees itself and the members of its
+        teams."""
+        try:
+            found = [user_info(u) for u in self._ay.user.get_list()]
+        except PermissionDeniedError:
+            found = self._visible()
+        return apply_filters(found, filters)
+
+    def _visible(self) -> list[UserInfo]:
+        me = user_info(self._ay.user.me())
+        seen = {me.id: me}
+        for team in self._ay.team.get_list():
+            for m in self._ay.team.get_members(team.id):
+                seen.setdefault(m.user_id, UserInfo(id=m.user_id, login=m.login, name=m.login))
+        return list(seen.values())
+
+    def get_info_by_id(self, id: int) -> UserInfo | None:
+        return single(self.get_list([{"field": "id", "operator": "=", "value": id}]))
+
+    def get_info_by_login(self, login: str) -> UserInfo | None:
+        return single(self.get_list([{"field": "login", "operator": "=", "value": login}]))
+
+    def get_team_members(self, team_id: int) -> list[UserInfo]:
+        return [member_info(m) for m in self._ay.team.get_members(team_id)]
+
+    def get_member_info_by_login(self, team_id: int, login: str) -> UserInfo | None:
+        return single([u for u in self.get_team_members(team_id) if u.login == login])
+
+    def get_member_info_by_id(self, team_id: int, user_id: int) -> UserInfo | None:
+        return single([u for u in self.get_team_members(team_id) if u.id == user_id])
+
+    def get_teams(self, id: int) -> list[_Membership]:
+        """The teams of user ``id`` that the caller can see, with its role in each."""
+        out = []
+        for team in self._ay.team.get_list():
+            for m in self._ay.team.get_members(team.id):
+                if m.user_id == id:
+                    out.append(_Membership(team.id, team.name, None, m.role))
+        return out
+
+    def get_team_role(self, user_id: int, team_id: int) -> _Membership | None:
+        return next((m for m in self.get_teams(user_id) if m.id == team_id), None)
+
+    def add_to_team_by_login(
+        self, user_login: str, team_id: int, role: str = "developer"
+    ) -> dict[str, int]:
+        """``role``: appyard's role name (``admin``, ``developer``, ``viewer``)."""
+        member = self._ay.team.add_member(team_id, user_login, role)  # type: ignore[arg-type]
+        return {"userId": member.user_id}
+
+    def remove_from_team(self, user_id: int, team_id: int) -> None:
+        self._ay.team.remove_member(team_id, user_id)
+
+    def disable(self, id: int) -> None:
+        self._ay.user.disable(id)
+
+    def enable(self, id: int) -> None:
+        self._ay.user.enable(id)

@@ -1,0 +1,60 @@
+"""``supervisely.api.workspace_api``: workspaces as the reference's ``WorkspaceInfo`` tuples."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from appyard.compat._errors import NotSupportedError
+from appyard.compat._records import WorkspaceInfo, apply_filters, single, workspace_info
+from appyard.compat._utils import generate_free_name
+
+if TYPE_CHECKING:
+    from appyard.compat.api.api import Api
+
+__all__ = ["WorkspaceApi", "WorkspaceInfo"]
+
+
+class WorkspaceApi:
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self._ay = api._ay
+
+    def get_list(
+        self, team_id: int, filters: list[dict[str, Any]] | None = None
+    ) -> list[WorkspaceInfo]:
+        found = [workspace_info(w) for w in self._ay.workspace.get_list(team_id)]
+        return apply_filters(found, filters)
+
+    def get_info_by_id(self, id: int, raise_error: bool = False) -> WorkspaceInfo | None:
+        """Found through the caller's teams (``None`` when it is in none of them)."""
+        info = next((workspace_info(w) for w in self._api._workspaces() if w.id == id), None)
+        if info is None and raise_error:
+            raise KeyError(f"Workspace with id={id} not found in your account")
+        return info
+
+    def get_info_by_name(self, parent_id: int, name: str) -> WorkspaceInfo | None:
+        return single(self.get_list(parent_id, [{"field": "name", "operator": "=", "value": name}]))
+
+    def exists(self, parent_id: int, name: str) -> bool:
+        return self.get_info_by_name(parent_id, name) is not None
+
+    def get_free_name(self, parent_id: int, name: str) -> str:
+        return generate_free_name({w.name for w in self.get_list(parent_id)}, name)
+
+    def create(
+        self,
+        team_id: int,
+        name: str,
+        description: str = "",
+        change_name_if_conflict: bool = False,
+        hidden: bool = False,
+    ) -> WorkspaceInfo:
+        """A new workspace; ``change_name_if_conflict``: ``name_001``, ``name_002``, ... when
+        the team has one of that name. ``hidden=True``: ``NotSupportedError``."""
+        if hidden:
+            raise NotSupportedError(
+                "hidden workspaces are not supported: every workspace is visible to its team."
+            )
+        if change_name_if_conflict:
+            name = self.get_free_name(team_id, name)
+        return workspace_info(self._ay.workspace.create(team_id, name, description))

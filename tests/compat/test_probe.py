@@ -1,0 +1,153 @@
+"""The reference's session/task/team/workspace/user/agent calls, made the way real scripts make
+them, through ``appyard.compat`` against a live server and a real agent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import appyard.compat as sly
+from appyard.compat.api.agent_api import AgentApi
+from appyard.compat.api.task_api import TaskApi
+from tests.e2e.conftest import Env
+
+
+@pytest.fixture
+def api(env: Env) -> Iterator[sly.Api]:
+    token = env.world.admin.http.headers["Authorization"].split()[1]
+    client = sly.Api(env.world.server.url, token)
+    yield client
+    client.close()
+
+
+def test_tenancy_calls_answer_in_the_reference_shapes(env: Env, api: sly.Api) -> None:
+    team_id, workspace_id = env.world.team_id, env.world.workspace_id
+    team = api.team.get_info_by_id(team_id)
+    assert isinstance(team, sly.TeamInfo) and team.id == team_id and team.role == "admin"
+    assert api.team.get_info_by_name(team.name) == team
+    assert api.team.get_info_by_id(10**9) is None
+    with pytest.raises(KeyError):
+        api.team.get_info_by_id(10**9, raise_error=True)
+    assert [
+        t.id
+        for t in api.team.get_list(filters=[{"field": "id", "operator": "=", "value": team_id}])
+    ] == [team_id]
+
+    ws = api.workspace.get_info_by_id(id=workspace_id)
+    assert isinstance(ws, sly.WorkspaceInfo) and ws.team_id == team_id and ws.name == "main"
+    assert api.workspace.get_info_by_name(team_id, "main") == ws
+    again = api.workspace.create(team_id, "main", change_name_if_conflict=True)
+    assert again.name == "main_001"
+    assert [
+        w.id
+        for w in api.workspace.get_list(
+            team_id, filters=[{"field": "name", "operator": "in", "value": ["main_001"]}]
+        )
+    ] == [again.id]
+    with pytest.raises(sly.NotSupportedError):
+        api.workspace.create(team_id, "hidden", hidden=True)
+
+    me = api.user.get_my_info()
+    assert isinstance(me, sly.UserInfo) and me.role == "admin"
+    assert api.user.get_info_by_login(me.login) == me
+    assert api.user.get_info_by_id(me.id) == me
+    assert [u.login for u in api.user.get_team_members(team_id)] == [me.login]
+
+
+def test_agent_calls_use_the_reference_statuses(env: Env, api: sly.Api) -> None:
+    agent = api.agent.get_info_by_id(env.agent_id)
+    assert isinstance(agent, sly.AgentInfo) and agent.status == "running" and agent.slots == 2
+    assert api.agent.get_status(env.agent_id) is AgentApi.Status.RUNNING
+    assert [a.id for a in api.agent.get_list_available(env.world.team_id)] == [env.agent_id]
+    assert api.agent.get_info_by_name(env.world.team_id, agent.name) == agent
+    with pytest.raises(sly.NotSupportedError):
+        api.agent.get_list_available(env.world.team_id, has_gpu=True)
+
+
+def test_task_record_calls_and_refusals(env: Env, api: sly.Api) -> None:
+    team_id, workspace_id = env.world.team_id, env.world.workspace_id
+    started = api.task.start(
+        env.agent_id, module_id=env.worker_id, workspace_id=workspace_id, params={"lines": 2}
+    )
+    assert set(started) >= {"taskId", "id", "userId", "moduleId", "appId"}
+    task_id = started["taskId"]
+    assert api.task.wait(id=task_id, target_status=TaskApi.Status.FINISHED) == "finished"
+    api.task.raise_for_status(api.task.get_status(task_id=task_id))
+
+    info = api.task.get_info_by_id(id=task_id)
+    assert isinstance(info, sly.TaskInfo) and isinstance(info, dict)
+    assert info["status"] == "finished" and info["workspaceId"] == workspace_id
+    assert info["teamId"] == team_id and info["agentId"] == env.agent_id
+    assert info["agentName"] == "agent" and info["userLogin"]
+    meta = info["meta"]
+    assert meta["app"] == {
+        "id": started["appId"],
+        "moduleId": env.worker_id,
+        "name": "Test worker",
+        "slug": "tests/worker",
+        "version": info["version"],
+        "isBranch": False,
+    }
+    assert meta["name"] == "pythonSpawned" and meta["params"]["state"]["lines"] == 2
+    assert meta["output"] == {} and meta["sessionToken"] == str(task_id)
+    assert info["workspace_id"] == workspace_id  # ours beside
+
+    context = api.task.get_context(id=task_id)
+    assert context["team"]["id"] == team_id and context["workspace"]["name"] == "main"
+    listed = api.task.get_list(
+        workspace_id, filters=[{"field": "id", "operator": "=", "value": task_id}]
+    )
+    assert [t["id"] for t in listed] == [task_id]
+    other_ws = api.workspace.create(team_id, "empty")
+    assert api.task.get_list(other_ws.id) == []
+
+    (app,) = api.app.get_list(
+        team_id, filter=[{"field": "moduleId", "operator": "=", "value": env.worker_id}]
+    )
+    assert isinstance(app, sly.AppInfo) and app.id == started["appId"] and app.name == "Test worker"
+    assert api.app.get_info_by_id(app.id).module_id == env.worker_id
+    assert api.app.find_module_id_by_app_name("Test worker") == env.worker_id
+    (session,) = api.app.get_sessions(team_id, env.worker_id)
+    assert session.details["meta"]["app"]["id"] == app.id and session.details["id"] == task_id
+
+    # the reference's keywords: done, or refused with our error (never a TypeError)
+    again = api.app.start(
+        agent_id=env.agent_id, app_id=app.id, workspace_id=workspace_id, params={"lines": 1}
+    )
+    assert api.app.wait(id=again.task_id, target_status=api.task.Status.FINISHED) == "finished"
+    for kwargs in (
+        {"is_branch": True},
+        {"kubernetes_settings": {"cpu": 1}},
+        {"multi_user_session": True},
+        {"restart_policy": "on_error"},
+        {"users_id": 10**6},
+    ):
+        with pytest.raises(sly.NotSupportedError):
+            api.app.start(
+                env.agent_id, module_id=env.worker_id, workspace_id=workspace_id, **kwargs
+            )
+    with pytest.raises(ValueError, match="Only one of the arguments"):
+        api.app.start(env.agent_id, app_id=app.id, module_id=env.worker_id)
+    with pytest.raises(sly.NotSupportedError):
+        api.task.update_status(task_id, api.task.Status.FINISHED)
+    with pytest.raises(sly.NotSupportedError):
+        api.task.submit_logs([{"message": "x"}])
+    with pytest.raises(sly.NotSupportedError):
+        api.task.set_output_archive(task_id, 17, "a.tar")
+    assert api.app.is_ready_for_api_calls(task_id) is False
+
+
+def test_an_app_reports_in_the_reference_style(env: Env, api: sly.Api) -> None:
+    """An app that writes its outputs through appyard.compat: the record shows them as the
+    reference's output block, and the fields read back."""
+    module_id = env.world.admin.publish(Path(__file__).parent / "apps" / "ref-outputs")["module_id"]
+    session = api.app.start(env.agent_id, module_id=module_id, workspace_id=env.world.workspace_id)
+    api.app.wait(session.task_id, target_status=api.task.Status.FINISHED)
+    info = api.task.get_info_by_id(session.task_id)
+    general = info["meta"]["output"]["general"]
+    assert general["title"] == "result.txt" and general["download"] is True
+    assert general["titleUrl"].endswith("/files/content?path=/compat/result.txt")
+    assert api.task.get_field(session.task_id, "data.count") == 3
+    assert api.task.get_fields(session.task_id, ["data.items"]) == {"data.items": [1, 2]}
