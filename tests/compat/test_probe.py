@@ -151,3 +151,17 @@ def test_an_app_reports_in_the_reference_style(env: Env, api: sly.Api) -> None:
     assert general["titleUrl"].endswith("/files/content?path=/compat/result.txt")
     assert api.task.get_field(session.task_id, "data.count") == 3
     assert api.task.get_fields(session.task_id, ["data.items"]) == {"data.items": [1, 2]}
+
+
+def test_user_create_and_add_to_team_by_role_id(env: Env, api: sly.Api) -> None:
+    login = f"probe-{env.agent_id}"
+    user = api.user.create(login, "a-long-password")
+    assert isinstance(user, sly.UserInfo) and user.login == login
+    assert api.user.add_to_team(user.id, env.world.team_id, 4) == {"userId": user.id}
+    assert api.user.get_team_role(user.id, env.world.team_id).role == "viewer"  # type: ignore[union-attr]
+    with pytest.raises(sly.NotSupportedError):
+        api.user.add_to_team(user.id, env.world.team_id, 3)
+    with pytest.raises(sly.NotSupportedError):
+        api.user.create("restricted", "a-long-password", is_restricted=True)
+    assert api.agent.exists(env.world.team_id, "agent")
+    assert api.agent.get_free_name(env.world.team_id, "agent") == "agent_001"

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from appyard.compat._errors import NotSupportedError
 from appyard.compat._records import AgentInfo, agent_info, apply_filters, single
+from appyard.compat._utils import generate_free_name
+from appyard.compat.api._module import ModuleBase
 from appyard.errors import AppyardError, NotFoundError
 
 if TYPE_CHECKING:
@@ -27,7 +29,9 @@ class AgentNotRunning(AppyardError):
     """The agent is not running (offline)."""
 
 
-class AgentApi:
+class AgentApi(ModuleBase):
+    _info = AgentInfo
+
     class Status(Enum):
         WAITING = "waiting"
         RUNNING = "running"
@@ -89,6 +93,12 @@ class AgentApi:
 
     def get_info_by_name(self, parent_id: int, name: str) -> AgentInfo | None:
         return single(self.get_list(parent_id, [{"field": "name", "operator": "=", "value": name}]))
+
+    def exists(self, parent_id: int, name: str) -> bool:
+        return self.get_info_by_name(parent_id, name) is not None
+
+    def get_free_name(self, parent_id: int, name: str) -> str:
+        return generate_free_name({a.name for a in self.get_list(parent_id)}, name)
 
     def get_status(self, id: int) -> AgentApi.Status:
         info = self.get_info_by_id(id)

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from appyard.compat._errors import NotSupportedError
+from appyard.compat._errors import NotSupportedError, refused
 from appyard.compat._records import AppInfo, apply_filters, iso
 from appyard.compat.api.task_api import TaskApi
 from appyard.domain.status import TERMINAL
@@ -22,8 +22,46 @@ __all__ = ["AppApi", "AppInfo", "ModuleInfo", "SessionInfo"]
 _RUNNING = (_Status.QUEUED, _Status.CONSUMED, _Status.STARTED, _Status.DEPLOYED)
 
 
+_PLUGINS = (
+    "it belongs to the reference's plugins (DTL, training and inference plugins, model "
+    "deployments), which appyard does not have; publish the work as an app and start it with "
+    "api.app.start."
+)
+
+
 class AppApi(TaskApi):
     """Apps of the ecosystem, apps installed in teams, and their sessions."""
+
+    _info = AppInfo
+
+    run_dtl = refused("run_dtl", _PLUGINS)
+    run_train = refused("run_train", _PLUGINS)
+    run_inference = refused("run_inference", _PLUGINS)
+    deploy_model = refused("deploy_model", _PLUGINS)
+    get_training_metrics = refused("get_training_metrics", _PLUGINS)
+    get_import_files_list = refused(
+        "get_import_files_list",
+        "import tasks keep no file list in appyard; read the team's files with api.file.",
+    )
+    download_import_file = refused(
+        "download_import_file",
+        "import tasks keep no files in appyard; download team files with api.file.download.",
+    )
+    create_task_detached = refused(
+        "create_task_detached",
+        "a task is made by starting an app (api.app.start); report from inside it with "
+        "set_output_* and set_field.",
+    )
+    download_git_file = refused(
+        "download_git_file",
+        "appyard apps are published releases, not git repositories; read a release's "
+        "manifest with api.app.get_ecosystem_module_info.",
+    )
+    download_git_archive = refused(
+        "download_git_archive",
+        "appyard apps are published releases, not git repositories; the agent fetches a "
+        "release by its sha256.",
+    )
 
     # -- the catalog ----------------------------------------------------------------------------
 
@@ -125,13 +163,17 @@ class AppApi(TaskApi):
     ) -> list[AppInfo]:
         """Apps of the team (modules started there at least once), each with its sessions in
         ``tasks``; ``filter`` as in the reference, ``context`` by the manifest's targets,
-        ``only_running``: apps with a live session (and only those sessions)."""
+        ``only_running``: apps with a live session (and only those sessions);
+        ``force_all_sessions=False``: every app, with only its live sessions in ``tasks``."""
         if integrated_into or session_tags or repository_key:
             raise NotSupportedError(
                 "get_list(integrated_into=/session_tags=/repository_key=) is not supported: "
                 "appyard apps have no such attributes; filter by moduleId or name instead."
             )
         apps = self._apps(team_id, only_running)
+        if not force_all_sessions:  # every app, with only its live sessions in ``tasks``
+            live = {str(x) for x in _RUNNING}
+            apps = [a._replace(tasks=[t for t in a.tasks if t["status"] in live]) for a in apps]
         if context:
             apps = [
                 a

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from appyard.compat._errors import NotSupportedError
 from appyard.compat._records import TaskInfo, apply_filters
+from appyard.compat.api._module import ModuleBase
 from appyard.compat.sly_logger import logger
 from appyard.domain.status import Status as _Status
 from appyard.errors import TaskFinishedWithError, WaitingTimeExceeded
@@ -25,11 +26,33 @@ if TYPE_CHECKING:
 
 __all__ = ["KubernetesSettings", "TaskApi", "TaskFinishedWithError", "WaitingTimeExceeded"]
 
+_TASK_KEYS = (
+    "id",
+    "type",
+    "status",
+    "workspaceId",
+    "teamId",
+    "userId",
+    "createdBy",
+    "moduleId",
+    "appId",
+    "agentId",
+    "agentName",
+    "userLogin",
+    "description",
+    "startedAt",
+    "finishedAt",
+    "createdAt",
+    "updatedAt",
+    "settings",
+    "meta",
+)
+
 #: accepted in place of ``kubernetes_settings`` (any non-None value is refused)
 KubernetesSettings = dict
 
 
-class TaskApi:
+class TaskApi(ModuleBase):
     """Tasks: the reference's calls, names and keyword names (``id=``, ``task_id=``)."""
 
     Status = _Status
@@ -44,6 +67,22 @@ class TaskApi:
     def __init__(self, api: Api) -> None:
         self._api = api
         self._ay = api._ay
+
+    @classmethod
+    def info_sequence(cls) -> list[str]:
+        """The reference's keys of a task record (ours follow them in each record)."""
+        if cls._info is not None:
+            return super().info_sequence()
+        return list(_TASK_KEYS)
+
+    @classmethod
+    def info_tuple_name(cls) -> str:
+        return "TaskInfo" if cls._info is None else super().info_tuple_name()
+
+    @classmethod
+    def convert_info_to_json(cls, info: Any) -> dict[str, Any]:
+        """A task record is already the API's JSON (a copy of it)."""
+        return dict(info) if isinstance(info, dict) else super().convert_info_to_json(info)
 
     # -- reading ------------------------------------------------------------------------------
 

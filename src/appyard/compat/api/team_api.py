@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from appyard.compat._errors import NotSupportedError
+from appyard.compat._errors import NotSupportedError, refused
 from appyard.compat._records import TeamInfo, apply_filters, single, team_info
 from appyard.compat._utils import generate_free_name
+from appyard.compat.api._module import ModuleBase
 
 if TYPE_CHECKING:
     from appyard.compat.api.api import Api
@@ -14,7 +15,21 @@ if TYPE_CHECKING:
 __all__ = ["TeamApi", "TeamInfo"]
 
 
-class TeamApi:
+class TeamApi(ModuleBase):
+    _info = TeamInfo
+
+    update = refused(
+        "team.update", "teams cannot be renamed in appyard yet; create one with the new name."
+    )
+    remove_permanently = refused(
+        "team.remove_permanently", "teams are not deleted in appyard yet; remove its members."
+    )
+    get_activity = refused(
+        "team.get_activity",
+        "appyard keeps no activity log; list the team's sessions with api.app.get_list or "
+        "api.task.get_list.",
+    )
+
     def __init__(self, api: Api) -> None:
         self._api = api
         self._ay = api._ay

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from appyard.compat._errors import NotSupportedError, refused
 from appyard.compat._records import UserInfo, apply_filters, member_info, single, user_info
+from appyard.compat.api._module import ModuleBase
 from appyard.errors import PermissionDeniedError
 
 if TYPE_CHECKING:
@@ -24,8 +26,32 @@ class _Membership(NamedTuple):
     role: str | None
 
 
-class UserApi:
+#: the reference's default role ids (``api.role.DefaultRole``) that appyard has a role for
+_ROLE_IDS = {1: "admin", 2: "developer", 4: "viewer"}
+
+
+class UserApi(ModuleBase):
     Membership = _Membership
+    _info = UserInfo
+
+    change_team_role = refused(
+        "user.change_team_role",
+        "appyard has no call that changes a member's role yet; remove_from_team, then "
+        "add_to_team with the new role.",
+    )
+    get_member_activity = refused(
+        "user.get_member_activity", "appyard keeps no activity log; list the user's sessions."
+    )
+    get_ssh_keys = refused("user.get_ssh_keys", "appyard keeps no ssh keys.")
+    get_token = refused(
+        "user.get_token",
+        "appyard never hands out another user's token; that user makes one (appyard token "
+        "create), or the admin makes a user and logs in as it.",
+    )
+    update = refused(
+        "user.update",
+        "users cannot be renamed or given a new password through the API yet.",
+    )
 
     def __init__(self, api: Api) -> None:
         self._api = api
@@ -84,6 +110,39 @@ class UserApi:
         """``role``: appyard's role name (``admin``, ``developer``, ``viewer``)."""
         member = self._ay.team.add_member(team_id, user_login, role)  # type: ignore[arg-type]
         return {"userId": member.user_id}
+
+    def create(
+        self,
+        login: str,
+        password: str,
+        is_restricted: bool = False,
+        name: str = "",
+        email: str = "",
+    ) -> UserInfo:
+        """A new user (an instance admin's call); ``name`` and ``email`` are not kept.
+        ``is_restricted=True``: ``NotSupportedError`` (appyard has no restricted users)."""
+        if is_restricted:
+            raise NotSupportedError(
+                "is_restricted=True is not supported: appyard has no restricted users; make "
+                "the user a viewer of the team (add_to_team(..., role_id=4))."
+            )
+        return user_info(self._ay.user.create(login, password))
+
+    def add_to_team(self, user_id: int, team_id: int, role_id: int) -> dict[str, int]:
+        """``role_id`` is one of the reference's default roles that appyard has: 1 admin,
+        2 developer, 4 viewer; the others raise ``NotSupportedError``."""
+        role = _ROLE_IDS.get(role_id)
+        if role is None:
+            raise NotSupportedError(
+                f"role_id={role_id} is not supported: appyard's team roles are admin (1), "
+                "developer (2) and viewer (4)."
+            )
+        user = self.get_info_by_id(user_id)
+        if user is None:
+            from appyard.errors import NotFoundError
+
+            raise NotFoundError(f"User {user_id} not found")
+        return self.add_to_team_by_login(user.login, team_id, role)
 
     def remove_from_team(self, user_id: int, team_id: int) -> None:
         self._ay.team.remove_member(team_id, user_id)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from appyard.compat._errors import NotSupportedError
+from appyard.compat._errors import NotSupportedError, refused
 from appyard.compat._records import WorkspaceInfo, apply_filters, single, workspace_info
 from appyard.compat._utils import generate_free_name
+from appyard.compat.api._module import ModuleBase
 
 if TYPE_CHECKING:
     from appyard.compat.api.api import Api
@@ -14,7 +15,22 @@ if TYPE_CHECKING:
 __all__ = ["WorkspaceApi", "WorkspaceInfo"]
 
 
-class WorkspaceApi:
+class WorkspaceApi(ModuleBase):
+    _info = WorkspaceInfo
+
+    update = refused(
+        "workspace.update",
+        "workspaces cannot be renamed in appyard yet; create one with the new name "
+        "(create(..., change_name_if_conflict=True)).",
+    )
+    archive = refused("workspace.archive", "workspaces are not archived in appyard yet.")
+    remove_permanently = refused(
+        "workspace.remove_permanently", "workspaces are not deleted in appyard yet."
+    )
+    change_visibility = refused(
+        "workspace.change_visibility", "every workspace is visible to its whole team."
+    )
+
     def __init__(self, api: Api) -> None:
         self._api = api
         self._ay = api._ay
