@@ -52,7 +52,7 @@ def main() -> None:
         )
         module_id = admin.publish(ECHO_MODEL)["module_id"]
         tid = api.app.start(created["id"], ws, module_id=module_id).task_id
-        api.task.wait(tid, "deployed", 60, 1)
+        assert api.app.wait_until_ready_for_api_calls(tid, 60, 1), "the echo model is not ready"
         state = json.loads((tmp / "agent" / "tasks" / str(tid) / "state.json").read_text())
         port = state["app_port"]
         body = {"command": "echo", "state": {"x": 1}, "context": {}}

@@ -1,5 +1,5 @@
 """A long-lived ("zombie") app end to end: the bundled project viewer is started by a real
-agent, becomes ``deployed``, answers HTTP, and leaves nothing behind when stopped."""
+agent, says it is ready (it stays ``started``), answers HTTP, and leaves nothing behind when stopped."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_the_viewer_serves_until_stopped(env: Env) -> None:
         agent_id=env.agent_id, module_id=module_id, workspace_id=world.workspace_id, params=params
     )
     tid = session.task_id
-    assert api.app.wait(tid, target_status=S.DEPLOYED) == S.DEPLOYED
+    assert api.app.wait_until_ready_for_api_calls(tid, 60, 1)
     task = api.task.get_info_by_id(tid)
     url = task["ready_url"]
     assert url and url.startswith("http://127.0.0.1:") and url.endswith("/")
@@ -80,7 +80,7 @@ def test_the_viewer_serves_until_stopped(env: Env) -> None:
         assert "day &amp; night (2 images)" in page.text
         assert "a&amp;b &lt;1&gt;.png" in page.text
         for im in (first, second):
-            assert f"href='/images/{im.id}.png'" in page.text
+            assert f"href='/apps/{tid}/images/{im.id}.png'" in page.text  # APP_BASE_PATH
         assert f"/images/{foreign.id}.png" not in page.text
 
         drawn = http.get(f"/images/{first.id}.png")
@@ -102,12 +102,12 @@ def test_the_viewer_serves_until_stopped(env: Env) -> None:
 
         thumb = Image.open(io.BytesIO(http.get(f"/images/{first.id}.png?width=20").content))
         assert thumb.size == (20, 15)  # scaled down, the aspect kept
-        assert f"src='/images/{first.id}.png?width=160'" in page.text
+        assert f"src='/apps/{tid}/images/{first.id}.png?width=160'" in page.text
 
         # a dataset's pages: a page of images, the next one linked
         dataset_page = http.get(f"/datasets/{ds.id}")
         assert dataset_page.status_code == 200
-        assert f"href='/images/{second.id}.png'" in dataset_page.text
+        assert f"href='/apps/{tid}/images/{second.id}.png'" in dataset_page.text
         assert "more images" not in dataset_page.text  # 2 images: one page
         assert http.get(f"/datasets/{other_ds.id}").status_code == 404
 
@@ -115,7 +115,7 @@ def test_the_viewer_serves_until_stopped(env: Env) -> None:
         assert http.get("/images/987654.png").status_code == 404
         assert http.get("/nothing").status_code == 404
 
-    assert api.app.get_status(tid) == S.DEPLOYED
+    assert api.app.get_status(tid) == S.STARTED
     assert api.app.stop(tid) == S.TERMINATING
     assert api.task.wait(tid) == S.STOPPED
     task = api.task.get_info_by_id(tid)

@@ -42,7 +42,7 @@ def _serving(env: Env, agent_id: int | None = None, **state: Any) -> int:
     """A running, ready session of the test serving app."""
     module_id = env.world.admin.publish(SERVING)["module_id"]
     tid = _start(env, module_id, agent_id, **state)
-    assert env.api.task.wait(tid, S.DEPLOYED, 60, 1) == S.DEPLOYED
+    assert env.api.app.wait_until_ready_for_api_calls(tid, 60, 1)
     return tid
 
 
@@ -58,7 +58,7 @@ def test_echo_model_answers_requests_as_the_tutorial_uses_it(env: Env) -> None:
     api, world = env.api, env.world
     module_id = world.admin.publish(ECHO_MODEL)["module_id"]
     tid = _start(env, module_id, label="cat")
-    assert api.task.wait(tid, S.DEPLOYED, 60, 1) == S.DEPLOYED
+    assert api.app.wait_until_ready_for_api_calls(tid, 60, 1)
 
     answer = api.task.send_request(tid, "predict", {"inputs": ["abc", "a1"]})
     assert answer == {
@@ -267,7 +267,7 @@ def test_tunnel_loss_fails_clearly_and_a_new_agent_serves_again(env: Env) -> Non
         f"a request into the re-adopted app:\n{again.log_text}",
     )
     assert answer["task_id"] == tid
-    assert api.task.get_status(tid) == S.DEPLOYED
+    assert api.task.get_status(tid) == S.STARTED and api.task.is_ready_for_api_calls(tid)
     api.task.send_request(tid, "release", {"name": "cut"})
 
 

@@ -133,8 +133,8 @@ def test_any_agent_and_slots(env: Env) -> None:
 
 def test_a_long_lived_app_reports_ready(env: Env) -> None:
     tid = env.start_worker(ready=True, sleep_s=60)
-    assert env.api.app.wait(tid, target_status=S.DEPLOYED) == S.DEPLOYED
-    assert env.api.app.get_status(tid) == S.DEPLOYED
+    assert env.api.app.wait_until_ready_for_api_calls(tid, 60, 1)
+    assert env.api.app.get_status(tid) == S.STARTED  # a serving app stays started
     env.api.app.stop(tid)
     assert env.api.task.wait(tid) == S.STOPPED
 

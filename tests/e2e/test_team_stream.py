@@ -23,7 +23,7 @@ from tests.e2e.conftest import Env
 from tests.support import Client, ServerProc, World, wait_for
 
 S = ay.Status
-ORDER = [S.QUEUED, S.CONSUMED, S.STARTED, S.DEPLOYED, S.TERMINATING, S.FINISHED, S.STOPPED]
+ORDER = [S.QUEUED, S.CONSUMED, S.STARTED, S.TERMINATING, S.FINISHED, S.STOPPED]
 HELLO = Path(ay.__file__).parent / "ecosystem" / "hello"
 Event = tuple[str, dict[str, Any]]  # (the event's id, the TaskInfo it carries)
 
@@ -97,6 +97,10 @@ class Stream:
             out.setdefault(info["id"], []).append(info["status"])
         return out
 
+    def readiness(self, task_id: int) -> list[tuple[str, bool]]:
+        """The (status, ready) of each state of ``task_id`` the stream sent."""
+        return [(i["status"], i["ready"]) for _, i in self.events if i["id"] == task_id]
+
 
 def _token(client: Client) -> str:
     return str(client.http.headers["Authorization"].split()[1])
@@ -155,11 +159,11 @@ def test_the_stream_follows_each_session_to_its_end(env: Env) -> None:
     serving = env.start_worker(ready=True, sleep_s=120)
     tids.update([*quick, counting, serving])
     done.set()
-    # the serving app stays deployed until stopped: the stream shows it so, then stopped
+    # the serving app stays started, and ready, until stopped: the stream shows it so
     wait_for(
-        lambda: S.DEPLOYED.value in admin_stream.statuses().get(serving, []),
+        lambda: (S.STARTED.value, True) in admin_stream.readiness(serving),
         30,
-        "the serving app to show deployed",
+        "the serving app to show ready",
     )
     env.api.app.stop(serving)
     for stream in (admin_stream, viewer_stream):
@@ -170,7 +174,9 @@ def test_the_stream_follows_each_session_to_its_end(env: Env) -> None:
         for tid in [*quick, counting]:
             assert seen[tid][-1] == S.FINISHED.value, seen[tid]
         assert seen[serving][-1] == S.STOPPED.value, seen[serving]
-        assert S.DEPLOYED.value in seen[serving]
+        ready = stream.readiness(serving)
+        assert (S.STARTED.value, True) in ready, ready
+        assert not ready[-1][1], ready  # ended: no longer ready for calls
         last = {info["id"]: info for _, info in events}
         for tid in tids:  # its last event is the task as it is now
             assert last[tid] == world.admin.ok("GET", f"/tasks/{tid}"), tid

@@ -49,10 +49,11 @@ def test_watch_sees_a_stop_through(env: Env) -> None:
     statuses = []
     for t in env.api.task.watch(tid):
         statuses.append(t.status)
-        if t.status is S.DEPLOYED:
+        if t.ready:
+            assert t.status is S.STARTED
             env.api.app.stop(tid)
     assert statuses[-1] is S.STOPPED
-    assert S.DEPLOYED in statuses
+    assert S.STARTED in statuses and S.TERMINATING in statuses
 
 
 def test_wait_watching_sees_each_progress_and_raises_on_error(env: Env) -> None:

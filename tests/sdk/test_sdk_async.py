@@ -223,8 +223,13 @@ def test_tasks_with_a_real_agent_and_app(world: World, tmp_path: Path) -> None:
             )
             task_id = started.task_id
             seen: list[Any] = []
-            status = await api.task.wait_watching(task_id, Status.DEPLOYED, on_update=seen.append)
-            assert status is Status.DEPLOYED
+            async for info in api.task.watch(task_id):  # every change, readiness too
+                seen.append(info)
+                if info.ready:
+                    break
+            assert seen[-1].status is Status.STARTED
+            assert await api.task.is_ready_for_api_calls(task_id)
+            assert await api.app.wait_until_ready_for_api_calls(task_id, 1, 1)
             done = [t.progress.current for t in seen if t.progress is not None]
             assert done == sorted(done) and done[-1] == 3
 
@@ -232,11 +237,11 @@ def test_tasks_with_a_real_agent_and_app(world: World, tmp_path: Path) -> None:
             report = f"/reports/{task_id}.txt"
             assert task.outputs == {"report": {"type": "team_file", "path": report}, "steps": 3}
             assert task.progress is not None and task.progress.message == "counting"
-            assert (await api.task.get_info_by_id(task_id))["status"] == "deployed"
-            assert (await api.task.poll(task_id, "deployed", 1)).task.id == task_id
+            assert (await api.task.get_info_by_id(task_id))["status"] == "started"
+            assert (await api.task.poll(task_id, "ready", 1)).task.ready
             assert [t.id for t in await api.task.get_list(team_id, module_id)] == [task_id]
-            deployed = api.task.iter_list(team_id, statuses=[Status.DEPLOYED])
-            assert [t.id async for t in deployed] == [task_id]
+            running = api.task.iter_list(team_id, statuses=[Status.STARTED])
+            assert [t.id async for t in running] == [task_id]
             assert [s.task_id for s in await api.app.get_sessions(team_id, module_id)] == [task_id]
             await api.file.download(team_id, report, tmp_path / "report.txt")
             assert (tmp_path / "report.txt").read_text() == f"report of task {task_id}\n"

@@ -253,9 +253,12 @@ def test_app_session_inside_an_app(
     session.set_output("archive", "/exports/1.tar")
     session.set_outputs({"images": 10})
     assert tenant.api.task.get(task_id).outputs == {"archive": "/exports/1.tar", "images": 10}
+    assert not tenant.api.task.is_ready_for_api_calls(task_id)
     session.ready("http://127.0.0.1:8123/")
-    assert tenant.api.app.get_status(task_id) is Status.DEPLOYED
-    assert tenant.api.app.wait(task_id, Status.FINISHED) is Status.DEPLOYED  # the reference rule
+    session.ready("http://127.0.0.1:8123/")  # said again: the same answer
+    assert tenant.api.app.get_status(task_id) is Status.STARTED  # a serving app stays started
+    assert tenant.api.task.is_ready_for_api_calls(task_id)
+    assert tenant.api.app.wait_until_ready_for_api_calls(task_id, 1, 1)
     session.api.close()
 
 

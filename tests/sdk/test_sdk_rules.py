@@ -22,7 +22,7 @@ def task(status: Status, error: str | None = None) -> TaskInfo:
         id=5, team_id=1, workspace_id=1, user_id=1, module_id=1, app_id=1, release_id=1,
         version="r1", agent_id=None, name="n", description="", status=status, params={},
         log_level="info", attempt=1, exit_code=None, error=error, progress=None, outputs={},
-        created_at=NOW, consumed_at=None, started_at=None, deployed_at=None,
+        created_at=NOW, consumed_at=None, started_at=None, ready_at=None,
         terminating_at=None, ended_at=None, updated_at=NOW,
     )  # fmt: skip
     return TaskInfo(**fields)
@@ -51,7 +51,7 @@ def test_outcomes() -> None:
     to_finish = WaitPlan.make(Status.FINISHED, None, None)
     assert to_finish.outcome(task(Status.STARTED)) == "wait"
     assert to_finish.outcome(task(Status.TERMINATING)) == "wait"
-    for s in (Status.FINISHED, Status.DEPLOYED, Status.STOPPED):
+    for s in (Status.FINISHED, Status.STOPPED):
         assert to_finish.outcome(task(s)) == "done"
     assert to_finish.outcome(task(Status.ERROR)) == "error"
     assert WaitPlan.make(Status.STARTED, None, None).outcome(task(Status.STARTED)) == "done"
@@ -60,8 +60,15 @@ def test_outcomes() -> None:
 
 
 def test_until_names_the_target_and_the_return_statuses() -> None:
-    assert WaitPlan.make(Status.STARTED, 1, 1).until == "deployed,finished,started,stopped"
-    assert WaitPlan.make(None, None, None).until == "deployed,finished,stopped"
+    assert WaitPlan.make(Status.STARTED, 1, 1).until == "finished,started,stopped"
+    assert WaitPlan.make(None, None, None).until == "finished,stopped"
+
+
+def test_no_wait_for_deployed_which_no_session_becomes() -> None:
+    """A serving app stays started; a wait for the reference's plugin status would never
+    return before the end, so it is refused at once, naming what to wait for instead."""
+    with pytest.raises(ValueError, match="wait_until_ready_for_api_calls"):
+        WaitPlan.make(Status.DEPLOYED, None, None)
 
 
 def test_error_message_adds_error_text_and_tail() -> None:

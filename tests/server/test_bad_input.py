@@ -165,7 +165,7 @@ def test_illegal_transition_is_409(world: World) -> None:
     tid = started["task_id"]
     got = agent.ok("POST", f"/agents/{agent_id}/poll", json={"free_slots": 1, "timeout_s": 5})
     app = Client(world.server.url, got["tasks"][0]["token"])
-    # ready() before the app started: consumed -> deployed is not a legal move
+    # ready() before the app started: only a running (started) session can be ready
     e = _err(app.http.post(f"/tasks/{tid}/ready", json={}), 409)
     assert e["field"] == "status" and "consumed" in e["message"]
     agent.ok("POST", f"/tasks/{tid}/events", json={"kind": "started", "pid": 1})

@@ -413,7 +413,8 @@ def test_ready_takes_only_an_http_url(world: World) -> None:
         assert r.json()["error"]["field"] == "url", r.text
     assert world.admin.ok("GET", f"/tasks/{task_id}")["status"] == "started"
     done = app.ok("POST", f"/tasks/{task_id}/ready", json={"url": "https://box:8443/app?x=1"})
-    assert done["status"] == "deployed" and done["ready_url"] == "https://box:8443/app?x=1"
+    assert done["status"] == "started" and done["ready"] is True
+    assert done["ready_url"] == "https://box:8443/app?x=1" and done["ready_at"] is not None
 
 
 def test_a_start_cannot_tell_the_app_it_runs_in_another_team(world: World) -> None:

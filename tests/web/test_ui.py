@@ -179,6 +179,11 @@ def _badge(page: Page) -> Locator:
     return page.get_by_role("main").locator(".session-head [data-status]")
 
 
+def _ready(page: Page) -> Locator:
+    """The ``ready`` mark beside the status badge: a serving app said it is ready for calls."""
+    return page.get_by_role("main").locator(".session-head [data-ready]")
+
+
 def _log(page: Page) -> Locator:
     return page.get_by_role("region", name="Log", exact=True)
 
@@ -436,11 +441,11 @@ def test_the_session_page_says_when_it_is_not_live(stand: Stand, relay: Relay, p
     page.get_by_role("textbox", name="Login", exact=True).fill("dev")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
-    expect(_badge(page)).to_have_text("deployed")
+    expect(_badge(page)).to_have_text("started")
+    expect(_ready(page)).to_have_text("ready")
     log = _log(page)
     expect(log).to_contain_text("live")
-    ready_url = stand.api.task.get_info_by_id(tid)["ready_url"]
-    app_page = page.get_by_role("link", name=ready_url)
+    app_page = page.get_by_role("link", name="Open the app page")
     expect(app_page).to_be_visible()
     expect(page.get_by_role("alert")).to_have_count(0)
     mark(page)
@@ -480,10 +485,11 @@ def test_stop_a_long_lived_app_from_its_page(stand: Stand, page: Page) -> None:
     page.get_by_role("button", name="Start", exact=True).click()
     tid = _session_id(page)
     mark(page)
-    expect(_badge(page)).to_have_text("deployed")
+    expect(_badge(page)).to_have_text("started")
+    expect(_ready(page)).to_have_text("ready")
     task = stand.api.task.get_info_by_id(tid)
     assert task["params"]["state"]["projectId"] == stand.project_id
-    app_page = page.get_by_role("link", name=task["ready_url"])
+    app_page = page.get_by_role("link", name="Open the app page")
     expect(app_page).to_be_visible()
     pids = wait_for(
         lambda: processes_of(tid, stand.url), 30, "the viewer's processes to show in /proc"
@@ -497,7 +503,7 @@ def test_stop_a_long_lived_app_from_its_page(stand: Stand, page: Page) -> None:
     shot(page, "08-stop-dialog", full_page=False)
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
-    assert stand.status(tid) == "deployed"
+    assert stand.status(tid) == "started"
 
     stop.click()
     dialog.get_by_role("button", name="Stop", exact=True).click()
@@ -523,7 +529,8 @@ def test_a_viewer_sees_pages_without_run_or_stop(stand: Stand, pages: Callable[[
     dev = pages()
     stand.sign_in(dev, "dev")
     dev.goto(f"{stand.url}/#/sessions/{tid}")
-    expect(_badge(dev)).to_have_text("deployed")
+    expect(_badge(dev)).to_have_text("started")
+    expect(_ready(dev)).to_have_text("ready")
     expect(dev.get_by_role("button", name="Stop", exact=True)).to_be_visible()
 
     page = pages()
@@ -542,7 +549,8 @@ def test_a_viewer_sees_pages_without_run_or_stop(stand: Stand, pages: Callable[[
     expect(page.get_by_role("button", name="Start")).to_have_count(0)
 
     page.goto(f"{stand.url}/#/sessions/{tid}")
-    expect(_badge(page)).to_have_text("deployed")
+    expect(_badge(page)).to_have_text("started")
+    expect(_ready(page)).to_have_text("ready")
     expect(_log(page)).to_contain_text("ready")
     expect(page.get_by_role("button", name="Stop")).to_have_count(0)
     shot(page, "09-viewer-session")
@@ -564,7 +572,7 @@ def test_a_viewer_sees_pages_without_run_or_stop(stand: Stand, pages: Callable[[
     )
     assert refused.status_code == 403, refused.text
     assert viewer.post(f"/tasks/{tid}/stop").status_code == 403
-    assert stand.status(tid) == "deployed"
+    assert stand.status(tid) == "started"
     stand.api.app.stop(tid)
     expect(_badge(dev)).to_have_text("stopped")
 

@@ -139,6 +139,8 @@ def app_env(
             "CONTEXT": json.dumps(a.context),
             "LOG_LEVEL": a.log_level,
             "APP_PORT": str(port),
+            # where the app's web page is, through the server (its links go under it)
+            "APP_BASE_PATH": f"/apps/{a.task_id}/",
             "APP_DIR": str(app_dir),
             # the app folder is importable (``python -m src.main``, ``from src import x``)
             "PYTHONPATH": str(app_dir),

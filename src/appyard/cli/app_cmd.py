@@ -49,7 +49,6 @@ EXIT_STOPPED = 2
 EXIT_TIMEOUT = 124
 STATUS_STYLE = {
     Status.FINISHED: "green",
-    Status.DEPLOYED: "green",
     Status.ERROR: "red",
     Status.STOPPED: "yellow",
     Status.TERMINATING: "yellow",
@@ -58,6 +57,14 @@ STATUS_STYLE = {
 
 def _status_text(status: Status) -> Text:
     return Text(status.value, style=STATUS_STYLE.get(status, "cyan"))
+
+
+def _task_status_text(task: TaskInfo) -> Text:
+    """The status, and ``ready`` when a serving app said it is ready for calls."""
+    text = _status_text(task.status)
+    if task.ready:
+        text.append(" ready", style="green")
+    return text
 
 
 def _module(api: Api, slug_or_id: str, version: str | None = None) -> ModuleInfo:
@@ -185,7 +192,7 @@ def _progress() -> Progress:
 def wait_and_report(
     api: Api, task_id: int, target: Status | None = None, timeout: float | None = None
 ) -> None:
-    """Wait with a progress bar; exit 0 at the target/finished/deployed, else a failing code."""
+    """Wait with a progress bar; exit 0 at the target or finished, else a failing code."""
     attempts = 1 if timeout is not None else None
     with _progress() as progress:
         bar = progress.add_task(f"task {task_id}", total=None)
@@ -266,6 +273,30 @@ def start(
         wait_and_report(api, session.task_id, timeout=timeout)
 
 
+#: ``app wait --ready`` without ``--timeout``: in effect no limit
+NO_LIMIT_S = 10.0**9
+
+
+def wait_ready_and_report(api: Api, task_id: int, timeout: float | None) -> None:
+    """Wait until the app is ready for calls; exit 0 then, 124 if it is still not ready after
+    ``timeout``, 2 if it was stopped and 1 if it ended without being ready."""
+    budget = NO_LIMIT_S if timeout is None else timeout
+    if api.app.wait_until_ready_for_api_calls(task_id, 1, budget):
+        console.print(Text.assemble(f"Task {task_id}: ", _status_text(Status.STARTED), " ready"))
+        return
+    task = api.task.get(task_id)
+    if task.status in (Status.QUEUED, Status.CONSUMED, Status.STARTED):
+        err_console.print(f"Task {task_id} is not ready for calls after {budget:g} s.")
+        raise typer.Exit(EXIT_TIMEOUT)
+    err_console.print(
+        Text.assemble(
+            f"Task {task_id} ended without being ready for calls: ", _status_text(task.status)
+        )
+    )
+    stopped = task.status in (Status.STOPPED, Status.TERMINATING)
+    raise typer.Exit(EXIT_STOPPED if stopped else EXIT_ERROR)
+
+
 @app.command("wait")
 def wait_cmd(
     task_id: Annotated[int, typer.Argument(help="Task id.")],
@@ -273,10 +304,25 @@ def wait_cmd(
     status: Annotated[
         Status | None, typer.Option(help="Return at this status (default: the end).")
     ] = None,
+    ready: Annotated[
+        bool,
+        typer.Option(
+            "--ready", help="Return once a serving app is ready for calls (it stays started)."
+        ),
+    ] = False,
 ) -> None:
     """Wait for a task with a progress bar; exit 1 on error, 2 if stopped, 124 on timeout."""
+    if status is Status.DEPLOYED:
+        raise typer.BadParameter(
+            "no session becomes deployed: a serving app stays started and says separately "
+            "that it is ready for calls; wait for that with --ready",
+            param_hint="--status",
+        )
     with get_api() as api:
-        wait_and_report(api, task_id, status, timeout)
+        if ready:
+            wait_ready_and_report(api, task_id, timeout)
+        else:
+            wait_and_report(api, task_id, status, timeout)
 
 
 @app.command()
@@ -348,7 +394,7 @@ def sessions_table(tasks: list[TaskInfo]) -> Table:
             str(t.module_id),
             t.version,
             t.name,
-            _status_text(t.status),
+            _task_status_text(t),
             str(t.agent_id or "-"),
             fmt_time(t.created_at),
             progress,

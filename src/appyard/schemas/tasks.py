@@ -67,10 +67,16 @@ class TaskInfo(BaseModel):
     progress: Progress | None
     outputs: dict[str, Any]
     ready_url: str | None = None
+    #: the app said it is ready for calls (``AppSession.ready()``); only while it is
+    #: ``started``: a stop or its end clears it
+    ready: bool = False
     created_at: datetime
     consumed_at: datetime | None
     started_at: datetime | None
-    deployed_at: datetime | None
+    #: when the app first said it was ready (kept after its end)
+    ready_at: datetime | None = None
+    #: always None: no task becomes ``deployed`` (kept so that older clients read the record)
+    deployed_at: datetime | None = None
     terminating_at: datetime | None
     ended_at: datetime | None
     updated_at: datetime

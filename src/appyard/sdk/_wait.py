@@ -14,8 +14,12 @@ DEFAULT_ATTEMPTS = 999
 DEFAULT_DELAY_S = 1.0
 MAX_POLL_S = 25.0  # the server holds a wait open at most this long
 #: statuses at which ``wait`` returns whatever the target (the reference's rule): every end
-#: but ``error`` (which raises unless it is the target), and ``deployed`` (a serving app is up)
-RETURN_AT: frozenset[Status] = (TERMINAL - {Status.ERROR}) | {Status.DEPLOYED}
+#: but ``error`` (which raises unless it is the target); the reference's ``deployed`` too,
+#: which no appyard task enters (a serving app stays ``started``; readiness is ``ready``)
+RETURN_AT: frozenset[Status] = TERMINAL - {Status.ERROR}
+#: defaults of ``wait_until_ready_for_api_calls`` (the reference's): 10 attempts of 10 s
+READY_ATTEMPTS = 10
+READY_DELAY_S = 10.0
 TAIL_LINES = 20
 
 
@@ -46,6 +50,13 @@ class WaitPlan:
     ) -> WaitPlan:
         """Defaults: 999 x 1 s with a target; no target and no limits given: no limit at all."""
         target = Status(target_status) if target_status is not None else None
+        if target is Status.DEPLOYED:
+            raise ValueError(
+                "No appyard session becomes 'deployed' (the reference's status for plugins): "
+                "a serving app stays 'started' and says separately that it is ready for calls. "
+                "Wait for that with api.app.wait_until_ready_for_api_calls(task_id), or for "
+                "'started'."
+            )
         if target is not None or attempts is not None or delay is not None:
             attempts = attempts if attempts is not None else DEFAULT_ATTEMPTS
             delay = delay if delay is not None else DEFAULT_DELAY_S
@@ -92,6 +103,24 @@ class WaitPlan:
             f"seconds, i.e. {self.attempts} attempts for {format_seconds(self.delay)} "
             "seconds each"
         )
+
+
+def ready_budget(attempts: int | None, attempt_delay_sec: float | None) -> float:
+    """Seconds ``wait_until_ready_for_api_calls`` may take in all: attempts x delay (the
+    reference's defaults for a ``None``)."""
+    attempts = READY_ATTEMPTS if attempts is None else attempts
+    delay = READY_DELAY_S if attempt_delay_sec is None else attempt_delay_sec
+    return max(0.0, attempts * float(delay))
+
+
+def ready_for_calls(task: TaskInfo) -> bool:
+    """The app said it is ready for calls and runs unstopped (what a request needs)."""
+    return task.ready and task.status is Status.STARTED
+
+
+def never_ready(task: TaskInfo) -> bool:
+    """Stopping or ended without being ready for calls: it will not be any more."""
+    return task.status is Status.TERMINATING or task.status in TERMINAL
 
 
 def needs_log_tail(task: TaskInfo) -> bool:

@@ -14,8 +14,14 @@ from appyard.sdk._calls import apps as calls
 from appyard.sdk._calls.apps import SessionInfo, start_body, wrap_params
 from appyard.sdk._calls.effects import twin_of
 from appyard.sdk._calls.modules import lookup
-from appyard.sdk._calls.tasks import get_status, stop
+from appyard.sdk._calls.tasks import (
+    get_status,
+    is_ready_for_api_calls,
+    stop,
+    wait_until_ready_for_api_calls,
+)
 from appyard.sdk._sync import SyncCore
+from appyard.sdk._wait import MAX_POLL_S, READY_ATTEMPTS, READY_DELAY_S
 from appyard.sdk.module_info import ModuleInfo
 
 __all__ = ["AppApi", "AsyncAppApi", "SessionInfo", "start_body", "wrap_params"]
@@ -92,6 +98,26 @@ class AppApi:
         """The session's status now."""
         return self._core.run(get_status(task_id))
 
+    def is_ready_for_api_calls(self, task_id: int) -> bool:
+        """Whether the session's app said it is ready for calls and runs unstopped (False for
+        a session not found); ``api.task.is_ready_for_api_calls``."""
+        return self._core.run(is_ready_for_api_calls(task_id))
+
+    def wait_until_ready_for_api_calls(
+        self,
+        task_id: int,
+        attempts: int = READY_ATTEMPTS,
+        attempt_delay_sec: float | None = READY_DELAY_S,
+        *,
+        max_poll_sec: float = MAX_POLL_S,
+    ) -> bool:
+        """True once the session's app is ready for calls; False when ``attempts *
+        attempt_delay_sec`` seconds pass first, or it stops or ends without being ready.
+        Pushed by the server, not a look every ``attempt_delay_sec``."""
+        return self._core.run(
+            wait_until_ready_for_api_calls(task_id, attempts, attempt_delay_sec, max_poll_sec)
+        )
+
     def get_sessions(
         self,
         team_id: int,
@@ -167,6 +193,21 @@ class AsyncAppApi:
 
     async def get_status(self, task_id: int) -> Status:
         return await self._core.run(get_status(task_id))
+
+    async def is_ready_for_api_calls(self, task_id: int) -> bool:
+        return await self._core.run(is_ready_for_api_calls(task_id))
+
+    async def wait_until_ready_for_api_calls(
+        self,
+        task_id: int,
+        attempts: int = READY_ATTEMPTS,
+        attempt_delay_sec: float | None = READY_DELAY_S,
+        *,
+        max_poll_sec: float = MAX_POLL_S,
+    ) -> bool:
+        return await self._core.run(
+            wait_until_ready_for_api_calls(task_id, attempts, attempt_delay_sec, max_poll_sec)
+        )
 
     async def get_sessions(
         self,

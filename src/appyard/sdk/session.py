@@ -36,9 +36,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
-from appyard.domain.status import Status
 from appyard.domain.targets import STATE_KEY_TO_ENV, TARGETS
-from appyard.errors import AppyardError, ConfigurationError, ConflictError
+from appyard.errors import AppyardError, ConfigurationError
 from appyard.schemas.tasks import TaskInfo
 from appyard.sdk import env
 from appyard.sdk.api import Api
@@ -465,13 +464,10 @@ class AppSession:
         self._done.set()
 
     def ready(self, url: str | None = None) -> None:
-        """A serving app is up and answering: the task becomes ready for calls
-        (``deployed``). With handlers registered, they are served first (``serve``)."""
+        """A serving app is up and answering: the task, still ``started``, becomes ready for
+        calls (``ready``, what ``api.app.wait_until_ready_for_api_calls`` waits for). With
+        handlers registered, they are served first (``serve``)."""
         if self.handlers:
             self.serve()
         self.flush()
-        try:
-            self.api.task.set_ready(self.task_id, url)
-        except ConflictError:
-            if self.api.task.get_status(self.task_id) is not Status.DEPLOYED:
-                raise  # an earlier (retried) call already made it deployed otherwise
+        self.api.task.set_ready(self.task_id, url)  # said again: the same answer

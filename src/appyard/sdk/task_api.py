@@ -22,7 +22,7 @@ from appyard.sdk._calls.tasks import (
     OnUpdate,
 )
 from appyard.sdk._sync import SyncCore
-from appyard.sdk._wait import MAX_POLL_S
+from appyard.sdk._wait import MAX_POLL_S, READY_ATTEMPTS, READY_DELAY_S
 
 __all__ = [
     "LOG_PAGE_SIZE",
@@ -95,7 +95,7 @@ class TaskApi:
         on_update: OnUpdate | None = None,
         max_poll_sec: float = MAX_POLL_S,
     ) -> TaskStatus:
-        """Wait until the task reaches ``target_status`` (or finished/deployed/stopped).
+        """Wait until the task reaches ``target_status`` (or finished/stopped).
 
         Pushed by the server: each request is a long-poll answered the moment the status
         changes. The budget is ``wait_attempts * wait_attempt_timeout_sec`` (999 x 1 s by
@@ -125,6 +125,32 @@ class TaskApi:
         """
         return self._core.run(calls.wait_watching(task_id, target_status, on_update))
 
+    # -- readiness for calls -------------------------------------------------------------------
+
+    def is_ready_for_api_calls(self, task_id: int) -> bool:
+        """Whether the app of ``task_id`` said it is ready for calls (``session.ready()``) and
+        runs unstopped; False too for a task not found (as the reference answers)."""
+        return self._core.run(calls.is_ready_for_api_calls(task_id))
+
+    def wait_until_ready_for_api_calls(
+        self,
+        task_id: int,
+        attempts: int = READY_ATTEMPTS,
+        attempt_delay_sec: float | None = READY_DELAY_S,
+        *,
+        max_poll_sec: float = MAX_POLL_S,
+    ) -> bool:
+        """Wait until the app of ``task_id`` is ready for calls: True then; False once
+        ``attempts * attempt_delay_sec`` seconds have passed, or the session stopped or ended
+        without being ready, or it is not found (the reference's answers).
+
+        Pushed by the server: a long-poll answered the moment the app says it is ready, not a
+        look every ``attempt_delay_sec``.
+        """
+        return self._core.run(
+            calls.wait_until_ready_for_api_calls(task_id, attempts, attempt_delay_sec, max_poll_sec)
+        )
+
     # -- acting --------------------------------------------------------------------------------
 
     def stop(self, task_id: int) -> TaskStatus:
@@ -146,7 +172,7 @@ class TaskApi:
         return self._core.run(calls.set_output_file(task_id, key, path))
 
     def set_ready(self, task_id: int, url: str | None = None) -> TaskInfo:
-        """A serving app is up: ``started`` becomes ``deployed``."""
+        """A serving app is up: the task (still ``started``) is ready for calls (``ready``)."""
         return self._core.run(calls.set_ready(task_id, url))
 
     # -- requests into a session ---------------------------------------------------------------
@@ -286,6 +312,21 @@ class AsyncTaskApi:
         on_update: OnUpdate | None = None,
     ) -> TaskStatus:
         return await self._core.run(calls.wait_watching(task_id, target_status, on_update))
+
+    async def is_ready_for_api_calls(self, task_id: int) -> bool:
+        return await self._core.run(calls.is_ready_for_api_calls(task_id))
+
+    async def wait_until_ready_for_api_calls(
+        self,
+        task_id: int,
+        attempts: int = READY_ATTEMPTS,
+        attempt_delay_sec: float | None = READY_DELAY_S,
+        *,
+        max_poll_sec: float = MAX_POLL_S,
+    ) -> bool:
+        return await self._core.run(
+            calls.wait_until_ready_for_api_calls(task_id, attempts, attempt_delay_sec, max_poll_sec)
+        )
 
     async def stop(self, task_id: int) -> TaskStatus:
         return await self._core.run(calls.stop(task_id))

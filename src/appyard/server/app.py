@@ -24,6 +24,7 @@ from appyard.server.db.stats import STATS_INTERVAL_S, refresh_statistics
 from appyard.server.guard import BodyTooLarge, Guard, failure_response, worker_runner
 from appyard.server.notifier import Notifier, PostgresListener
 from appyard.server.routes import accounts, agents, ecosystem, files, pipelines, projects, tasks
+from appyard.server.routes import apps as app_pages
 from appyard.server.routes import requests as session_requests
 from appyard.server.routes import tunnel as agent_tunnel
 from appyard.server.routes.deps import ServerContext
@@ -181,6 +182,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         Guard, settings=settings, db=db, api=API, run_in_worker=worker_runner(ctx.workers)
     )
+    # on an app page's own origin, only that page is served (routes/apps.py)
+    app.add_middleware(app_pages.AppsHostGuard, apps_origin=settings.apps_origin)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -276,4 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.public, prefix=API)
     for module in (accounts, ecosystem, pipelines, projects, files):
         app.include_router(module.router, prefix=API)
+    # running apps' own web pages, through their agents' tunnels
+    app.include_router(app_pages.api_router, prefix=API)
+    app.include_router(app_pages.router)
     return app

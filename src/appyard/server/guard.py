@@ -237,6 +237,15 @@ def body_rules(settings: Settings, api: str) -> list[BodyRule]:
             "send fewer annotations per request: the SDK's upload_jsons splits a list in batches",
         ),
         BodyRule(
+            "*",
+            re.compile(r"^/apps/\d+/"),
+            settings.max_app_body_bytes,
+            "APPYARD_MAX_APP_BODY_BYTES",
+            # signed in by a token or the page's cookie: the route checks either before it
+            # reads a byte of the body (routes/apps.py)
+            public=True,
+        ),
+        BodyRule(
             "POST",
             re.compile(rf"^{api}/auth/login$"),
             LOGIN_BODY_BYTES,
@@ -290,7 +299,7 @@ class Guard:
 
     def rule(self, method: str, path: str) -> BodyRule:
         for rule in self.rules:
-            if rule.method == method and rule.pattern.match(path):
+            if rule.method in (method, "*") and rule.pattern.match(path):
                 return rule
         return self.default
 

@@ -30,6 +30,11 @@ def task_status(task_id: int, status: Status) -> Key:
     return Key(f"task:{task_id}:{status.value}")
 
 
+def task_ready(task_id: int) -> Key:
+    """The app of the task said it is ready for calls: a ``wait`` until ``ready`` is woken."""
+    return Key(f"task:{task_id}:ready")
+
+
 def team(team_id: int) -> Key:
     """A task or an agent of the team changed: the team's live feed looks."""
     return Key(f"team:{team_id}")

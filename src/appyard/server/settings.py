@@ -87,6 +87,12 @@ class Settings:
     max_requests_per_agent: int = 256
     tunnel_window: int = 8
     tunnel_chunk_bytes: int = 64 * 1024
+    #: running apps' own web pages (``/apps/{task_id}/...``, docs/web.md): the origin they are
+    #: opened on (``{task_id}`` in it: one origin per session); unset, a page is opened on
+    #: ``<task_id>.apps.localhost`` when the server is reached on a loopback address, else on
+    #: the platform's origin in a sandbox. And the largest request body sent to a page
+    apps_origin: str | None = None
+    max_app_body_bytes: int = 4 * 1024**3
 
     @property
     def log_ceiling(self) -> LogCeiling:
@@ -144,4 +150,6 @@ class Settings:
             tunnel_chunk_bytes=max(
                 1024, min(1024**2, int(env.get("APPYARD_TUNNEL_CHUNK_BYTES", str(64 * 1024))))
             ),
+            apps_origin=env.get("APPYARD_APPS_ORIGIN") or None,
+            max_app_body_bytes=int(env.get("APPYARD_MAX_APP_BODY_BYTES", str(4 * 1024**3))),
         )

@@ -127,10 +127,20 @@ class ServerStream:
     # -- from the route ----------------------------------------------------------------------
     async def send_request(self, open_: Open, body: bytes) -> None:
         """OPEN, the body in DATA frames as the agent's credit allows, END."""
-        tunnel = self.tunnel
-        await tunnel.send(encode_json(Kind.OPEN, self.id, open_))
-        chunk = tunnel.limits.chunk
+        await self.send_open(open_)
+        chunk = self.tunnel.limits.chunk
         for start in range(0, len(body), chunk):
+            await self.send_data(body[start : start + chunk])
+        await self.send_end()
+
+    async def send_open(self, open_: Open) -> None:
+        await self.tunnel.send(encode_json(Kind.OPEN, self.id, open_))
+
+    async def send_data(self, piece: bytes) -> None:
+        """One piece of the request body (at most ``chunk`` bytes; a longer one is split),
+        once the agent's credit allows: a body sent this way never sits whole in memory."""
+        chunk = self.tunnel.limits.chunk
+        for start in range(0, len(piece), chunk):
             while self._credit <= 0:
                 if self.failure is not None:
                     raise StreamFailed(self.failure)
@@ -139,10 +149,12 @@ class ServerStream:
             if self.failure is not None:
                 raise StreamFailed(self.failure)
             self._credit -= 1
-            await tunnel.send(encode(Kind.DATA, self.id, body[start : start + chunk]))
+            await self.tunnel.send(encode(Kind.DATA, self.id, piece[start : start + chunk]))
+
+    async def send_end(self) -> None:
         if self.failure is not None:
             raise StreamFailed(self.failure)
-        await tunnel.send(encode(Kind.END, self.id))
+        await self.tunnel.send(encode(Kind.END, self.id))
 
     async def head(self) -> Head:
         return await asyncio.shield(self._head)

@@ -3,7 +3,7 @@
 Start it, wait until it is ready, then send it requests::
 
     session = api.app.start(agent_id, module_id=module_id, params={"label": "cat"})
-    api.task.wait(session.task_id, "deployed")
+    api.app.wait_until_ready_for_api_calls(session.task_id)
     api.task.send_request(session.task_id, "predict", {"inputs": ["a", "bb"]})
     # {"model": "echo-model", "predictions": [{"input": "a", "label": "cat", "score": ...}, ...]}
 """

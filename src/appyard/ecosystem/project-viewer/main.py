@@ -1,7 +1,7 @@
 """Project viewer: a web page of an images project, served until the session is stopped.
 
 A long-lived ("serving") app: it listens on the port the agent gives it (``APP_PORT``), reports
-``session.ready(url)`` (the task becomes ``deployed``) and answers until SIGTERM, when it closes
+``session.ready(url)`` (the task, still ``started``, becomes ``ready``) and answers until SIGTERM, when it closes
 the server and exits 0. Every page reads the project afresh, with the task's token.
 
 - ``/``: the project's datasets, each with its first page of images (thumbnails, links);
@@ -9,6 +9,11 @@ the server and exits 0. Every page reads the project afresh, with the task's tok
 - ``/images/<id>.png``: the image with its annotation drawn in the class colours
   (``?width=`` scales it down: the thumbnails);
 - ``/health``: ``{"status": "ok"}``.
+
+Its page is opened through the server at ``/apps/<task_id>/`` (the web UI's "App page"): the
+server asks for the path under that prefix, and the links here are written under
+``APP_BASE_PATH`` (the prefix, set by the agent) so that they work there. A path that still
+has the prefix is served too (the page opened on the app's own port).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ DATASET_PATH = re.compile(r"^/datasets/(\d+)$")
 PAGE_SIZE = 100  # images per page
 FILL_ALPHA = 90  # of 255: the fill lets the image show through; the outline is opaque
 THUMB_WIDTH = 160
+#: where the page is, through the server (``/apps/<task_id>/``); links are written under it
+BASE = "/" + (os.environ.get("APP_BASE_PATH") or "/").strip("/") + "/"
+BASE = "/" if BASE == "//" else BASE
 
 
 def _rgb(color: str | None) -> tuple[int, int, int]:
@@ -124,7 +132,7 @@ def dataset_page(api: ay.Api, project_id: int, dataset_id: int, cursor: str | No
     if ds.project_id != project_id:
         raise NotFoundError(f"no dataset {dataset_id} in this project")
     e = html.escape
-    body = ["<p><a href='/'>back to the project</a></p>", f"<h1>{e(ds.name)}</h1>"]
+    body = [f"<p><a href='{e(BASE)}'>back to the project</a></p>", f"<h1>{e(ds.name)}</h1>"]
     return _page(ds.name, body + _image_list(api, dataset_id, cursor))
 
 
@@ -134,7 +142,7 @@ def _image_list(api: ay.Api, dataset_id: int, cursor: str | None) -> list[str]:
     page = api.image.get_page(dataset_id, PAGE_SIZE, cursor)
     out = ["<ul>"]
     for im in page.items:
-        href = f"/images/{im.id}.png"
+        href = f"{BASE}images/{im.id}.png"
         tags = f" [{e(', '.join(im.tags))}]" if im.tags else ""
         out.append(
             f"<li><a href='{href}'><img src='{href}?width={THUMB_WIDTH}' width='{THUMB_WIDTH}' "
@@ -143,7 +151,7 @@ def _image_list(api: ay.Api, dataset_id: int, cursor: str | None) -> list[str]:
         )
     out.append("</ul>")
     if page.next_cursor:
-        nxt = f"/datasets/{dataset_id}?{urlencode({'cursor': page.next_cursor})}"
+        nxt = f"{BASE}datasets/{dataset_id}?{urlencode({'cursor': page.next_cursor})}"
         out.append(f"<p><a href='{e(nxt)}'>more images</a></p>")
     return out
 
@@ -175,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
+        if BASE != "/" and path.startswith(BASE):
+            path = path[len(BASE) - 1 :]  # opened on its own port, with the prefix's links
         try:
             if path == "/health":
                 self._json(HTTPStatus.OK, {"status": "ok"})

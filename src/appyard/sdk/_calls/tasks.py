@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from appyard.domain.status import Status as TaskStatus
-from appyard.errors import ApiError, ServerError, ServerUnavailableError
+from appyard.errors import ApiError, NotFoundError, ServerError, ServerUnavailableError
 from appyard.schemas.common import Page
 from appyard.schemas.tasks import (
     LogLine,
@@ -38,6 +39,9 @@ from appyard.sdk._wait import (
     finished_with_error,
     format_seconds,
     needs_log_tail,
+    never_ready,
+    ready_budget,
+    ready_for_calls,
 )
 
 PAGE_SIZE = 100
@@ -178,6 +182,58 @@ def wait_watching(
     if plan.outcome(task) == "error":
         raise finished_with_error(task, (yield from tail(task)))
     return task.status
+
+
+# -- readiness for calls -----------------------------------------------------------------------
+
+#: what a readiness wait asks the server to answer at: ready, or never to be (a stop; an end
+#: the server answers at anyway)
+READY_UNTIL = "ready,terminating"
+
+
+def is_ready_for_api_calls(task_id: int) -> Op[bool]:
+    """The app of ``task_id`` said it is ready for calls and runs unstopped; False for a task
+    that is not running, not ready, or not found (as the reference answers)."""
+    try:
+        task = yield from get(task_id)
+    except NotFoundError:
+        return False
+    return ready_for_calls(task)
+
+
+def wait_until_ready_for_api_calls(
+    task_id: int, attempts: int | None, attempt_delay_sec: float | None, max_poll_sec: float
+) -> Op[bool]:
+    """True once the app is ready for calls; False when ``attempts x attempt_delay_sec``
+    seconds pass first, or the session stops or ends without being ready, or is not found.
+
+    Pushed: long-polls answered the moment the app says it is ready (``until=ready``), not a
+    look every ``attempt_delay_sec``; a server restart meanwhile is ridden out.
+    """
+    deadline = time.monotonic() + ready_budget(attempts, attempt_delay_sec)
+    failures = 0
+    while True:
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            result: WaitResult | None = yield from poll(
+                task_id, READY_UNTIL, min(max_poll_sec, remaining)
+            )
+        except NotFoundError:
+            return False
+        except _RECONNECT:
+            result = None
+        if result is not None:
+            failures = 0
+            if ready_for_calls(result.task):
+                return True
+            if never_ready(result.task):
+                return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if result is None:
+            yield Sleep(min(backoff_delay(failures, RECONNECT_CAP_S), remaining))
+            failures += 1
 
 
 def tail(task: TaskInfo) -> Op[list[LogLine]]:

@@ -71,6 +71,21 @@ def parse_statuses(raw: str | None, field: str) -> list[Status]:
     return out
 
 
+#: a ``wait`` condition beside the statuses: the app said it is ready for calls
+READY = "ready"
+
+
+def parse_until(raw: str | None) -> tuple[set[Status], bool]:
+    """``until`` of a wait: statuses, and ``ready`` (the app said it is ready for calls)."""
+    parts = [part.strip().lower() for part in (raw or "").split(",")]
+    ready = READY in parts
+    try:
+        statuses = parse_statuses(",".join(p for p in parts if p != READY), "until")
+    except BadRequestError as exc:
+        raise BadRequestError(f"{exc.message}, or {READY!r}", field="until") from None
+    return set(statuses), ready
+
+
 @router.post("/tasks", response_model=SessionStarted, status_code=201)
 async def start(request: Request, body: TaskStart) -> Response:
     files_dir = context(request).settings.files_dir
@@ -172,22 +187,30 @@ async def wait(
     until: str | None = None,
     timeout: float = Query(default=25.0, ge=0, le=600),
 ) -> Response:
-    """Long-poll: answers the moment the status is one of ``until`` or terminal."""
-    wanted = set(parse_statuses(until, "until")) | TERMINAL
+    """Long-poll: answers the moment the status is one of ``until`` or terminal, or, with
+    ``ready`` in ``until``, the moment the app says it is ready for calls (``task.ready``)."""
+    statuses, ready = parse_until(until)
+    wanted = statuses | TERMINAL
     # woken only by the statuses it answers at, not by every step on the way to them
-    status_keys = sorted(keys.task_status(task_id, st) for st in wanted)
+    wake = sorted(keys.task_status(task_id, st) for st in wanted)
+    if ready:
+        wake.append(keys.task_ready(task_id))
     ctx = context(request)
     read_task = _task_reader(task_id)
     follow = Follow(
         ctx.notifier,
-        status_keys,
+        wake,
         lambda _: aread(request, read_task),
         timeout=min(timeout, ctx.settings.poll_timeout_s),
         request=request,
         team_of=_team_of_task,
     )
-    info = await follow.until(lambda info: info.status in wanted)
-    return json_response(WaitResult(task=info, timed_out=info.status not in wanted))
+
+    def done(info: TaskInfo) -> bool:
+        return info.status in wanted or (ready and info.ready)
+
+    info = await follow.until(done)
+    return json_response(WaitResult(task=info, timed_out=not done(info)))
 
 
 @router.get(

@@ -99,8 +99,14 @@ _RESOLVE = (
 
 def authenticate(s: Session, token: str) -> Principal:
     """Resolve a bearer token to the principal it acts as, or refuse it."""
+    return authenticate_hash(s, hash_token(token), token)
+
+
+def authenticate_hash(s: Session, token_hash: str, token: str = "") -> Principal:
+    """``authenticate`` by the token's stored hash (an app page's cookie, signed with it,
+    names the token by id and proves it was made by its holder: ``services/app_pages.py``)."""
     # on the connection: plain columns need none of the ORM's execution machinery
-    row = s.connection().execute(_RESOLVE, {"hash": hash_token(token)}).first()
+    row = s.connection().execute(_RESOLVE, {"hash": token_hash}).first()
     if row is not None and row.disabled and row.kind != "agent":
         raise AuthenticationError(
             "The user this token acts for is disabled; an instance admin can enable it again "

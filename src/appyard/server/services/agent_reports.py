@@ -88,7 +88,7 @@ def agent_event(s: Session, p: Principal, *, task_id: int, ev: TaskEvent) -> Tas
         new = Status.STOPPED if status is Status.TERMINATING else Status.ERROR
         error = error_text(s, task_id=t.id, reason=reason) if new is Status.ERROR else None
         return task_info(move(s, t, new, error=error, stop_delivered=True))
-    if ev.stopped and status in (Status.STARTED, Status.DEPLOYED):
+    if ev.stopped and status is Status.STARTED:
         t = move(s, t, Status.TERMINATING)
         status = Status.TERMINATING
     new = status_after_exit(status, ev.exit_code)

@@ -1,5 +1,5 @@
 """What the app of a session reports of itself, with its own task token: progress, outputs,
-and that it is ready for calls (a serving app: ``deployed``)."""
+and that it is ready for calls (a serving app: ``ready``, while it stays ``started``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from appyard.domain.status import Status
-from appyard.errors import BadRequestError, PermissionDeniedError
+from appyard.errors import BadRequestError, ConflictError, PermissionDeniedError
 from appyard.schemas.tasks import OutputsUpdate, ProgressUpdate, ReadyUpdate, TaskInfo
 from appyard.server import keys
 from appyard.server.db.models import Task, utcnow
@@ -17,7 +17,7 @@ from appyard.server.notifier import emit
 from appyard.server.security import Principal
 from appyard.server.services.access import get_task
 from appyard.server.services.files import TeamFiles, normalize
-from appyard.server.services.task_rows import move, task_keys
+from appyard.server.services.task_rows import mark_ready, read_row, task_keys
 from appyard.server.services.tasks import task_info
 
 
@@ -78,8 +78,19 @@ def set_outputs(
 
 
 def set_ready(s: Session, p: Principal, *, task_id: int, body: ReadyUpdate) -> TaskInfo:
+    """The app is ready for calls: ``ready`` on the task, which stays ``started``. Said again
+    (a retried call, a new page URL): the same answer, ``ready_at`` kept from the first."""
     t = _own_task(s, p, task_id)
-    if Status(t.status) is Status.DEPLOYED:
+    if t.ready and t.ready_url == body.url:
         return task_info(t)
-    move(s, t, Status.DEPLOYED, ready_url=body.url)
-    return task_info(t)
+    row = mark_ready(s, t.id, body.url) if Status(t.status) is Status.STARTED else None
+    if row is None:
+        now = read_row(s, t.id)
+        status = Status(now.status) if now is not None else Status(t.status)
+        raise ConflictError(
+            f"Task {t.id} is {status}; only a running (started) session can say it is ready "
+            "for calls. Call session.ready() from the app once it serves, while it runs.",
+            field="status",
+            details={"status": str(status)},
+        )
+    return task_info(row)

@@ -20,12 +20,12 @@ from appyard.server.security import Principal
 from appyard.server.services.access import get_task
 
 #: statuses in which the app process runs (``terminating``: it is being stopped)
-RUNNING = frozenset({Status.STARTED, Status.DEPLOYED})
+RUNNING = frozenset({Status.STARTED})
 
 
 def is_ready(task: Any) -> bool:
-    """The app said it is ready for calls (``AppSession.ready()``)."""
-    return Status(task.status) is Status.DEPLOYED or getattr(task, "ready", None) is True
+    """The app said it is ready for calls (``AppSession.ready()``) and still runs unstopped."""
+    return Status(task.status) in RUNNING and bool(task.ready)
 
 
 def request_target(s: Session, p: Principal, *, task_id: int) -> int:
@@ -47,10 +47,7 @@ def request_target(s: Session, p: Principal, *, task_id: int) -> int:
             todo = "start a new session of the app"
         else:
             what = f"has not started yet ({status.value})"
-            todo = (
-                f"wait until it is ready: api.task.wait({task_id}, 'deployed'), or "
-                "api.app.wait_until_ready_for_api_calls"
-            )
+            todo = f"wait until it is ready: api.app.wait_until_ready_for_api_calls({task_id})"
         raise ApiError(
             f"Task {task_id} is not running: it {what}; {todo}.",
             status_code=409,
@@ -62,7 +59,7 @@ def request_target(s: Session, p: Principal, *, task_id: int) -> int:
         raise ApiError(
             f"Task {task_id} is running but its app has not said it is ready for calls yet "
             "(a serving app calls session.ready() once its handlers serve). Wait for it: "
-            f"api.task.wait({task_id}, 'deployed').",
+            f"api.app.wait_until_ready_for_api_calls({task_id}).",
             status_code=409,
             code="not_ready",
             field="task_id",

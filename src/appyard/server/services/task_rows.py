@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeAlias, cast
 
-from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy import Row, Table, bindparam, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -35,7 +35,6 @@ AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 TIMESTAMP_OF: dict[Status, str] = {
     Status.CONSUMED: "consumed_at",
     Status.STARTED: "started_at",
-    Status.DEPLOYED: "deployed_at",
     Status.TERMINATING: "terminating_at",
     Status.FINISHED: "ended_at",
     Status.ERROR: "ended_at",
@@ -64,6 +63,18 @@ _MOVE = (
     .returning(*TASKS.c)
 )
 _SET = TASKS.update().where(TASKS.c.id == bindparam("_id")).returning(*TASKS.c)
+#: the app of a running session says it is ready for calls (``ready_at``: the first time)
+_READY = (
+    TASKS.update()
+    .where(TASKS.c.id == bindparam("_id"), TASKS.c.status == Status.STARTED.value)
+    .values(
+        ready=True,
+        ready_at=func.coalesce(TASKS.c.ready_at, bindparam("_now", type_=TASKS.c.ready_at.type)),
+        ready_url=bindparam("_url"),
+        updated_at=bindparam("_now"),
+    )
+    .returning(*TASKS.c)
+)
 _REVOKE = TOKENS.update().where(TOKENS.c.task_id == bindparam("_task")).values(revoked=True)
 #: a pipeline's task ended: the engine advances its run (``services/pipeline_engine.py``)
 _OUTBOX = cast(Table, PipelineOutbox.__table__).insert()
@@ -90,6 +101,8 @@ def moved(s: Session, task_id: int, old: Status, new: Status, **fields: Any) -> 
     table); the row after it, or None when the task is no longer ``old``."""
     now = utcnow()
     values: dict[str, Any] = {"status": new.value, "updated_at": now, **fields}
+    if old is Status.STARTED:
+        values.setdefault("ready", False)  # ready for calls only while it runs unstopped
     stamp = TIMESTAMP_OF.get(new)
     if stamp and stamp not in values:
         values[stamp] = now
@@ -107,6 +120,15 @@ def moved(s: Session, task_id: int, old: Status, new: Status, **fields: Any) -> 
                 _OUTBOX, {"run_id": row.pipeline_run_id, "task_id": task_id, "created_at": now}
             )
             emit(s, keys.pipelines_due())
+    return row
+
+
+def mark_ready(s: Session, task_id: int, url: str | None) -> AnyRow | None:
+    """The task is ready for calls (and its page at ``url``) if it is still ``started``; the
+    row after it, or None when it is not. Wakes its waiters (``wait?until=ready`` too)."""
+    row = s.connection().execute(_READY, {"_id": task_id, "_url": url, "_now": utcnow()}).first()
+    if row is not None:
+        emit(s, *task_keys(row), keys.task_ready(task_id))
     return row
 
 

@@ -61,7 +61,24 @@ def big(state):
     return {"data": "x" * int(state["n"]), "got": len(state.get("payload", ""))}
 
 
-if session.state.get("ready", True):
+def _hold(ready_marker: str, exit_marker: str | None) -> None:
+    """Serve, unready, until the test creates ``ready_marker`` (then say ready and serve on) or
+    ``exit_marker`` (then exit with the code written in it, never having been ready); paths
+    relative to the app's work folder, its cwd."""
+    session.serve()
+    while True:
+        if os.path.exists(ready_marker):
+            session.serve_forever()
+            return
+        if exit_marker and os.path.exists(exit_marker):
+            with open(exit_marker) as f:
+                raise SystemExit(int(f.read().strip() or 0))
+        time.sleep(0.02)
+
+
+if session.state.get("ready_marker"):
+    _hold(session.state["ready_marker"], session.state.get("exit_marker"))
+elif session.state.get("ready", True):
     session.serve_forever()
 else:
     session.serve()  # serving, but never says it is ready

@@ -8,7 +8,6 @@ export const STATUSES = [
   "queued",
   "consumed",
   "started",
-  "deployed",
   "terminating",
   "finished",
   "error",
@@ -18,6 +17,14 @@ export const ACTIVE = STATUSES.filter((s) => !TERMINAL.has(s));
 
 export function statusBadge(status) {
   return h("span", { class: `status status-${status}`, "data-status": status }, status);
+}
+
+/** A task's status badge, and ``ready`` beside it once a serving app said it is ready for
+ * calls (it stays ``started``; ``ready`` is a flag of the task, not a status). */
+export function taskBadges(task) {
+  const badges = [statusBadge(task.status)];
+  if (task.ready) badges.push(h("span", { class: "status status-ready", "data-ready": "true", title: "ready for calls" }, "ready"));
+  return badges;
 }
 
 export function agentBadge(status) {

@@ -2,7 +2,7 @@
 
 import { session } from "../../lib/account.js";
 import { h } from "../../lib/dom.js";
-import { TERMINAL, statusBadge } from "../../lib/status.js";
+import { TERMINAL, taskBadges } from "../../lib/status.js";
 import { crumbs } from "../../lib/views.js";
 
 export function sessionHead(id) {
@@ -21,7 +21,7 @@ export function sessionHead(id) {
       document.title = `#${task.id} ${task.name} · appyard`;
     },
     showStatus(task) {
-      statusSlot.replaceChildren(statusBadge(task.status));
+      statusSlot.replaceChildren(...taskBadges(task));
       stopBtn.hidden = !(session.can("developer") && !TERMINAL.has(task.status) && task.status !== "terminating");
     },
     /** Move focus to the status (Stop, which had it, may hide). */

@@ -8,7 +8,7 @@ const TIMELINE = [
   ["created_at", "queued"],
   ["consumed_at", "consumed"],
   ["started_at", "started"],
-  ["deployed_at", "deployed"],
+  ["ready_at", "ready"], // a serving app said it is ready for calls (a flag, not a status)
   ["terminating_at", "terminating"],
   ["ended_at", null], // named by the final status
 ];

@@ -2,7 +2,7 @@
 
 import { h } from "../../lib/dom.js";
 import { fmtDuration, fmtTime, progressText } from "../../lib/format.js";
-import { statusBadge } from "../../lib/status.js";
+import { taskBadges } from "../../lib/status.js";
 
 const startOf = (t) => t.started_at || t.created_at;
 
@@ -52,8 +52,8 @@ export function fillRow(row, task, names) {
   const old = row.filled;
   const { cells } = row;
   row.task = task;
-  if (!old || old.status !== task.status) {
-    cells.status.replaceChildren(statusBadge(task.status));
+  if (!old || old.status !== task.status || old.ready !== task.ready) {
+    cells.status.replaceChildren(...taskBadges(task));
     row.tr.dataset.status = task.status;
   }
   cells.app.textContent = names.module(task.module_id);
