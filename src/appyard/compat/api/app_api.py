@@ -10,7 +10,6 @@ from typing import Any
 from appyard.compat._errors import NotSupportedError, refused
 from appyard.compat._records import AppInfo, apply_filters, iso
 from appyard.compat.api.task_api import TaskApi
-from appyard.domain.status import TERMINAL
 from appyard.domain.status import Status as _Status
 from appyard.errors import AppyardError, NotFoundError
 from appyard.schemas.tasks import TaskInfo as OurTask
@@ -331,13 +330,10 @@ class AppApi(TaskApi):
     # -- readiness ------------------------------------------------------------------------------
 
     def is_ready_for_api_calls(self, task_id: int) -> bool:
-        """True when the session runs and said it is ready (``deployed``); False otherwise,
-        also for an unknown task (the reference answers False on any failure)."""
-        ours = getattr(self._ay.task, "is_ready_for_api_calls", None)
+        """True when the session runs and said it is ready (its ``ready`` flag); False
+        otherwise, also for an unknown task (the reference answers False on any failure)."""
         try:
-            if ours is not None:
-                return bool(ours(task_id))
-            return self._ay.task.get_status(task_id) == _Status.DEPLOYED
+            return bool(self._ay.task.is_ready_for_api_calls(task_id))
         except AppyardError:
             return False
 
@@ -346,16 +342,9 @@ class AppApi(TaskApi):
     ) -> bool:
         """Wait (pushed, not polled) up to ``attempts * attempt_delay_sec`` seconds for the
         session to be ready; True when it is, False when time ran out or it ended."""
-        ours = getattr(self._ay.app, "wait_until_ready_for_api_calls", None)
-        if ours is not None:
-            return bool(ours(task_id, attempts, attempt_delay_sec))
-        try:
-            status = self._ay.task.wait(
-                task_id, _Status.DEPLOYED, attempts, attempt_delay_sec or 10
-            )
-        except AppyardError:
-            return False
-        return status == _Status.DEPLOYED and status not in TERMINAL
+        return bool(
+            self._ay.app.wait_until_ready_for_api_calls(task_id, attempts, attempt_delay_sec)
+        )
 
     def get_session_token(self, slug: str) -> str:
         raise NotSupportedError(

@@ -144,7 +144,7 @@ class TaskApi(ModuleBase):
         return out[-limit:] if limit else out
 
     def is_running(self, task_id: int) -> bool:
-        return self.get_status(task_id) in (_Status.STARTED, _Status.DEPLOYED)
+        return self.get_status(task_id) == _Status.STARTED
 
     def is_ready(self, task_id: int) -> bool:
         return self._api.app.is_ready_for_api_calls(task_id)
@@ -211,7 +211,8 @@ class TaskApi(ModuleBase):
         return self._ay.task.stop(id)
 
     def update_status(self, task_id: int, status: _Status | str) -> None:
-        """``deployed``: the app says it is ready (started -> deployed); ``stopped`` /
+        """``deployed``: the app says it is ready (its ``ready`` flag; it stays ``started``);
+        ``stopped`` /
         ``terminating``: a stop. ``finished`` and ``error`` follow the app's exit in appyard
         (exit 0 / non-zero), so they are refused with ``NotSupportedError``."""
         value = str(status)
