@@ -11,7 +11,9 @@ invocation on the same ``up`` and alternated round by round (``--runs``):
    ``bench/latency.py`` does). Split at the server's timestamps: ``a``'s exit → ``a`` ended
    (the agent's report), → ``b`` queued (the engine), → ``b``'s first line (the agent's poll,
    the supervisor, the sandbox, the interpreter). For scale, a plain ``api.app.start()`` → the
-   app's first line, one session after another.
+   app's first line, one session after another; and a plain session's queued → first line
+   (measured as ``b``'s is), on the chosen agent and with ``agent_id=None`` (the team's queue,
+   which a step with ``agent: any`` takes). ``--handoff-only`` measures this part alone.
 2. **Fan-out**: one run of one ``for_each`` step over ``--items`` items (``max_parallel: 8``)
    of a one-line app on ``up --slots 8``, sessions/s from ``api.pipeline.run`` sent to
    ``api.pipeline.wait`` returned; against the same number of plain sessions from 8 client
@@ -23,7 +25,8 @@ invocation on the same ``up`` and alternated round by round (``--runs``):
    only the run grows: what grows per step with the run's size is the engine's (or the run's
    readers'). ``--wide`` also measures one ``for_each`` step of 10 and 1,000 items.
 
-Run: ``python bench/pipeline.py [--runs 3] [--handoffs 30] [--items 200] [--quick]``.
+Run: ``python bench/pipeline.py [--runs 3] [--handoffs 30] [--items 200] [--quick]
+[--handoff-only]``.
 """
 
 from __future__ import annotations
@@ -119,6 +122,8 @@ class Handoffs:
     engine: list[float] = field(default_factory=list)  # a ended -> b queued
     start: list[float] = field(default_factory=list)  # b queued -> b's first line
     plain: list[float] = field(default_factory=list)  # api.app.start() -> first line
+    plain_start: list[float] = field(default_factory=list)  # its queued -> its first line
+    any_start: list[float] = field(default_factory=list)  # the same, agent_id=None
 
 
 def handoffs(
@@ -134,16 +139,24 @@ def handoffs(
         out.report.append(epoch(ta.ended_at) - sa["ends"])
         out.engine.append(epoch(tb.created_at) - epoch(ta.ended_at))
         out.start.append(sb["began"] - epoch(tb.created_at))
-        # a plain session, for scale: start -> the app's first line
-        t0 = time.time()
-        session = api.app.start(
-            agent_id=local.agent_id,
-            module_id=module_id,
-            workspace_id=local.workspace_id,
-            params={"stamp": STAMP},
-        )
-        api.app.wait(session.task_id, target_status=ay.Status.FINISHED)
-        out.plain.append(tasks.stamp(session.task_id)["began"] - t0)
+        # plain sessions, for scale: start -> the app's first line, and queued -> first line
+        # (as b's is measured), on the chosen agent and on any (the team's queue, as b's)
+        for agent_id in (local.agent_id, None):
+            t0 = time.time()
+            session = api.app.start(
+                agent_id=agent_id,
+                module_id=module_id,
+                workspace_id=local.workspace_id,
+                params={"stamp": STAMP},
+            )
+            api.app.wait(session.task_id, target_status=ay.Status.FINISHED)
+            began = tasks.stamp(session.task_id)["began"]
+            queued = began - epoch(api.task.get(session.task_id).created_at)
+            if agent_id is None:
+                out.any_start.append(queued)
+            else:
+                out.plain.append(began - t0)
+                out.plain_start.append(queued)
     return out
 
 
@@ -281,6 +294,7 @@ def main() -> None:
     parser.add_argument("--short-runs", type=int, default=10, help="runs of the short chain")
     parser.add_argument("--wide", action="store_true", help="also a for_each of --short/--chain")
     parser.add_argument("--quick", action="store_true", help="1 round, 80 items, chain of 200")
+    parser.add_argument("--handoff-only", action="store_true", help="only the hand-off (1.)")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.items, args.chain = 1, 80, 200
@@ -299,8 +313,9 @@ def main() -> None:
         two_id = api.pipeline.create(local.team_id, two).id
         # warm up: releases in the agent's cache, the server's code paths, connections
         handoffs(local, api, tasks, two_id, noop, 3)
-        one_run(local, one, SLOTS, SLOTS)
-        fan_out(local, api, tasks, SLOTS, "warm-up")
+        if not args.handoff_only:
+            one_run(local, one, SLOTS, SLOTS)
+            fan_out(local, api, tasks, SLOTS, "warm-up")
         print(
             f"appyard {ay.__version__}, {os.cpu_count()} cores, SQLite, through appyard up "
             f"--slots {SLOTS}; {args.runs} rounds, alternated",
@@ -309,6 +324,13 @@ def main() -> None:
         short, long_ = chain(args.short), chain(args.chain)
         for r in range(args.runs):
             got = Round(handoffs(local, api, tasks, two_id, noop, args.handoffs))
+            if args.handoff_only:
+                rounds.append(got)
+                print(
+                    f"round {r + 1}: hand-off p50 {ms(pct(got.handoff.total, 0.5)):.1f} ms",
+                    flush=True,
+                )
+                continue
             both = alternated(
                 r,
                 [
@@ -378,8 +400,16 @@ def report(rounds: list[Round], bare: list[float], args: argparse.Namespace) -> 
             ),
             ("plain api.app.start() -> first line, p50", hand(lambda h: h.plain, 0.5), "ms"),
             ("  beyond start-up, p50", hand(lambda h: h.plain, 0.5, boot), "ms"),
+            ("  its queued -> its first line, p50", hand(lambda h: h.plain_start, 0.5), "ms"),
+            (
+                "  the same with agent_id=None (the team's queue, as b), p50",
+                hand(lambda h: h.any_start, 0.5),
+                "ms",
+            ),
         ],
     )
+    if args.handoff_only:
+        return
     fans = [r.fan for r in rounds if r.fan is not None]
     plains = [r.plain for r in rounds if r.plain is not None]
     table(

@@ -18,6 +18,9 @@ Key = NewType("Key", str)
 
 #: the prefix of the keys that wake ONE waiter at a time, passed on in a wave (``notifier``)
 QUEUE = "queue:"
+#: the pipeline engine's key (``pipelines_due``), bare or with a run after a colon
+PIPELINES_DUE = "pipelines-due"
+_PIPELINES_DUE_RUN = PIPELINES_DUE + ":"
 
 
 def task(task_id: int) -> Key:
@@ -66,10 +69,24 @@ def pipeline_run(run_id: int) -> Key:
     return Key(f"pipeline-run:{run_id}")
 
 
-def pipelines_due() -> Key:
-    """A task of a pipeline run ended, or a run's timer moved earlier: the pipeline engine of
-    every replica looks for runs to advance (one of them gets each run's lock)."""
-    return Key("pipelines-due")
+def pipelines_due(run_id: int | None = None) -> Key:
+    """For the pipeline engine of every replica. With a run: a task of that run ended (its
+    outbox row is committed), and the engine advances that run at once (one replica gets its
+    lock). Bare: a run's timer moved earlier; the engine looks at every run and its timers.
+    The engine follows the bare key; a run's key wakes it too (``also_wakes``)."""
+    return Key(PIPELINES_DUE if run_id is None else f"{PIPELINES_DUE}:{run_id}")
+
+
+def due_run(key: str) -> int | None:
+    """The run a ``pipelines_due`` key names; None for the bare key (or another kind)."""
+    head, sep, tail = key.partition(":")
+    return int(tail) if sep and head == PIPELINES_DUE and tail.isdigit() else None
+
+
+def also_wakes(key: str) -> Key | None:
+    """The key whose waiters ``key`` wakes besides its own: a run's ``pipelines_due`` wakes
+    the engine, which follows the bare one and reads the run from the key it is handed."""
+    return Key(PIPELINES_DUE) if key.startswith(_PIPELINES_DUE_RUN) else None
 
 
 def credential(token_hash: str) -> Key:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from appyard.server.keys import QUEUE, Key
+from appyard.server.keys import QUEUE, Key, also_wakes
 
 log = logging.getLogger("appyard.server.notifier")
 CHANNEL = "appyard"
@@ -137,6 +137,10 @@ class Notifier:
                 continue
             for sub in tuple(self._subs.get(key, ())):
                 sub.fire(key)
+            also = also_wakes(key)
+            if also is not None:  # (handed the key itself: it says which)
+                for sub in tuple(self._subs.get(also, ())):
+                    sub.fire(key)
 
     def _fire_one(self, key: str, wave: Wave) -> None:
         """Wake the longest-waiting waiter of ``key`` that this wave has not woken yet."""

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -234,22 +235,25 @@ async def resume(request: Request, run_id: PathId) -> Response:
 
 
 async def engine_loop(ctx: ServerContext) -> None:
-    """The pipeline engine in this server: a look (``pipeline_engine.drain``) at start-up
-    (what a crash left: ended tasks not yet advanced, timers), then after every wake of
-    ``keys.pipelines_due`` (a run's task ended, here or on another replica) or when the
-    earliest timer is due. Never a poll on a timer: the sleep is until the next due time."""
-    files_dir = ctx.settings.files_dir
+    """The pipeline engine in this server (``pipeline_engine.Engine``): a look at every run at
+    start-up (what a crash left: ended tasks not yet advanced, timers); then, at each wake, the
+    runs it names (``keys.pipelines_due(run_id)``: a task of that run ended, here or on another
+    replica) at once, and every run when a timer moved (the bare key), when the earliest
+    timer is due, and every ``SWEEP_S``. Never a poll on a timer: the sleep is until the next
+    due time."""
+    engine = pipeline_engine.Engine(ctx.db, ctx.settings.files_dir)
     with ctx.notifier.subscribe(keys.pipelines_due()) as sub:
         while True:
-            sub.take()
+            fired = sub.take()
+            run_ids = [r for r in map(keys.due_run, fired) if r is not None]
+            scan = keys.pipelines_due() in fired
             try:
-                sleep_s = await anyio.to_thread.run_sync(
-                    lambda: pipeline_engine.drain(ctx.db, files_dir=files_dir)
-                )
+                sleep_s = await anyio.to_thread.run_sync(partial(engine.look, run_ids, scan=scan))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("the pipeline engine's look failed; looking again soon")
+                engine.scan_at = 0.0
                 sleep_s = pipeline_engine.RETRY_S
             if sub.closing:
                 return

@@ -1,9 +1,11 @@
 """The pipeline engine: advances runs, the server's own work (no client needs to stay).
 
 When a task of a run ends, its last transition (``task_rows.moved``) writes a row to
-``pipeline_outbox`` in the same transaction, and wakes the engine (``keys.pipelines_due``).
-The engine (``drain``, run by every replica) takes each run that has outbox rows or a due
-timer, locks the run's row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: one replica advances a
+``pipeline_outbox`` in the same transaction, and wakes the engine with the run's id
+(``keys.pipelines_due(run_id)``). The engine (``Engine.look``, run by every replica) advances
+the runs its wakes name at once; at start-up, when a timer is due, after a failure, and every
+``SWEEP_S`` (a safety net) it also looks for every run with outbox rows or a due timer. It
+locks the run's row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: one replica advances a
 given run; SQLite has one writer anyway), and in one transaction: reads and deletes those
 rows, ends the attempts, decides retries, and starts what comes next through the same path as
 ``POST /tasks`` (``task_start.start``), each attempt with the idempotency key
@@ -22,14 +24,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import delete, distinct, func, select
+from sqlalchemy import Table, bindparam, distinct, func, select
 from sqlalchemy.orm import Session
 
 from appyard.domain.expressions import ExpressionError, Scope, StepResult, find_refs, gather
@@ -66,7 +70,7 @@ from appyard.server.notifier import emit
 from appyard.server.security import Principal
 from appyard.server.services import task_start
 from appyard.server.services.ecosystem import runs_in_team
-from appyard.server.services.task_rows import read_row
+from appyard.server.services.task_rows import OUTBOX_WRITES, read_row
 from appyard.server.services.tasks import stop_session
 
 log = logging.getLogger("appyard.server.pipelines")
@@ -83,6 +87,13 @@ PASSED_S = 0.1
 MAX_ROUNDS = 10_000
 
 _ACTIVE_ATTEMPT = ("pending", "running")
+_OUTBOX = cast(Table, PipelineOutbox.__table__)
+#: a run's outbox rows, read and deleted in one statement (under the run's lock)
+_TAKE_OUTBOX = (
+    _OUTBOX.delete()
+    .where(_OUTBOX.c.run_id == bindparam("run_id"))
+    .returning(_OUTBOX.c.id, _OUTBOX.c.task_id)
+)
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,19 @@ class _Advance:
     by_id: dict[int, PipelineStep] = field(default_factory=dict)
     results: dict[str, StepResult] = field(default_factory=dict)
     principal: Principal | str | None = None
+    #: the session's count of outbox rows written when the outbox was read last (None: not
+    #: read yet)
+    outbox_mark: int | None = None
+    #: the run may have timers: it had one when this advance began, or one was set since
+    timers: bool = False
+
+    def __post_init__(self) -> None:
+        self.timers = self.run.due_at is not None
+
+    def timer_set(self) -> None:
+        """An attempt's timer was set: the run is due now (``finish`` sets its real time)."""
+        self.timers = True
+        self.run.due_at = self.now
 
     # -- step rows -------------------------------------------------------------------------
 
@@ -201,7 +225,9 @@ class _Advance:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def run_rounds(self) -> None:
+    def run_rounds(self, *, changed: bool = True) -> None:
+        """Rounds until nothing moves; then the run's status, timer and wake (``finish``),
+        unless nothing moved and the caller ``changed`` nothing (a wake already advanced)."""
         for _ in range(MAX_ROUNDS):
             moved = self.drain_outbox()
             moved = self.fire_timers() or moved
@@ -211,26 +237,28 @@ class _Advance:
                 self.frontier.clear()
             if not moved:
                 break
-        self.finish()
+            changed = True
+        if changed:
+            self.finish()
 
     def drain_outbox(self) -> bool:
-        found = self.s.execute(
-            select(PipelineOutbox.id, PipelineOutbox.task_id)
-            .where(PipelineOutbox.run_id == self.run.id)
-            .order_by(PipelineOutbox.id)
-        ).all()
-        if not found:
+        written = self.s.info.get(OUTBOX_WRITES, 0)
+        if written == self.outbox_mark:
+            # read already, and this transaction wrote no row since: a row another one commits
+            # now comes with its own wake (``keys.pipelines_due(run)``), after which the engine
+            # advances this run again
             return False
-        self.s.execute(delete(PipelineOutbox).where(PipelineOutbox.id.in_([r.id for r in found])))
-        for r in found:
+        self.outbox_mark = written
+        found = self.s.connection().execute(_TAKE_OUTBOX, {"run_id": self.run.id}).all()
+        for r in sorted(found):  # in the order the tasks ended
             self.task_ended(r.task_id)
-        return True
+        return bool(found)
 
     def fire_timers(self) -> bool:
         due = self.run.due_at
         if due is None or due > self.now:
             return False
-        self.run.due_at = None  # (finish sets the next one)
+        self.run.due_at = None  # (finish sets the next one: this counts as a move)
         fired = list(
             self.s.scalars(
                 select(PipelineAttempt)
@@ -245,7 +273,7 @@ class _Advance:
             elif att.status == "running" and att.task_id is not None:
                 att.timed_out = True
                 stop_session(self.s, task_id=att.task_id)
-        return bool(fired)
+        return True
 
     def finish(self) -> None:
         run = self.run
@@ -258,10 +286,12 @@ class _Advance:
                 run.status = RunState.FINISHED.value
                 run.error = None
             run.ended_at = self.now
-        self.s.flush()
-        next_timer = self.s.scalar(
-            select(func.min(PipelineAttempt.timer_at)).where(PipelineAttempt.run_id == run.id)
-        )
+        next_timer = None
+        if self.timers:  # (else none before and none set since: none now, without asking)
+            self.s.flush()
+            next_timer = self.s.scalar(
+                select(func.min(PipelineAttempt.timer_at)).where(PipelineAttempt.run_id == run.id)
+            )
         if next_timer != run.due_at:
             run.due_at = next_timer
             if next_timer is not None:
@@ -330,7 +360,7 @@ class _Advance:
                     nxt.timer_at = None
                     self.start_attempt(row, nxt)
                 else:
-                    self.run.due_at = self.now  # finish() sets the real next timer
+                    self.timer_set()
                 return
         row.units_open -= 1
         if end in ("error", "timeout"):
@@ -612,7 +642,7 @@ class _Advance:
         att.started_at = self.now
         if spec.timeout_s is not None:
             att.timer_at = self.now + timedelta(seconds=spec.timeout_s)
-            self.run.due_at = self.now  # finish() sets the real next timer
+            self.timer_set()
         if Status(started.status) in TERMINAL:  # (a start retried after its end)
             self.task_ended(started.task_id)
 
@@ -625,7 +655,7 @@ def advance(
     a = _Advance(s, run, compiled(s, run.pipeline_id), files_dir)
     if start:
         a.frontier |= start
-    a.run_rounds()
+    a.run_rounds(changed=start is not None)  # (a new or resumed run changed already)
 
 
 def stop_run(s: Session, run: PipelineRun, *, files_dir: Path) -> None:
@@ -702,32 +732,75 @@ def _runs_to_advance(db: Database) -> list[int]:
     return list(dict.fromkeys([*ended, *due]))
 
 
-def advance_one(db: Database, run_id: int, *, files_dir: Path) -> None:
-    """Advance one run in its own transaction, unless another replica holds it now."""
+def advance_one(db: Database, run_id: int, *, files_dir: Path) -> datetime | None:
+    """Advance one run in its own transaction, unless another replica holds it now. Answers
+    the run's next timer (None: none, or not advanced here)."""
     with db.session() as s:
         run = lock_run(s, run_id, skip_locked=True)
-        if run is not None:
-            advance(s, run, files_dir=files_dir)
+        if run is None:
+            return None
+        advance(s, run, files_dir=files_dir)
+        return run.due_at
 
 
-def drain(db: Database, *, files_dir: Path) -> float:
-    """One look of the engine: advance every run with ended tasks or a due timer. Answers
-    how long to sleep (until the earliest timer, at most ``SWEEP_S``; 0: more is waiting)."""
-    failed = False
-    while True:
-        run_ids = _runs_to_advance(db)
-        for run_id in run_ids:
-            try:
-                advance_one(db, run_id, files_dir=files_dir)
-            except Exception:
-                failed = True
-                log.exception("advancing pipeline run %s failed; trying again soon", run_id)
-        if len(run_ids) < DRAIN_BATCH or failed:
-            break
-    with db.reader() as s:
-        earliest = s.scalar(select(func.min(PipelineRun.due_at)))
-    wait = SWEEP_S
-    if earliest is not None:
-        # past already: another replica holds that run now; look again shortly
-        wait = min(wait, max(PASSED_S, (earliest - utcnow()).total_seconds()))
-    return min(wait, RETRY_S) if failed else wait
+@dataclass
+class Engine:
+    """The engine of one server process: what it knows between looks."""
+
+    db: Database
+    files_dir: Path
+    #: the earliest timer known (of the runs this engine advanced, or found by a scan)
+    next_due: datetime | None = None
+    #: when to look at every run again (``time.monotonic``): 0, at start-up, now
+    scan_at: float = 0.0
+
+    def look(self, run_ids: Iterable[int] = (), *, scan: bool = False) -> float:
+        """Advance ``run_ids`` (named by their wakes) at once; then, at start-up, when asked
+        (``scan``: a timer moved), when the earliest timer is due, after a failure, and every
+        ``SWEEP_S``, every run with ended tasks or a due timer. Answers how long to sleep
+        until the next look if no wake comes first."""
+        failed = False
+        for run_id in dict.fromkeys(run_ids):
+            failed = not self._advance(run_id) or failed
+            # (no query for the next timer here: the hand-off is committed, the next
+            # session queued; this run's own timer is the one that can have moved earlier)
+        now = utcnow()
+        if (
+            scan
+            or failed
+            or time.monotonic() >= self.scan_at
+            or (self.next_due is not None and self.next_due <= now)
+        ):
+            failed = not self._scan() or failed
+        wait = max(0.0, self.scan_at - time.monotonic())
+        if self.next_due is not None:
+            # past already: another replica holds that run now; look again shortly
+            wait = min(wait, max(PASSED_S, (self.next_due - utcnow()).total_seconds()))
+        if failed:
+            self.scan_at = 0.0  # the next look, at RETRY_S or at a wake, looks at every run
+            return min(wait, RETRY_S)
+        return wait
+
+    def _advance(self, run_id: int) -> bool:
+        try:
+            due = advance_one(self.db, run_id, files_dir=self.files_dir)
+        except Exception:
+            log.exception("advancing pipeline run %s failed; trying again soon", run_id)
+            return False
+        if due is not None and (self.next_due is None or due < self.next_due):
+            self.next_due = due
+        return True
+
+    def _scan(self) -> bool:
+        """Every run with ended tasks or a due timer; then the earliest timer of all runs."""
+        self.scan_at = time.monotonic() + SWEEP_S
+        ok = True
+        while True:
+            run_ids = _runs_to_advance(self.db)
+            for run_id in run_ids:
+                ok = self._advance(run_id) and ok
+            if len(run_ids) < DRAIN_BATCH or not ok:
+                break
+        with self.db.reader() as s:
+            self.next_due = s.scalar(select(func.min(PipelineRun.due_at)))
+        return ok

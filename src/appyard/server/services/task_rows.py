@@ -78,6 +78,9 @@ _READY = (
 _REVOKE = TOKENS.update().where(TOKENS.c.task_id == bindparam("_task")).values(revoked=True)
 #: a pipeline's task ended: the engine advances its run (``services/pipeline_engine.py``)
 _OUTBOX = cast(Table, PipelineOutbox.__table__).insert()
+#: ``Session.info`` counter of the outbox rows the session wrote (an advance reads the outbox
+#: again only after its own transaction wrote one: another's comes with its own wake)
+OUTBOX_WRITES = "pipeline_outbox_writes"
 
 
 def read_row(s: Session, task_id: int) -> AnyRow | None:
@@ -119,7 +122,8 @@ def moved(s: Session, task_id: int, old: Status, new: Status, **fields: Any) -> 
             db.execute(
                 _OUTBOX, {"run_id": row.pipeline_run_id, "task_id": task_id, "created_at": now}
             )
-            emit(s, keys.pipelines_due())
+            s.info[OUTBOX_WRITES] = s.info.get(OUTBOX_WRITES, 0) + 1
+            emit(s, keys.pipelines_due(row.pipeline_run_id))
     return row
 
 
