@@ -23,7 +23,6 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -42,11 +41,11 @@ from appyard.server.routes.deps import (
     in_thread,
     json_response,
 )
-from appyard.server.routes.requests import SMALL_ANSWER_BYTES
+from appyard.server.routes.requests import SMALL_ANSWER_BYTES, stream_failed
 from appyard.server.security import Principal
 from appyard.server.services import app_pages
 from appyard.server.services.accounts import authenticate
-from appyard.server.tunnel import ServerStream, StreamFailed, Tunnel, TunnelRegistry, tunnel_down
+from appyard.server.tunnel import ServerStream, StreamFailed, TunnelRegistry, tunnel_down
 
 log = logging.getLogger("appyard.server")
 router = APIRouter(tags=["app pages"])
@@ -371,7 +370,7 @@ async def app_page(task_id: PathId, path: str, request: Request) -> Response:
         handed_over = True
         return response
     except StreamFailed as exc:
-        raise _failed(tunnel, task_id, exc) from None
+        raise stream_failed(tunnel, task_id, exc, "The page of") from None
     finally:
         if not handed_over:
             upload.cancel()
@@ -455,55 +454,6 @@ def _set_headers(response: Response, headers: list[tuple[str, str]], *, keep_len
     if not keep_length:
         raw.append((b"content-length", str(len(response.body)).encode()))
     response.raw_headers = raw
-
-
-def _failed(tunnel: Tunnel, task_id: int, exc: StreamFailed) -> ApiError:
-    reset = exc.reset
-    details: dict[str, Any] = {"task_id": task_id, "agent_id": tunnel.agent_id}
-    what = reset.message or reset.code
-    if tunnel.closed:
-        return ApiError(
-            f"The page of task {task_id} was cut: {tunnel.down_message()}.",
-            status_code=502,
-            code="tunnel_lost",
-            details=details,
-        )
-    if reset.code == "not_here":
-        return ApiError(
-            f"Task {task_id} is not running on agent {tunnel.agent_id} ({what}).",
-            status_code=409,
-            code="not_running",
-            field="task_id",
-            details=details,
-        )
-    if reset.code == "app_unreachable":
-        return ApiError(
-            f"The app of task {task_id} does not answer on its port ({what}): is it a serving "
-            "app, and does it listen on APP_PORT?",
-            status_code=502,
-            code="app_unreachable",
-            details=details,
-        )
-    if reset.code == "app_timeout":
-        return ApiError(
-            f"The app of task {task_id} did not answer in time ({what}).",
-            status_code=504,
-            code="app_timeout",
-            details=details,
-        )
-    if reset.code == "too_many":
-        return ApiError(
-            f"Agent {tunnel.agent_id} forwards as many requests as it takes ({what}).",
-            status_code=429,
-            code="too_many_requests",
-            details={**details, "retry_after_s": 1},
-        )
-    return ApiError(
-        f"The page of task {task_id} failed on agent {tunnel.agent_id}: {what} ({reset.code}).",
-        status_code=502,
-        code="app_broken",
-        details=details,
-    )
 
 
 # -- the page's ticket (the web UI's "App page") ---------------------------------------------------

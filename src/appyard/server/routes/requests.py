@@ -90,7 +90,7 @@ async def send_request(request: Request, task_id: PathId, body: SessionRequest) 
     except TimeoutError:
         raise _timed_out(task_id, timeout) from None
     except StreamFailed as exc:
-        raise _failed(tunnel, task_id, exc) from None
+        raise stream_failed(tunnel, task_id, exc) from None
     finally:
         if not handed_over:
             await stream.cancel()
@@ -168,13 +168,17 @@ def _timed_out(task_id: int, timeout: float) -> ApiError:
     )
 
 
-def _failed(tunnel: Tunnel, task_id: int, exc: StreamFailed) -> ApiError:
+def stream_failed(
+    tunnel: Tunnel, task_id: int, exc: StreamFailed, subject: str = "The request into"
+) -> ApiError:
+    """The error for a tunnel stream that failed: the tunnel cut, the app gone, slow or busy.
+    ``subject`` names what failed (``The request into``, ``The page of``) before the task."""
     reset = exc.reset
     agent_id = tunnel.agent_id
     details = {"task_id": task_id, "agent_id": agent_id}
     if tunnel.closed:
         return ApiError(
-            f"The request into task {task_id} was cut: {tunnel.down_message()} while it was in "
+            f"{subject} task {task_id} was cut: {tunnel.down_message()} while it was in "
             "flight; the app may or may not have received it. Retry once the agent is back if "
             "the command is safe to repeat.",
             status_code=502,
@@ -215,7 +219,7 @@ def _failed(tunnel: Tunnel, task_id: int, exc: StreamFailed) -> ApiError:
             details={**details, "retry_after_s": 1},
         )
     return ApiError(
-        f"The request into task {task_id} failed on agent {agent_id}: {what} ({reset.code}).",
+        f"{subject} task {task_id} failed on agent {agent_id}: {what} ({reset.code}).",
         status_code=502,
         code="app_broken",
         details=details,
