@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
 from appyard.errors import ApiError
@@ -41,6 +42,7 @@ from appyard.server.routes.deps import bearer, check_token, context, principal_o
 from appyard.server.security import hash_token
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 #: what "fired" before the first look (a look that acts on what woke it, the poll, tells it so)
 FIRST = "first look"
@@ -263,6 +265,29 @@ def closing_event(exc: ApiError) -> str:
     """The last event of a stream whose look was refused."""
     body = {"status": exc.status_code, **exc.to_body()}
     return f"event: closed\ndata: {json.dumps(body)}\n\n"
+
+
+def snapshot_stream(follow: Follow[M], event: str, ended: Callable[[M], bool]) -> StreamingResponse:
+    """A watch: the followed object as ``event`` now and after every change (an unchanged
+    look sends nothing; changes faster than a client reads are coalesced to the newest), until
+    ``ended`` says so; then ``end``. Ended at shutdown, the client opens the watch again."""
+
+    async def events() -> AsyncIterator[str]:
+        sent = ""
+        async with follow:
+            async for info in follow.looks():
+                if info is None:
+                    yield KEEPALIVE
+                    continue
+                data = info.model_dump_json()
+                if data != sent:
+                    yield f"event: {event}\ndata: {data}\n\n"
+                    sent = data
+                if ended(info):
+                    yield "event: end\ndata: {}\n\n"
+                    return
+
+    return event_stream(events(), follow)
 
 
 def event_stream(events: AsyncIterator[str], follow: Follow[T]) -> StreamingResponse:

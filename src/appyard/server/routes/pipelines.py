@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -40,10 +40,9 @@ from appyard.server.routes.deps import (
 )
 from appyard.server.routes.follow import (
     EVENT_STREAM_DOC,
-    KEEPALIVE,
     EventStreamResponse,
     Follow,
-    event_stream,
+    snapshot_stream,
 )
 from appyard.server.security import Principal
 from appyard.server.services import pipeline_engine
@@ -202,22 +201,7 @@ async def watch(request: Request, run_id: PathId) -> StreamingResponse:
     )
     await follow.open()
 
-    async def events() -> AsyncIterator[str]:
-        sent = ""
-        async with follow:
-            async for info in follow.looks():
-                if info is None:
-                    yield KEEPALIVE
-                    continue
-                data = info.model_dump_json()
-                if data != sent:
-                    yield f"event: run\ndata: {data}\n\n"
-                    sent = data
-                if info.status in RUN_ENDED:
-                    yield "event: end\ndata: {}\n\n"
-                    return
-
-    return event_stream(events(), follow)
+    return snapshot_stream(follow, "run", lambda r: r.status in RUN_ENDED)
 
 
 @router.post("/pipeline-runs/{run_id}/stop", response_model=RunInfo)

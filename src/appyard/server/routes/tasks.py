@@ -43,6 +43,7 @@ from appyard.server.routes.follow import (
     EventStreamResponse,
     Follow,
     event_stream,
+    snapshot_stream,
 )
 from appyard.server.security import Principal
 from appyard.server.services import access, agent_reports, app_reports, task_feeds, task_start
@@ -233,23 +234,7 @@ async def watch(request: Request, task_id: PathId) -> StreamingResponse:
     )
     await follow.open()
 
-    async def events() -> AsyncIterator[str]:
-        sent = ""
-        async with follow:
-            async for info in follow.looks():
-                if info is None:
-                    yield KEEPALIVE
-                    continue
-                data = info.model_dump_json()
-                if data != sent:
-                    yield f"event: task\ndata: {data}\n\n"
-                    sent = data
-                if info.status in TERMINAL:
-                    yield "event: end\ndata: {}\n\n"
-                    return
-        # ended at shutdown: the client opens the watch again
-
-    return event_stream(events(), follow)
+    return snapshot_stream(follow, "task", lambda t: t.status in TERMINAL)
 
 
 @router.post("/tasks/{task_id}/stop", response_model=StopResult)
