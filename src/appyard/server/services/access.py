@@ -73,14 +73,20 @@ def get_project(
 
 
 def get_dataset(
-    s: Session, p: Principal, dataset_id: int, need: Role = "viewer"
+    s: Session, p: Principal, dataset_id: int, need: Role = "viewer", lock: bool = False
 ) -> tuple[Dataset, Project]:
-    """The dataset with its project (read together: the project holds the team)."""
-    row = s.execute(
+    """The dataset with its project (read together: the project holds the team).
+
+    ``lock`` holds the project's row shared (``FOR KEY SHARE``) before anything is written
+    into the dataset: a writer of a new row must take the project before the dataset, in the
+    order a deletion of the project takes them, or the two deadlock (the new row's foreign keys
+    lock the dataset first, then wait on the project the deletion holds)."""
+    stmt = (
         select(Dataset, Project)
         .join(Project, Project.id == Dataset.project_id)
         .where(Dataset.id == dataset_id)
-    ).first()
+    )
+    row = s.execute(stmt.with_for_update(key_share=True, of=Project) if lock else stmt).first()
     if row is None:
         raise dataset_missing(dataset_id)
     dataset, project = row

@@ -170,7 +170,7 @@ def add_image(
 ) -> ImageInfo:
     """The record of an uploaded image (its file is stored already), with an empty
     annotation of its real size."""
-    dataset, project = get_dataset(s, p, dataset_id, "developer")
+    dataset, project = get_dataset(s, p, dataset_id, "developer", lock=True)
     empty = Annotation.empty(file.width, file.height)
     image = insert_named(
         s,
