@@ -140,7 +140,12 @@ class Agent:
                 target=self._main, args=(wd, scanned), name="agent", daemon=True
             )
             main.start()
-            stop.wait()
+            # A signal's Python handler runs in the main thread only, and only once that thread
+            # runs again; the kernel may give SIGTERM to any of the agent's threads, and then
+            # nothing interrupts a wait without a timeout (seen: an agent deaf to SIGTERM). A
+            # tick a second lets the handler run; ``stop`` set by a thread ends the wait at once.
+            while not stop.wait(1.0):
+                pass
             return self._shutdown()
         finally:
             self.abandon.set()
