@@ -97,10 +97,14 @@ class ServerProc:
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    #: the address it listens on (``--host``): another one than loopback for agents that sit
+    #: in a network of their own; a wildcard one is reached through 127.0.0.1
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def admin_token(self) -> str:
@@ -123,6 +127,8 @@ class ServerProc:
                 sys.executable,
                 "-m",
                 "appyard.server",
+                "--host",
+                self.host,
                 "--port",
                 str(self.port),
                 "--log-level",
@@ -173,12 +179,16 @@ class AgentProc:
     extra_args: list[str] = field(default_factory=list)
     #: the interpreter the agent runs on (its apps' too)
     python: str = sys.executable
+    #: a command that execs the agent's (e.g. ``ip netns exec NAME``: an agent in a network
+    #: namespace of its own); the process's pid stays the agent's
+    wrapper: list[str] = field(default_factory=list)
 
     def start(self) -> AgentProc:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.work_dir.parent / f"{self.work_dir.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 self.python,
                 "-m",
                 "appyard.agent",
