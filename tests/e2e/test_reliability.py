@@ -75,3 +75,17 @@ def test_server_restart_loses_nothing(env: Env) -> None:
         "bye"
     ]
     wait_for(env.agent_online, 30, "the agent to reconnect")
+
+
+def test_a_readopted_app_stops_when_asked(env: Env) -> None:
+    """Stop, the way a user stops any session, reaches an app its new agent re-adopted: it
+    ends ``stopped`` with all its processes gone (the new agent did not start it)."""
+    tid = env.start_worker(sleep_s=600)
+    env.api.app.wait(tid, target_status=S.STARTED)
+    pids = app_pids(tid, env.world.server.url)
+    env.agent.kill9()
+    again = env.world.start_agent(env.agent_token, name="agent")
+    wait_for(env.agent_online, 30, "the agent back online")
+    env.api.app.stop(tid)
+    assert env.api.app.wait(tid, target_status=S.STOPPED) is S.STOPPED, again.log_text
+    wait_for(lambda: not any(alive(p) for p in pids), 30, "the app's processes to end")
