@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,23 @@ def test_an_app_page_cannot_read_the_token_or_call_the_api(stand: Stand, page: P
     headers = dict(json.loads(same.locator("body").inner_text())["headers"])
     assert "authorization" not in headers and "appyard_app" not in headers.get("cookie", "")
     stand.api.app.stop(tid)
+
+
+def test_an_app_page_websocket_through_the_server(stand: Stand, page: Page) -> None:
+    """The page's script opens a websocket relative to its own address (``ws/echo``, under
+    ``/apps/<id>/``) on the page's own origin, signed in by the page's cookie: the app's echo
+    comes back with the subprotocol the app chose."""
+    module_id = stand.world.admin.publish(PAGE_APP)["module_id"]
+    tid = stand.start(module_id)
+    assert stand.api.app.wait_until_ready_for_api_calls(tid, 60, 1)
+    app = _open_app_page(stand, page, tid)
+    app.goto(f"http://{tid}.apps.localhost:{stand.server.port}/apps/{tid}/ws-page")
+    expect(app.locator("#echo")).to_have_text("echo: hello from the page (echo.v1)")
+    shot(app, "32-app-page-websocket")
+    # the session stops: the page's websocket is closed, saying why
+    stand.api.app.stop(tid)
+    expect(app.locator("body")).to_have_attribute(
+        "data-closed",
+        re.compile(rf"^4409 task {tid}: the session is (terminating|stopped); its page is gone$"),
+        timeout=15_000,
+    )

@@ -4,10 +4,14 @@ The server never dials the agent's machine (it may sit behind NAT or a firewall)
 connects out to ``/api/v1/agents/{agent_id}/tunnel`` with its token, and keeps reconnecting
 with capped backoff while it runs. Each stream the server opens on it (``schemas/tunnel.py``)
 is one HTTP request to a running app's own server on ``127.0.0.1:APP_PORT``, forwarded in its
-own thread with httpx, the bodies streamed both ways in chunks under the window the server's
+own thread (``agent/app_http.py``), the bodies streamed both ways in chunks under the window the server's
 ``HELLO`` sets: a slow or dead app holds up only its own streams. Apps re-adopted after an
 agent restart are reachable again as soon as the new agent's tunnel is up (their port is in
 the task's ``state.json``).
+
+A stream opened as a websocket (an app page's own WebSocket) is dialled to
+``ws://127.0.0.1:APP_PORT/<path>`` with the websockets library (``AgentWebSocket``): the app's
+messages go to the server in ``MESSAGE`` frames, the server's to the app, close codes both ways.
 """
 
 from __future__ import annotations
@@ -21,36 +25,52 @@ import time
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
-import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
+from appyard.agent.app_http import (
+    AppBroken,
+    AppConnections,
+    AppResponse,
+    AppTimeout,
+    AppUnreachable,
+)
 from appyard.agent.client import Backoff
 from appyard.schemas.tunnel import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_WINDOW,
+    DEFAULT_WS_MESSAGE_BYTES,
+    FEATURES_HEADER,
     HEADER_BYTES,
+    Close,
     Frame,
     FrameError,
     Head,
     Hello,
     Kind,
+    MessageTooBig,
     Open,
+    Reassembly,
     Reset,
     ResetCode,
+    close_reason,
     decode,
     encode,
+    encode_close,
     encode_credit,
     encode_json,
+    encode_whole,
+    is_close,
+    message_frames,
+    read_close,
+    sendable_close,
 )
-from appyard.sdk._core import SOCKET_OPTIONS
 
 log = logging.getLogger("appyard.agent")
 
 #: streams this agent forwards at once (the server caps them per agent too)
 MAX_STREAMS = 512
-#: the longest a connection to an app may take to open
-CONNECT_TIMEOUT_S = 5.0
 #: headers that belong to one hop and are not passed on (either way)
 _HOP_BY_HOP = frozenset(
     {
@@ -77,13 +97,54 @@ def tunnel_url(server: str, agent_id: int) -> str:
     return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/api/v1/agents/{agent_id}/tunnel"
 
 
+class _Workers:
+    """Daemon threads that run streams, each kept for the next stream once its own is done.
+
+    A thread per stream, as many as streams at once (a slow app ties up only its own), but
+    not a new one for each request: starting a thread is a good part of a small request's
+    cost. Daemon threads, unlike a ``ThreadPoolExecutor``'s, never hold up the agent's exit
+    behind a request an app is still working on.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                start = False
+            else:
+                start = True
+        self._jobs.put(job)
+        if start:
+            threading.Thread(target=self._run, name=self.name, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:  # a stream's ``run`` catches its own; nothing may end the thread
+                log.exception("a tunnel stream failed")
+            with self._lock:
+                self._idle += 1
+
+
 class AgentStream:
     """One request into an app: its body comes in from the server, the app's answer goes out."""
 
-    def __init__(self, tunnel: TunnelClient, stream_id: int, open_: Open) -> None:
+    def __init__(
+        self, tunnel: TunnelClient, stream_id: int, open_: Open, body: bytes | None = None
+    ) -> None:
         self.tunnel = tunnel
         self.id = stream_id
         self.open = open_
+        #: the whole request body, when it came in one ``REQUEST`` (no DATA, no credit)
+        self.body = body
         self.deadline = time.monotonic() + open_.timeout
         self._incoming: queue.Queue[bytes | Reset | None] = queue.Queue()
         self._queued = 0
@@ -127,7 +188,7 @@ class AgentStream:
             try:
                 item = self._incoming.get(timeout=max(0.0, self._left()))
             except queue.Empty:
-                raise httpx.WriteTimeout("the request body did not arrive in time") from None
+                raise AppTimeout("the request's body did not arrive in time") from None
             if item is None:
                 return
             if isinstance(item, Reset):
@@ -143,7 +204,7 @@ class AgentStream:
             while self._credit <= 0 and not self.cancelled:
                 left = self._left()
                 if left <= 0:
-                    raise httpx.ReadTimeout("the server did not take the answer in time")
+                    raise AppTimeout("the server did not take the answer in time")
                 self._cond.wait(left)
             if self.cancelled:
                 return False
@@ -158,12 +219,12 @@ class AgentStream:
             self._forward()
         except _Cancelled:
             pass
-        except httpx.ConnectError as exc:
-            self.reset("app_unreachable", f"nothing answers on the app's port ({exc})")
-        except httpx.TimeoutException as exc:
+        except AppUnreachable as exc:
+            self.reset("app_unreachable", str(exc))
+        except AppTimeout as exc:
             self.reset("app_timeout", f"no answer within {self.open.timeout:g} s ({exc})")
-        except (httpx.HTTPError, OSError) as exc:
-            self.reset("app_broken", f"{type(exc).__name__}: {exc}")
+        except (AppBroken, OSError) as exc:
+            self.reset("app_broken", str(exc))
         except Exception as exc:
             log.exception("tunnel stream %d of task %d failed", self.id, self.open.task_id)
             self.reset("app_broken", f"the agent failed forwarding it: {type(exc).__name__}")
@@ -176,32 +237,274 @@ class AgentStream:
         if port is None:
             self.reset("not_here", f"agent runs no app of task {o.task_id} now")
             return
-        left = self._left()
-        timeout = httpx.Timeout(max(0.01, left), connect=min(CONNECT_TIMEOUT_S, max(0.01, left)))
         headers = [(k, v) for k, v in o.headers if k.lower() not in _HOP_BY_HOP]
-        url = f"http://127.0.0.1:{port}{o.path}"
-        request = self.tunnel.http.build_request(
-            o.method, url, headers=headers, content=self._request_body(), timeout=timeout
-        )
-        response = self.tunnel.http.send(request, stream=True)
+        body = self.body if self.body is not None else self._request_body()
+        response = self.tunnel.http.request(port, o.method, o.path, headers, body, self.deadline)
         try:
-            head = Head(
-                status=response.status_code,
-                headers=[
-                    (k, v) for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP
-                ],
-            )
-            if self.cancelled:
-                return
-            self.tunnel.send(encode_json(Kind.HEAD, self.id, head))
-            for piece in response.iter_raw(self.tunnel.chunk):
-                if not self._wait_credit():
-                    return
-                self.tunnel.send(encode(Kind.DATA, self.id, piece))
-            if not self.cancelled:
-                self.tunnel.send(encode(Kind.END, self.id))
+            self._answer(response)
         finally:
             response.close()
+
+    def _answer(self, response: AppResponse) -> None:
+        if self.cancelled:
+            return
+        head = Head(
+            status=response.status,
+            headers=[(k, v) for k, v in response.headers if k.lower() not in _HOP_BY_HOP],
+        )
+        length = response.length
+        if self.tunnel.server_whole and length is not None and length <= self.tunnel.chunk:
+            # the usual small reply: head, body and end in one message
+            body = response.read()
+            if not self.cancelled:
+                self.tunnel.send(encode_whole(Kind.ANSWER, self.id, head, body))
+            return
+        self.tunnel.send(encode_json(Kind.HEAD, self.id, head))
+        for piece in response.pieces(self.tunnel.chunk):
+            if not self._wait_credit():
+                return
+            self.tunnel.send(encode(Kind.DATA, self.id, piece))
+        if not self.cancelled:
+            self.tunnel.send(encode(Kind.END, self.id))
+
+
+#: of the client's handshake headers, those the websocket library makes itself for the app
+_WS_OWN = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-accept",
+        "sec-websocket-protocol",
+    }
+)
+#: how long the app has to read a close and answer it before its connection is dropped
+WS_CLOSE_TIMEOUT_S = 2.0
+
+
+class AgentWebSocket(AgentStream):
+    """An app page's own WebSocket: the agent dials the app's port with the websockets library
+    and passes messages and close codes both ways. Two threads: this stream's own reads the
+    app's messages and sends them to the server as credit allows; a writer hands the server's
+    messages to the app (a slow app stalls only it, and credit then stops the server's side)."""
+
+    def __init__(self, tunnel: TunnelClient, stream_id: int, open_: Open) -> None:
+        super().__init__(tunnel, stream_id, open_)
+        self._assembly = Reassembly(tunnel.window, tunnel.ws_message)
+        self._outbox: queue.Queue[tuple[bool, bytes] | Close | Reset] = queue.Queue()
+        self._app: ClientConnection | None = None
+        #: the server's side is over (its CLOSE or RESET, or the tunnel lost): the app's closing
+        #: answer is not passed back
+        self.done = threading.Event()
+        self._writing = False
+
+    # -- from the tunnel's reader (never waits on the app) -----------------------------------
+    def on_frame(self, frame: Frame) -> None:
+        if frame.kind is Kind.MESSAGE and is_close(frame):
+            try:
+                close = read_close(frame)
+            except FrameError:
+                close = Close(code=1002, reason="bad close from the server")
+            self._outbox.put(close)
+        elif frame.kind is Kind.MESSAGE:
+            try:
+                with self._cond:
+                    message, credit = self._assembly.feed(frame.payload)
+            except MessageTooBig as exc:
+                self.tunnel.send(encode_close(self.id, Close(code=1009, reason="message too big")))
+                self._outbox.put(Close(code=1009, reason=close_reason(f"the client sent {exc}")))
+                return
+            except FrameError as exc:
+                self.reset("protocol", str(exc))
+                self.cancel()
+                return
+            if credit:
+                self.tunnel.send(encode_credit(self.id, credit))
+            if message is not None:
+                self._outbox.put(message)
+        elif frame.kind in (Kind.CREDIT, Kind.RESET):
+            super().on_frame(frame)
+
+    def cancel(self) -> None:
+        super().cancel()
+        self._outbox.put(Reset(code="cancelled", message="the server ended the stream"))
+        app = self._app
+        if app is not None and self._writing:
+            # the writer is stuck on an app that does not read: cut its connection
+            with contextlib.suppress(OSError):
+                app.socket.shutdown(socket.SHUT_RDWR)
+
+    # -- the stream's threads ----------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            app = self._dial()
+            if app is None:
+                return
+            writer = threading.Thread(
+                target=self._to_app, args=(app,), name=f"{self.name()}-w", daemon=True
+            )
+            writer.start()
+            try:
+                self._from_app(app)
+            finally:
+                self._outbox.put(Reset(code="cancelled", message="the app's side is over"))
+                writer.join(WS_CLOSE_TIMEOUT_S + 1)
+                with contextlib.suppress(Exception):
+                    app.close(1001, "the platform ended the connection")
+        except Exception as exc:
+            log.exception("websocket stream %d of task %d failed", self.id, self.open.task_id)
+            self.reset("app_broken", f"the agent failed forwarding it: {type(exc).__name__}")
+        finally:
+            self.tunnel.forget(self)
+
+    def name(self) -> str:
+        return f"tunnel-{self.open.task_id}-{self.id}"
+
+    def _dial(self) -> ClientConnection | None:
+        """The app's WebSocket at the OPEN's path, and HEAD 101 sent; None if it failed (the
+        stream was reset, saying why)."""
+        o = self.open
+        port = self.tunnel.app_port(o.task_id)
+        if port is None:
+            self.reset("not_here", f"agent runs no app of task {o.task_id} now")
+            return None
+        offered: list[Subprotocol] = []
+        headers: list[tuple[str, str]] = []
+        for k, v in o.headers:
+            key = k.lower()
+            if key == "sec-websocket-protocol":
+                offered += [Subprotocol(x.strip()) for x in v.split(",") if x.strip()]
+            elif key not in _HOP_BY_HOP and key not in _WS_OWN:
+                headers.append((k, v))
+        timeout = max(0.01, min(o.timeout, self._left()))
+        try:
+            app = connect(
+                f"ws://127.0.0.1:{port}{o.path}",
+                additional_headers=headers,
+                subprotocols=offered or None,
+                user_agent_header=None,
+                compression=None,
+                max_size=self.tunnel.ws_message,
+                max_queue=4,  # the app's frames read ahead: a few, however slow the client
+                open_timeout=timeout,
+                ping_interval=20,
+                ping_timeout=20,
+                close_timeout=WS_CLOSE_TIMEOUT_S,
+                proxy=None,
+                legacy=True,  # a connection held by this stream, closed by it
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            self.reset(
+                "app_refused",
+                f"the app answered the websocket handshake at {o.path.split('?')[0]} with HTTP "
+                f"{status}, not 101: it serves no websocket there",
+            )
+            return None
+        except ConnectionRefusedError as exc:
+            self.reset("app_unreachable", f"nothing answers on the app's port ({exc})")
+            return None
+        except TimeoutError:
+            self.reset("app_timeout", f"the app did not finish the handshake in {timeout:g} s")
+            return None
+        except (InvalidHandshake, OSError, ValueError) as exc:
+            self.reset("app_broken", f"the websocket handshake failed: {exc}")
+            return None
+        self._app = app
+        if self.cancelled:
+            app.close(1001, "the client went away")
+            return None
+        protocol = app.subprotocol
+        head = Head(status=101, headers=[("sec-websocket-protocol", protocol)] if protocol else [])
+        self.tunnel.send(encode_json(Kind.HEAD, self.id, head))
+        return app
+
+    def _from_app(self, app: ClientConnection) -> None:
+        """The app's messages to the server, each piece as credit allows; then its close."""
+        while True:
+            try:
+                message = app.recv()
+            except ConnectionClosed as exc:
+                if self.done.is_set() or self.cancelled:
+                    return
+                self.done.set()
+                ours = exc.sent is not None and not exc.rcvd_then_sent
+                if ours and exc.sent is not None and exc.sent.code == 1009:  # max_size refused it
+                    close = Close(
+                        code=1009,
+                        reason=close_reason(
+                            f"task {self.open.task_id}: the app sent a message over "
+                            f"{self.tunnel.ws_message} bytes (APPYARD_MAX_WS_MESSAGE_BYTES)"
+                        ),
+                    )
+                elif exc.rcvd is not None:
+                    close = Close(code=exc.rcvd.code, reason=exc.rcvd.reason)
+                else:
+                    self.reset(
+                        "app_broken", "the app's websocket connection dropped without a close"
+                    )
+                    return
+                self.tunnel.send(encode_close(self.id, close))
+                return
+            text = isinstance(message, str)
+            data = message.encode() if isinstance(message, str) else message
+            for frame in message_frames(self.id, data, text, self.tunnel.chunk):
+                if not self._take_credit():
+                    return
+                self.tunnel.send(frame)
+
+    def _take_credit(self) -> bool:
+        """Wait until one more MESSAGE frame may go (no deadline: a websocket lasts); False
+        once the stream is over."""
+        with self._cond:
+            while self._credit <= 0 and not self.cancelled and not self.done.is_set():
+                self._cond.wait(30.0)
+            if self.cancelled or self.done.is_set():
+                return False
+            self._credit -= 1
+            return True
+
+    def _to_app(self, app: ClientConnection) -> None:
+        """The server's messages to the app, each one's credit given back once the app has
+        it; then the client's close, passed on."""
+        try:
+            self._write(app)
+        except (ConnectionClosed, OSError):
+            pass  # the app's side is over: its reader says so
+        except Exception:
+            log.exception("websocket stream %d of task %d failed", self.id, self.open.task_id)
+            self.reset("app_broken", "the agent failed forwarding a message to the app")
+            self.cancel()
+            with contextlib.suppress(Exception):
+                app.close(1011, "the platform failed forwarding a message")
+
+    def _write(self, app: ClientConnection) -> None:
+        while True:
+            item = self._outbox.get()
+            if isinstance(item, tuple):
+                text, data = item
+                self._writing = True
+                try:
+                    app.send(data, text=text)
+                finally:
+                    self._writing = False
+                with self._cond:
+                    credit = self._assembly.sent()
+                if credit and not self.done.is_set():
+                    self.tunnel.send(encode_credit(self.id, credit))
+                continue
+            self.done.set()
+            with self._cond:
+                self._cond.notify_all()
+            if isinstance(item, Close):
+                code = item.code
+                reason = item.reason
+                if code == 1006:
+                    reason = "the client's connection was lost"
+                app.close(sendable_close(code), close_reason(reason) if code != 1005 else "")
+            else:
+                app.close(1001, "the platform ended the connection")
+            return
 
 
 class TunnelClient(threading.Thread):
@@ -223,12 +526,14 @@ class TunnelClient(threading.Thread):
         self.stop_event = stop
         self.window = DEFAULT_WINDOW
         self.chunk = DEFAULT_CHUNK_BYTES
-        self.http = httpx.Client(
-            transport=httpx.HTTPTransport(socket_options=SOCKET_OPTIONS, retries=0),
-            headers={"User-Agent": "appyard-agent"},
-            trust_env=False,  # the app is on this machine's loopback: never through a proxy
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
+        #: the largest WebSocket message of an app page's websocket (the server's HELLO says)
+        self.ws_message = DEFAULT_WS_MESSAGE_BYTES
+        #: the server reads ``ANSWER`` frames (its HELLO said so)
+        self.server_whole = False
+        #: the streams' threads, kept for the next streams (a thread per stream, reused)
+        self._pool = _Workers("tunnel-stream")
+        #: kept-alive connections to the apps' ports
+        self.http = AppConnections()
         self._conn: ClientConnection | None = None
         self._send_lock = threading.Lock()
         self._streams: dict[int, AgentStream] = {}
@@ -268,7 +573,10 @@ class TunnelClient(threading.Thread):
             return connect(
                 self.url,
                 sock=sock,
-                additional_headers={"Authorization": f"Bearer {self.token}"},
+                additional_headers={
+                    "Authorization": f"Bearer {self.token}",
+                    FEATURES_HEADER: "whole",
+                },
                 user_agent_header="appyard-agent",
                 compression=None,  # bodies are often compressed already; no CPU spent on them
                 max_size=HEADER_BYTES + 4 * 1024 * 1024,
@@ -333,8 +641,10 @@ class TunnelClient(threading.Thread):
             if frame.kind is Kind.HELLO:
                 hello = Hello.model_validate(frame.json())
                 self.window, self.chunk = max(1, hello.window), max(1024, hello.chunk)
+                self.ws_message = max(1024, hello.ws_message)
+                self.server_whole = hello.whole
                 continue
-            if frame.kind is Kind.OPEN:
+            if frame.kind is Kind.OPEN or frame.kind is Kind.REQUEST:
                 self._open(frame)
                 continue
             with self._lock:
@@ -343,8 +653,13 @@ class TunnelClient(threading.Thread):
                 stream.on_frame(frame)
 
     def _open(self, frame: Frame) -> None:
+        body: bytes | None = None
         try:
-            open_ = Open.model_validate(frame.json())
+            if frame.kind is Kind.REQUEST:
+                raw, body = frame.whole()
+                open_ = Open.model_validate(raw)
+            else:
+                open_ = Open.model_validate(frame.json())
         except ValueError as exc:
             self.send(
                 encode_json(
@@ -352,7 +667,11 @@ class TunnelClient(threading.Thread):
                 )
             )
             return
-        stream = AgentStream(self, frame.stream, open_)
+        stream = (
+            AgentWebSocket(self, frame.stream, open_)
+            if open_.kind == "websocket"
+            else AgentStream(self, frame.stream, open_, body)
+        )
         with self._lock:
             full = len(self._streams) >= MAX_STREAMS
             if not full:
@@ -360,6 +679,4 @@ class TunnelClient(threading.Thread):
         if full:
             stream.reset("too_many", f"the agent forwards {MAX_STREAMS} requests at once at most")
             return
-        threading.Thread(
-            target=stream.run, name=f"tunnel-{open_.task_id}-{frame.stream}", daemon=True
-        ).start()
+        self._pool.submit(stream.run)

@@ -177,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             chunk=settings.tunnel_chunk_bytes,
             per_session=settings.max_requests_per_session,
             per_tunnel=settings.max_requests_per_agent,
+            ws_message=settings.max_ws_message_bytes,
         )
     )
     app.add_middleware(

@@ -93,6 +93,9 @@ class Settings:
     #: the platform's origin in a sandbox. And the largest request body sent to a page
     apps_origin: str | None = None
     max_app_body_bytes: int = 4 * 1024**3
+    #: the largest message of a page's own websocket, either way (1 KiB to 16 MiB: uvicorn
+    #: takes no larger message from a client)
+    max_ws_message_bytes: int = 1024**2
 
     @property
     def log_ceiling(self) -> LogCeiling:
@@ -152,4 +155,7 @@ class Settings:
             ),
             apps_origin=env.get("APPYARD_APPS_ORIGIN") or None,
             max_app_body_bytes=int(env.get("APPYARD_MAX_APP_BODY_BYTES", str(4 * 1024**3))),
+            max_ws_message_bytes=max(
+                1024, min(16 * 1024**2, int(env.get("APPYARD_MAX_WS_MESSAGE_BYTES", str(1024**2))))
+            ),
         )

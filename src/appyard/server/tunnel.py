@@ -20,17 +20,26 @@ from dataclasses import dataclass
 
 from appyard.errors import ApiError
 from appyard.schemas.tunnel import (
+    DEFAULT_WS_MESSAGE_BYTES,
+    Close,
     Frame,
     FrameError,
     Head,
     Hello,
     Kind,
+    MessageTooBig,
     Open,
+    Reassembly,
     Reset,
     decode,
     encode,
+    encode_close,
     encode_credit,
     encode_json,
+    encode_whole,
+    is_close,
+    message_frames,
+    read_close,
 )
 
 log = logging.getLogger("appyard.server")
@@ -48,6 +57,8 @@ class TunnelLimits:
     per_session: int = 16
     #: streams in flight on one agent's tunnel at once (past it: 429)
     per_tunnel: int = 256
+    #: the largest message of an app page's websocket, either way (``APPYARD_MAX_WS_MESSAGE_BYTES``)
+    ws_message: int = DEFAULT_WS_MESSAGE_BYTES
 
 
 class StreamFailed(Exception):
@@ -82,6 +93,8 @@ class ServerStream:
         if kind is Kind.HEAD:
             if not self._head.done():
                 self._head.set_result(Head.model_validate(frame.json()))
+        elif kind is Kind.ANSWER:
+            self._on_answer(frame)
         elif kind is Kind.DATA:
             if self.discard:
                 self.tunnel.post(encode_credit(self.id, 1))
@@ -111,6 +124,18 @@ class ServerStream:
                 reset = Reset(code="protocol", message=str(data.get("message", "")))
             self.fail(reset)
 
+    def _on_answer(self, frame: Frame) -> None:
+        """HEAD, the whole body and END at once (no credit is owed for it)."""
+        raw, body = frame.whole()
+        if not self._head.done():
+            self._head.set_result(Head.model_validate(raw))
+        self.ended = True
+        if body and not self.discard:
+            self._queued += 1
+            self._chunks.put_nowait(body)
+        self._chunks.put_nowait(None)
+        self.tunnel.forget(self)
+
     def fail(self, reset: Reset) -> None:
         """The stream is over without (the rest of) an answer."""
         if self.ended and self.failure is not None:
@@ -126,7 +151,11 @@ class ServerStream:
 
     # -- from the route ----------------------------------------------------------------------
     async def send_request(self, open_: Open, body: bytes) -> None:
-        """OPEN, the body in DATA frames as the agent's credit allows, END."""
+        """OPEN, the body in DATA frames as the agent's credit allows, END; in one ``REQUEST``
+        when the body fits in one piece and the agent reads those."""
+        if self.tunnel.whole and len(body) <= self.tunnel.limits.chunk:
+            await self.tunnel.send(encode_whole(Kind.REQUEST, self.id, open_, body))
+            return
         await self.send_open(open_)
         chunk = self.tunnel.limits.chunk
         for start in range(0, len(body), chunk):
@@ -206,6 +235,99 @@ class ServerStream:
                 self.tunnel.post(encode_credit(self.id, 1))
 
 
+@dataclass(frozen=True, slots=True)
+class WsMessage:
+    """A whole WebSocket message of the app's, to hand on to the client."""
+
+    text: bool
+    data: bytes
+
+
+class WebSocketStream(ServerStream):
+    """An app page's own WebSocket through the tunnel (``Open.kind == "websocket"``).
+
+    ``head()`` is the agent's answer once the app accepted the handshake (101); then the
+    client's messages go out with ``send_message`` under the agent's credit, and the app's come
+    in through ``receive()`` (each followed by ``sent()`` once handed on: the credit goes back
+    only then, so a client that reads slowly stalls only this stream). ``receive()`` ends with
+    the app's ``Close``, or a ``Reset`` (the agent's, or the tunnel lost).
+    """
+
+    def __init__(self, tunnel: Tunnel, stream_id: int, task_id: int) -> None:
+        super().__init__(tunnel, stream_id, task_id)
+        self._inbox: asyncio.Queue[WsMessage | Close | Reset] = asyncio.Queue()
+        self._assembly = Reassembly(tunnel.limits.window, tunnel.limits.ws_message)
+
+    def on_frame(self, frame: Frame) -> None:
+        kind = frame.kind
+        if kind is Kind.MESSAGE and is_close(frame):
+            self._close(read_close(frame))
+        elif kind is Kind.MESSAGE:
+            try:
+                message, credit = self._assembly.feed(frame.payload)
+            except MessageTooBig as exc:
+                why = f"task {self.task_id}: the app sent {exc} (APPYARD_MAX_WS_MESSAGE_BYTES)"
+                self.tunnel.post(encode_close(self.id, Close(code=1009, reason="message too big")))
+                self._close(Close(code=1009, reason=why))
+                return
+            if credit:
+                self.tunnel.post(encode_credit(self.id, credit))
+            if message is not None:
+                self._inbox.put_nowait(WsMessage(*message))
+        elif kind in (Kind.HEAD, Kind.CREDIT, Kind.RESET):
+            super().on_frame(frame)
+        else:
+            raise FrameError(f"a {kind.name} frame on a websocket stream")
+
+    def _close(self, close: Close) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._inbox.put_nowait(close)
+        self._credit_changed.set()
+        self.tunnel.forget(self)
+
+    def fail(self, reset: Reset) -> None:
+        already = self.ended
+        super().fail(reset)
+        if not already:
+            self._inbox.put_nowait(reset)
+
+    async def receive(self) -> WsMessage | Close | Reset:
+        """The app's next message, or how the stream ended."""
+        return await self._inbox.get()
+
+    def sent(self) -> None:
+        """The message ``receive`` gave was handed on to the client: its credit goes back."""
+        credit = self._assembly.sent()
+        if credit and not self.ended:
+            self.tunnel.post(encode_credit(self.id, credit))
+
+    async def send_message(self, data: bytes, text: bool) -> None:
+        """One message of the client's, in pieces as the agent's credit allows (raises
+        ``StreamFailed`` once the stream is over)."""
+        for frame in message_frames(self.id, data, text, self.tunnel.limits.chunk):
+            while self._credit <= 0 and not self.ended:
+                self._credit_changed.clear()
+                await self._credit_changed.wait()
+            if self.ended:
+                raise StreamFailed(self.failure or Reset(code="cancelled", message="closed"))
+            self._credit -= 1
+            await self.tunnel.send(frame)
+
+    async def send_close(self, code: int | None, reason: str) -> None:
+        """The client's side closed (or the server closes it): the app is told, and the stream
+        is over here."""
+        if self.ended:
+            self.tunnel.forget(self)
+            return
+        self.ended = True
+        self._credit_changed.set()
+        self.tunnel.forget(self)
+        with contextlib.suppress(Exception):
+            await self.tunnel.send(encode_close(self.id, Close(code=code, reason=reason)))
+
+
 class Tunnel:
     """One agent's WebSocket and the streams under way on it."""
 
@@ -214,9 +336,12 @@ class Tunnel:
         agent_id: int,
         send_bytes: SendBytes,
         limits: TunnelLimits,
+        whole: bool = False,
     ) -> None:
         self.agent_id = agent_id
         self.limits = limits
+        #: the agent reads ``REQUEST`` frames (it said so when it connected)
+        self.whole = whole
         self._send_bytes = send_bytes
         self._send_lock = asyncio.Lock()
         self.streams: dict[int, ServerStream] = {}
@@ -246,7 +371,16 @@ class Tunnel:
 
     async def hello(self) -> None:
         await self.send(
-            encode_json(Kind.HELLO, 0, Hello(window=self.limits.window, chunk=self.limits.chunk))
+            encode_json(
+                Kind.HELLO,
+                0,
+                Hello(
+                    window=self.limits.window,
+                    chunk=self.limits.chunk,
+                    whole=True,
+                    ws_message=self.limits.ws_message,
+                ),
+            )
         )
 
     def down_message(self) -> str:
@@ -274,6 +408,14 @@ class Tunnel:
         stream = ServerStream(self, stream_id, task_id)
         self.streams[stream_id] = stream
         self.per_task[task_id] = self.per_task.get(task_id, 0) + 1
+        return stream
+
+    def open_websocket(self, task_id: int) -> WebSocketStream:
+        """A new websocket stream into ``task_id``'s app, counted as a request against the same
+        caps (a 429 past them)."""
+        plain = self.open_stream(task_id)
+        stream = WebSocketStream(self, plain.id, task_id)
+        self.streams[plain.id] = stream
         return stream
 
     def forget(self, stream: ServerStream) -> None:

@@ -9,6 +9,10 @@ the app sees. The app is asked for the path under the prefix (``/apps/5/a/b`` ->
 and learns the prefix from ``APP_BASE_PATH`` (and ``X-Forwarded-Prefix``); redirects and
 cookies it sends are put under the prefix.
 
+A page's own WebSockets (``app_websocket``) are signed in the same way, checked before the
+upgrade is accepted, and reach the app's WebSocket at the same path through the tunnel; the
+codes a client sees when the platform ends one are listed in docs/tunnel.md.
+
 Isolation: an answer served on the platform's own origin carries ``Content-Security-Policy:
 sandbox ...`` (no ``allow-same-origin``), so the page runs in an opaque origin and cannot read
 the web UI's storage (its token) nor call the API as the user. An answer served on the app's
@@ -23,15 +27,18 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Request, Response, WebSocket
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from appyard.errors import ApiError, AuthenticationError
-from appyard.schemas.tunnel import Head, Open
+from appyard.errors import ApiError, AuthenticationError, PermissionDeniedError
+from appyard.schemas.tunnel import Close, Head, Open, Reset, close_reason, sendable_close
+from appyard.server import keys
 from appyard.server.guard import error_response
 from appyard.server.routes.deps import (
     PathId,
@@ -42,10 +49,18 @@ from appyard.server.routes.deps import (
     json_response,
 )
 from appyard.server.routes.requests import SMALL_ANSWER_BYTES, stream_failed
-from appyard.server.security import Principal
+from appyard.server.security import Principal, hash_token
 from appyard.server.services import app_pages
 from appyard.server.services.accounts import authenticate
-from appyard.server.tunnel import ServerStream, StreamFailed, TunnelRegistry, tunnel_down
+from appyard.server.tunnel import (
+    ServerStream,
+    StreamFailed,
+    Tunnel,
+    TunnelRegistry,
+    WebSocketStream,
+    WsMessage,
+    tunnel_down,
+)
 
 log = logging.getLogger("appyard.server")
 router = APIRouter(tags=["app pages"])
@@ -176,7 +191,7 @@ def _connection_named(headers: list[tuple[str, str]]) -> set[str]:
     return named
 
 
-def request_headers(request: Request, prefix: str) -> list[tuple[str, str]]:
+def request_headers(request: HTTPConnection, prefix: str) -> list[tuple[str, str]]:
     """The client's headers as the app sees them: hop-by-hop ones, the platform's
     credentials and its page cookie removed; the public address in ``X-Forwarded-*``."""
     raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]]
@@ -266,7 +281,7 @@ def response_headers(head: Head, prefix: str, sandbox: bool) -> list[tuple[str, 
 # -- the sign-in ---------------------------------------------------------------------------------
 
 
-def _bearer(request: Request) -> str | None:
+def _bearer(request: HTTPConnection) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer ") and header[7:].strip():
         return header[7:].strip()
@@ -498,3 +513,322 @@ async def open_app_page(request: Request, task_id: PathId) -> Response:
         expires_in_s=app_pages.TICKET_TTL_S,
     )
     return json_response(page)
+
+
+# -- the page's own websockets --------------------------------------------------------------------
+
+#: close codes a client's websocket gets when the platform, not the app, ends it (docs/tunnel.md)
+WS_APP_REFUSED = 4400  # the app answered the handshake with an HTTP status (no websocket there)
+WS_SIGNED_OUT = 4401  # the token the page was opened with was revoked, or lost its access
+WS_SESSION_ENDED = 4409  # the session is not running (any more)
+WS_TOO_MANY = 4429  # as many requests in flight into the session or on its agent as allowed
+WS_APP_BROKEN = 4500  # the app's connection dropped without a close, or broke the protocol
+WS_APP_UNREACHABLE = 4502  # nothing answers on the app's port
+WS_TUNNEL_DOWN = 4503  # the agent's tunnel is not connected, or was lost while open
+WS_APP_TIMEOUT = 4504  # the app did not finish the handshake in time
+#: how long the app has to accept a websocket (the agent dials it, the app answers 101)
+WS_HANDSHAKE_TIMEOUT_S = 30.0
+#: the client's handshake headers the agent's own handshake with the app replaces
+_WS_HANDSHAKE = frozenset(
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"}
+)
+
+
+@dataclass(frozen=True)
+class _WsAccess:
+    """Who opened a page's websocket: enough to check again while it stays open."""
+
+    agent_id: int
+    #: the stored hash of the token signed in with (its revocation fires ``keys.credential``)
+    token_hash: str
+    #: signed in with the page's cookie (a browser), not a token in a header
+    by_cookie: bool
+
+
+def _ws_signed_in(ctx: ServerContext, ws: WebSocket, task_id: int) -> _WsAccess:
+    """As ``_signed_in`` for a page's websocket: a token or the page's cookie (a ticket is for
+    navigations only); 401/403/404/409 if it may not open."""
+    token = _bearer(ws)
+    cookie = ws.cookies.get(app_pages.COOKIE)
+    with ctx.db.reader() as s:
+        p: Principal
+        if token is not None:
+            p = authenticate(s, token)
+            token_hash = hash_token(token)
+        elif cookie:
+            p = app_pages.resolve_signed(s, cookie, "cookie", task_id)
+            token_hash = app_pages.token_hash_of(s, p.token_id) or ""
+        else:
+            raise AuthenticationError(
+                f"Not signed in to the page of task {task_id}: a page's websocket is signed in by "
+                "the page's cookie (open the page from the session's page in the web UI first), "
+                "or send 'Authorization: Bearer <token>'."
+            )
+        agent_id, _ = app_pages.page_target(s, p, task_id=task_id)
+    return _WsAccess(agent_id, token_hash, token is None)
+
+
+def _same_origin(ws: WebSocket) -> bool:
+    """A browser's websocket comes from a page of the address it opens (``Origin`` is its
+    ``Host``), or it is not a browser's (no ``Origin``). Another page (another app's, on a
+    sibling ``*.apps`` origin) must not use the page's cookie: nothing like CORS guards a
+    websocket."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    host = ws.headers.get("host", "").lower()
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host
+
+
+def _ended(task_id: int, exc: ApiError) -> tuple[int, str]:
+    """The close for a refusal of an open websocket's sign-in (checked again on a change)."""
+    if exc.status_code == 409:
+        status = exc.details.get("status", "not running")
+        return WS_SESSION_ENDED, f"task {task_id}: the session is {status}; its page is gone"
+    return WS_SIGNED_OUT, close_reason(f"task {task_id}: signed out ({exc.message})")
+
+
+def _ws_recheck(ctx: ServerContext, ws: WebSocket, task_id: int) -> tuple[int, str] | None:
+    try:
+        _ws_signed_in(ctx, ws, task_id)
+    except ApiError as exc:
+        return _ended(task_id, exc)
+    return None
+
+
+def _ws_failed(tunnel: Tunnel, task_id: int, reset: Reset) -> tuple[int, str]:
+    """The close code and reason for a websocket stream the agent reset, or the tunnel lost."""
+    agent = tunnel.agent_id
+    if tunnel.closed:
+        return WS_TUNNEL_DOWN, f"task {task_id}: {tunnel.down_message()}"
+    code = reset.code
+    if code == "not_here":
+        return WS_SESSION_ENDED, f"task {task_id}: its app is not running on agent {agent} now"
+    if code == "app_unreachable":
+        return WS_APP_UNREACHABLE, f"task {task_id}: nothing answers on the app's port"
+    if code == "app_refused":
+        return WS_APP_REFUSED, f"task {task_id}: {reset.message}"
+    if code == "app_timeout":
+        return WS_APP_TIMEOUT, f"task {task_id}: the app did not accept the websocket in time"
+    if code == "too_many":
+        return WS_TOO_MANY, f"task {task_id}: agent {agent} forwards as many streams as it takes"
+    return WS_APP_BROKEN, f"task {task_id}: {reset.message or reset.code}"
+
+
+async def _deny(ws: WebSocket, exc: ApiError) -> None:
+    """Refuse the upgrade with a plain HTTP answer (the usual JSON error body)."""
+    try:
+        await ws.send_denial_response(JSONResponse(exc.to_body(), status_code=exc.status_code))
+    except RuntimeError:  # a server without the denial extension: a bare close
+        await ws.close(code=1008, reason=close_reason(exc.message))
+
+
+async def _close_at_once(ws: WebSocket, code: int, reason: str) -> None:
+    """A signed-in client whose websocket cannot open: accepted and closed at once with the code
+    and reason (a browser's script sees those, and nothing of a refused upgrade)."""
+    await ws.accept()
+    with contextlib.suppress(Exception):
+        await ws.close(code=code, reason=close_reason(reason))
+
+
+@router.websocket("/apps/{task_id}/{path:path}")
+async def app_websocket(ws: WebSocket, task_id: PathId, path: str) -> None:
+    """The app of ``task_id``'s own WebSocket at ``/{path}``, through its agent's tunnel
+    (docs/tunnel.md): messages both ways, text and binary kept, close codes and the
+    subprotocol passed on. Signed in as the page is, before the upgrade is accepted."""
+    ctx: ServerContext = ws.app.state.ctx
+    registry: TunnelRegistry = ws.app.state.tunnels
+    loop = asyncio.get_running_loop()
+    try:
+        access = await loop.run_in_executor(ctx.workers, _ws_signed_in, ctx, ws, task_id)
+    except ApiError as exc:
+        if exc.status_code == 409:  # signed in and allowed: the session is not running
+            await _close_at_once(ws, *_ended(task_id, exc))
+        else:
+            await _deny(ws, exc)
+        return
+    if access.by_cookie and not _same_origin(ws):
+        await _deny(
+            ws,
+            PermissionDeniedError(
+                f"The page of task {task_id} takes websockets signed in by its cookie only from "
+                f"its own origin, not from {ws.headers.get('origin')!r}."
+            ),
+        )
+        return
+    tunnel = registry.get(access.agent_id)
+    if tunnel is None:
+        await _close_at_once(
+            ws,
+            WS_TUNNEL_DOWN,
+            f"task {task_id}: agent {access.agent_id} has no tunnel to this server; retry soon",
+        )
+        return
+    try:
+        stream = tunnel.open_websocket(task_id)
+    except ApiError:
+        await _close_at_once(
+            ws, WS_TOO_MANY, f"task {task_id}: too many requests in flight; retry in a moment"
+        )
+        return
+    prefix = f"/apps/{task_id}/"
+    headers = [
+        (k, {"ws": "http", "wss": "https"}.get(v, v) if k == "x-forwarded-proto" else v)
+        for k, v in request_headers(ws, prefix)
+        if k not in _WS_HANDSHAKE
+    ]
+    open_ = Open(
+        task_id=task_id,
+        method="GET",
+        path="/" + path + (f"?{ws.url.query}" if ws.url.query else ""),
+        headers=headers,
+        timeout=WS_HANDSHAKE_TIMEOUT_S,
+        kind="websocket",
+    )
+    try:
+        await stream.send_open(open_)
+        async with asyncio.timeout(WS_HANDSHAKE_TIMEOUT_S + 5):
+            head = await stream.head()
+    except StreamFailed as exc:
+        await stream.cancel()
+        end = _ws_failed(tunnel, task_id, exc.reset)
+        if exc.reset.code == "protocol" and not tunnel.closed:  # an agent older than websockets
+            end = (
+                WS_APP_BROKEN,
+                (
+                    f"task {task_id}: agent {tunnel.agent_id} cannot open websockets to apps "
+                    "(update the agent)"
+                ),
+            )
+        await _close_at_once(ws, *end)
+        return
+    except TimeoutError:
+        await stream.cancel("the app did not accept the websocket in time")
+        await _close_at_once(
+            ws, WS_APP_TIMEOUT, f"task {task_id}: the app did not accept the websocket in time"
+        )
+        return
+    except BaseException:
+        await stream.cancel()
+        raise
+    offered = [
+        x.strip() for x in ws.headers.get("sec-websocket-protocol", "").split(",") if x.strip()
+    ]
+    chosen = next((v for k, v in head.headers if k.lower() == "sec-websocket-protocol"), None)
+    try:
+        await ws.accept(subprotocol=chosen if chosen in offered else None)
+    except BaseException:
+        await stream.send_close(1001, "the client went away")
+        raise
+    await _relay(ctx, ws, stream, tunnel, task_id, access)
+
+
+#: what a pump of ``_relay`` ends with: the client went away (the app was told), a close to
+#: give the client (the platform's), the app's close, or the stream's failure
+_End = None | tuple[int, str] | Close | Reset
+
+
+async def _relay(
+    ctx: ServerContext,
+    ws: WebSocket,
+    stream: WebSocketStream,
+    tunnel: Tunnel,
+    task_id: int,
+    access: _WsAccess,
+) -> None:
+    """Messages both ways until one side closes, the stream fails, or the sign-in or the
+    session ends; then the other side is told, with a code."""
+    to_client = asyncio.create_task(_app_to_client(ws, stream))
+    to_app = asyncio.create_task(_client_to_app(ws, stream, tunnel.limits.ws_message))
+    watch = asyncio.create_task(_ws_watch(ctx, ws, task_id, access))
+    pumps = (to_client, to_app, watch)
+    end: _End = None
+    try:
+        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        first = next(t for t in pumps if t in done)
+        try:
+            end = first.result()
+            if first is to_app and isinstance(end, Reset):  # the app's side ended: its close
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        end = await to_client
+        except Exception as exc:  # a send on the tunnel failed as it went down, say
+            log.warning("task %d: a page's websocket failed: %r", task_id, exc)
+            end = Reset(code="app_broken", message=f"the relay failed ({type(exc).__name__})")
+    finally:
+        for t in pumps:
+            t.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        if isinstance(end, tuple):  # the platform ends it: the app is told why
+            await stream.send_close(1001, close_reason(f"the platform closed it: {end[1]}"))
+        await stream.cancel("the websocket is over")  # a no-op once it ended, as it should
+    if end is None:
+        return
+    if isinstance(end, Close):
+        code = sendable_close(end.code)
+        reason = close_reason(end.reason) if end.code not in (None, 1005) else ""
+    elif isinstance(end, Reset):
+        code, reason = _ws_failed(tunnel, task_id, end)
+        if end.code == "app_broken":  # its connection dropped: most often, the session ended
+            loop = asyncio.get_running_loop()
+            gone = await loop.run_in_executor(ctx.workers, _ws_recheck, ctx, ws, task_id)
+            code, reason = gone or (code, reason)
+    else:
+        code, reason = end
+    with contextlib.suppress(Exception):
+        await ws.close(code=code, reason=close_reason(reason))
+
+
+async def _app_to_client(ws: WebSocket, stream: WebSocketStream) -> _End:
+    """The app's messages to the client, each one's credit given back once it is sent."""
+    while True:
+        item = await stream.receive()
+        if not isinstance(item, WsMessage):
+            return item
+        try:
+            if item.text:
+                await ws.send_text(item.data.decode())
+            else:
+                await ws.send_bytes(item.data)
+        except Exception:  # the client went away
+            await stream.send_close(1001, "the client's connection was lost")
+            return None
+        stream.sent()
+
+
+async def _client_to_app(ws: WebSocket, stream: WebSocketStream, cap: int) -> _End:
+    """The client's messages to the app as the agent's credit allows (a slow app stops this
+    reader, and so the client, and nothing else), each checked against the cap."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            await stream.send_close(message.get("code", 1005), message.get("reason") or "")
+            return None
+        text = message.get("text")
+        data = text.encode() if text is not None else (message.get("bytes") or b"")
+        if len(data) > cap:
+            await stream.send_close(1009, "the client sent a message too big")
+            return 1009, (
+                f"task {stream.task_id}: a message of {len(data)} bytes is over the cap of "
+                f"{cap} (APPYARD_MAX_WS_MESSAGE_BYTES)"
+            )
+        try:
+            await stream.send_message(data, text is not None)
+        except StreamFailed as exc:
+            return exc.reset
+
+
+async def _ws_watch(ctx: ServerContext, ws: WebSocket, task_id: int, access: _WsAccess) -> _End:
+    """End the websocket when the session stops running or the sign-in is revoked (its token's
+    ``credential`` key): each change of either is checked again, in a worker thread."""
+    loop = asyncio.get_running_loop()
+    with ctx.notifier.subscribe(keys.task(task_id), keys.credential(access.token_hash)) as sub:
+        while True:
+            await sub.wait(3600.0)
+            sub.take()
+            if sub.closing:
+                return 1001, f"task {task_id}: the server is shutting down"
+            end = await loop.run_in_executor(ctx.workers, _ws_recheck, ctx, ws, task_id)
+            if end is not None:
+                return end

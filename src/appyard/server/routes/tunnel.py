@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from appyard.errors import ApiError, AuthenticationError, PermissionDeniedError
-from appyard.schemas.tunnel import FrameError
+from appyard.schemas.tunnel import FEATURES_HEADER, FrameError
 from appyard.server import keys
 from appyard.server.routes.deps import PathId, ServerContext
 from appyard.server.security import Principal, hash_token
@@ -75,7 +75,8 @@ async def tunnel(ws: WebSocket, agent_id: PathId) -> None:
         await _refuse(ws, exc)
         return
     await ws.accept()
-    t = Tunnel(agent_id, ws.send_bytes, registry.limits)
+    features = {f.strip() for f in ws.headers.get(FEATURES_HEADER, "").split(",")}
+    t = Tunnel(agent_id, ws.send_bytes, registry.limits, whole="whole" in features)
     registry.attach(t)
     watcher = asyncio.create_task(_watch_token(ws, ctx, t, token))
     reason = "the agent closed it"
