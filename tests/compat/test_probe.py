@@ -3,6 +3,7 @@ them, through ``appyard.compat`` against a live server and a real agent."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,14 @@ import pytest
 
 import appyard.compat as sly
 from appyard.compat.api.agent_api import AgentApi
+from appyard.compat.api.file_api import FileInfo
 from appyard.compat.api.task_api import TaskApi
+from appyard.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidArgumentsError,
+    NotFoundError,
+)
 from tests.e2e.conftest import Env
 
 
@@ -134,8 +142,12 @@ def test_task_record_calls_and_refusals(env: Env, api: sly.Api) -> None:
         api.task.update_status(task_id, api.task.Status.FINISHED)
     with pytest.raises(sly.NotSupportedError):
         api.task.submit_logs([{"message": "x"}])
-    with pytest.raises(sly.NotSupportedError):
-        api.task.set_output_archive(task_id, 17, "a.tar")
+    # a file id that is no file of the caller's teams: appyard's NotFoundError, nothing written
+    with pytest.raises(NotFoundError) as caught:
+        api.task.set_output_archive(task_id, 2**31 - 1, "a.tar")
+    assert caught.value.field == "file_id"
+    with pytest.raises(InvalidArgumentsError):
+        api.task.set_output_archive(task_id, "not/a/path", "a.tar")
     assert api.app.is_ready_for_api_calls(task_id) is False
 
 
@@ -151,6 +163,68 @@ def test_an_app_reports_in_the_reference_style(env: Env, api: sly.Api) -> None:
     assert general["titleUrl"].endswith("/files/content?path=/compat/result.txt")
     assert api.task.get_field(session.task_id, "data.count") == 3
     assert api.task.get_fields(session.task_id, ["data.items"]) == {"data.items": [1, 2]}
+
+    # the file the app uploaded and named by its id, in the reference's FileInfo
+    team_id = env.world.team_id
+    uploaded = api.file.get_info_by_path(team_id, "/compat/result.txt")
+    assert uploaded is not None and isinstance(uploaded.id, int)
+    ref = api.file.get_info_by_id(uploaded.id)
+    assert isinstance(ref, FileInfo)
+    assert (ref.id, ref.team_id, ref.path, ref.name, ref.sizeb, ref.ext, ref.is_dir) == (
+        uploaded.id,
+        team_id,
+        "/compat/result.txt",
+        "result.txt",
+        4,
+        "txt",
+        False,
+    )
+    assert ref.hash == hashlib.sha256(b"done").hexdigest() and ref.mime == "text/plain"
+    assert ref.storage_path == ref.full_storage_url == general["titleUrl"]
+    assert api.file.get_info_by_id(2**31 - 1) is None
+    assert api.file.get_info_by_id(id=uploaded.id) == ref  # the reference's keyword
+
+
+def test_renames_and_role_changes(env: Env, api: sly.Api) -> None:
+    team_id = env.world.team_id
+    ws = api.workspace.create(team_id, "to-rename")
+    renamed = api.workspace.update(ws.id, name="renamed", description="about it")
+    assert isinstance(renamed, sly.WorkspaceInfo)
+    assert (renamed.id, renamed.name, renamed.description) == (ws.id, "renamed", "about it")
+    assert api.workspace.get_info_by_id(ws.id) == renamed
+    assert api.workspace.update(ws.id, description="only this").name == "renamed"
+    with pytest.raises(ConflictError):
+        api.workspace.update(ws.id, name="main")  # the team has one so named
+    with pytest.raises(ValueError, match="have to be specified"):
+        api.workspace.update(ws.id)
+
+    team = api.team.create(f"probe-rename-{team_id}")
+    again = api.team.update(team.id, name=f"probe-renamed-{team_id}")
+    assert isinstance(again, sly.TeamInfo) and again.id == team.id
+    assert api.team.get_info_by_id(team.id).name == f"probe-renamed-{team_id}"  # type: ignore[union-attr]
+    with pytest.raises(sly.NotSupportedError):
+        api.team.update(team.id, description="teams keep none")
+    with pytest.raises(ValueError, match="have to be specified"):
+        api.team.update(team.id)
+
+    login = f"probe-update-{team_id}"
+    user = api.user.create(login, "a-long-password")
+    assert api.user.update(user.id) is None
+    changed = api.user.update(user.id, password="another-long-password", name="Display Name")
+    assert isinstance(changed, sly.UserInfo)
+    assert (changed.id, changed.login, changed.name) == (user.id, login, "Display Name")
+    assert api.appyard.user.login(login, "another-long-password").token
+    with pytest.raises(AuthenticationError):
+        api.appyard.user.login(login, "a-long-password")
+
+    api.user.add_to_team(user.id, team_id, 4)
+    api.user.change_team_role(user.id, team_id, 2)
+    assert api.user.get_team_role(user.id, team_id).role == "developer"  # type: ignore[union-attr]
+    with pytest.raises(sly.NotSupportedError):
+        api.user.change_team_role(user.id, team_id, 3)
+    me = api.user.get_my_info()
+    with pytest.raises(ConflictError):
+        api.user.change_team_role(me.id, team_id, 4)  # the team's last admin
 
 
 def test_user_create_and_add_to_team_by_role_id(env: Env, api: sly.Api) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from appyard.errors import AuthenticationError, ConflictError
+from appyard.errors import AuthenticationError, BadRequestError, ConflictError, NotFoundError
 from appyard.sdk import Api, AsyncApi
 from tests.sdk.helpers import Tenant
 from tests.support import ServerProc
@@ -47,5 +47,48 @@ def test_team_admin_calls_async(server: ServerProc, tenant: Tenant) -> None:
             await api.user.revoke_token(token.id)
             rotated = await api.agent.rotate_token(tenant.agent_id)
             assert rotated.agent_id == tenant.agent_id
+
+    asyncio.run(go())
+
+
+def test_renames_and_role_changes(server: ServerProc, tenant: Tenant) -> None:
+    api, team = tenant.api, tenant.team_id
+    assert api.team.update(team, "a new name").name == "a new name"
+    assert {t.id: t.name for t in api.team.get_list()}[team] == "a new name"
+    ws = api.workspace.update(tenant.workspace_id, name="renamed ws", description="what for")
+    assert (ws.id, ws.name, ws.description) == (tenant.workspace_id, "renamed ws", "what for")
+    other = api.workspace.create(team, "taken")
+    with pytest.raises(ConflictError) as taken:
+        api.workspace.update(other.id, name="renamed ws")
+    assert taken.value.field == "name"
+    with pytest.raises(BadRequestError) as nothing:
+        api.workspace.update(other.id)
+    assert nothing.value.field == "name"
+
+    user = api.user.create(f"frank-{team}", "first-password")
+    with Api(server.url, api.user.create_token("frank", user.id).token) as frank:
+        assert frank.user.update(user.id, name="Frank").name == "Frank"
+        with pytest.raises(BadRequestError) as short:
+            frank.user.update(user.id, password="short")
+        assert short.value.field == "password"
+        frank.user.update(user.id, password="second-password")
+    with Api(server.url, None) as anyone:
+        assert anyone.user.login(f"frank-{team}", "second-password").token
+    api.team.add_member(team, f"frank-{team}", "viewer")
+    member = api.team.change_member_role(team, user.id, "developer")
+    assert (member.user_id, member.role) == (user.id, "developer")
+    with pytest.raises(ConflictError):
+        api.team.change_member_role(team, api.user.me().id, "viewer")  # the only admin
+    with pytest.raises(NotFoundError):
+        api.team.change_member_role(team, 2**31 - 1, "viewer")
+
+    async def go() -> None:
+        async with AsyncApi(server.url, server.admin_token) as aapi:
+            assert (await aapi.team.update(team, "async name")).name == "async name"
+            renamed = await aapi.workspace.update(other.id, name="async ws")
+            assert renamed.name == "async ws"
+            assert (await aapi.user.update(user.id, name="F.")).name == "F."
+            role = await aapi.team.change_member_role(team, user.id, "viewer")
+            assert role.role == "viewer"
 
     asyncio.run(go())

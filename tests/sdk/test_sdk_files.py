@@ -3,6 +3,8 @@ real server (and, for the app, a real agent running a real app process)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -92,6 +94,41 @@ def test_file_round_trip(tenant: Tenant, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError) as missing:
         api.file.get_info_by_path(team + 10_000, "/x")
     assert missing.value.field == "team_id"
+
+
+def test_files_by_id(server: ServerProc, tenant: Tenant, tmp_path: Path) -> None:
+    api, team = tenant.api, tenant.team_id
+    src = tmp_path / "by-id.txt"
+    src.write_bytes(b"first")
+    uploaded = api.file.upload(team, src, "/ids/by-id.txt")
+    assert isinstance(uploaded.id, int) and uploaded.team_id == team
+    got = api.file.get_info_by_id(uploaded.id)
+    assert (got.id, got.path, got.size, got.hash) == (
+        uploaded.id,
+        "/ids/by-id.txt",
+        5,
+        hashlib.sha256(b"first").hexdigest(),
+    )
+    # listed with the same id; replaced, still the same file
+    (listed,) = api.file.list(team, "/ids")
+    assert listed.id == uploaded.id
+    src.write_bytes(b"second")
+    assert api.file.upload(team, src, "/ids/by-id.txt").id == uploaded.id
+    assert api.file.get_info_by_id(uploaded.id).size == 6
+    folder = api.file.get_info_by_path(team, "/ids")
+    assert folder is not None and folder.is_dir and folder.id is None
+
+    file_id = uploaded.id
+
+    async def from_async() -> int | None:
+        async with ay.AsyncApi(server.url, server.admin_token) as aapi:
+            return (await aapi.file.get_info_by_id(file_id)).id
+
+    assert asyncio.run(from_async()) == file_id
+    api.file.remove(team, "/ids", recursive=True)
+    with pytest.raises(NotFoundError) as gone:
+        api.file.get_info_by_id(uploaded.id)
+    assert gone.value.field == "file_id" and str(uploaded.id) in str(gone.value)
 
 
 def test_downloads_are_ordinary_files(tenant: Tenant, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@
 Top level: ``Api``, ``env``, ``fs``, ``logger``, ``is_development()``, ``app.get_data_dir()``,
 the info types, ``WaitingTimeExceeded`` / ``TaskFinishedWithError``. The module tree:
 ``api`` (``api.task_api``, ``api.app_api``, ``api.team_api``, ``api.workspace_api``,
-``api.user_api``, ``api.agent_api``), ``io.env``, ``io.fs``, ``sly_logger``, ``_utils``, ``app``.
+``api.user_api``, ``api.agent_api``, ``api.file_api``), ``io.env``, ``io.fs``, ``sly_logger``,
+``_utils``, ``app``.
 What differs from the reference and what is refused: docs/compat.md. Our own API,
 ``import appyard as ay``, stays as it is.
 """

@@ -25,6 +25,14 @@ class UserInfo(BaseModel):
     is_admin: bool
     disabled: bool = False  # signs in no more; no token acts as it
     created_at: datetime
+    name: str | None = None  # a display name beside the login, if one was given
+
+
+class UserUpdate(Wire):
+    """What ``PATCH /users/{id}`` changes; a field left out stays as it is."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    password: str | None = Field(default=None, min_length=8, max_length=200)
 
 
 class LoginRequest(Wire):
@@ -55,6 +63,12 @@ class TeamCreate(Wire):
     name: str = NAME
 
 
+class TeamUpdate(Wire):
+    """What ``PATCH /teams/{id}`` changes: the team's name."""
+
+    name: str = NAME
+
+
 class TeamInfo(BaseModel):
     id: int
     name: str
@@ -67,6 +81,12 @@ class MemberAdd(Wire):
     role: Role = "developer"
 
 
+class MemberUpdate(Wire):
+    """``PATCH /teams/{id}/members/{user_id}``: the member's new role."""
+
+    role: Role
+
+
 class MemberInfo(BaseModel):
     user_id: int
     login: str
@@ -77,6 +97,13 @@ class MemberInfo(BaseModel):
 class WorkspaceCreate(Wire):
     name: str = NAME
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
+
+
+class WorkspaceUpdate(Wire):
+    """What ``PATCH /workspaces/{id}`` changes; a field left out stays as it is."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
 
 
 class WorkspaceInfo(BaseModel):

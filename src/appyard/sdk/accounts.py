@@ -41,6 +41,13 @@ class UserApi:
         """Add a user (instance admin only); without a password it signs in with tokens only."""
         return self._core.run(calls.create_user(login, password, is_admin))
 
+    def update(
+        self, user_id: int, name: str | None = None, password: str | None = None
+    ) -> UserInfo:
+        """Change a user's display name and/or password: your own, or anyone's as an instance
+        admin (the user's tokens stay valid)."""
+        return self._core.run(calls.update_user(user_id, name, password))
+
     def create_token(self, name: str = "api", user_id: int | None = None) -> TokenCreated:
         """Mint a token (an admin may for another user); ``.token`` is shown only this once."""
         return self._core.run(calls.create_token(name, user_id))
@@ -83,6 +90,11 @@ class AsyncUserApi:
     ) -> UserInfo:
         return await self._core.run(calls.create_user(login, password, is_admin))
 
+    async def update(
+        self, user_id: int, name: str | None = None, password: str | None = None
+    ) -> UserInfo:
+        return await self._core.run(calls.update_user(user_id, name, password))
+
     async def create_token(self, name: str = "api", user_id: int | None = None) -> TokenCreated:
         return await self._core.run(calls.create_token(name, user_id))
 
@@ -116,6 +128,10 @@ class TeamApi:
         """A new team; the caller becomes its admin."""
         return self._core.run(calls.create_team(name))
 
+    def update(self, team_id: int, name: str) -> TeamInfo:
+        """Rename the team (team admin only)."""
+        return self._core.run(calls.update_team(team_id, name))
+
     def get_members(self, team_id: int) -> list[MemberInfo]:
         """The team's members with their roles."""
         return self._core.run(calls.members(team_id))
@@ -123,6 +139,10 @@ class TeamApi:
     def add_member(self, team_id: int, login: str, role: Role = "developer") -> MemberInfo:
         """Add a user to the team, or change its role (team admin only)."""
         return self._core.run(calls.add_member(team_id, login, role))
+
+    def change_member_role(self, team_id: int, user_id: int, role: Role) -> MemberInfo:
+        """Give a member another role (team admin only); the team keeps an enabled admin."""
+        return self._core.run(calls.update_member(team_id, user_id, role))
 
     def remove_member(self, team_id: int, user_id: int) -> None:
         """Take a user out of the team (team admin, or the member itself); the team keeps an
@@ -141,11 +161,17 @@ class AsyncTeamApi:
     async def create(self, name: str) -> TeamInfo:
         return await self._core.run(calls.create_team(name))
 
+    async def update(self, team_id: int, name: str) -> TeamInfo:
+        return await self._core.run(calls.update_team(team_id, name))
+
     async def get_members(self, team_id: int) -> list[MemberInfo]:
         return await self._core.run(calls.members(team_id))
 
     async def add_member(self, team_id: int, login: str, role: Role = "developer") -> MemberInfo:
         return await self._core.run(calls.add_member(team_id, login, role))
+
+    async def change_member_role(self, team_id: int, user_id: int, role: Role) -> MemberInfo:
+        return await self._core.run(calls.update_member(team_id, user_id, role))
 
     async def remove_member(self, team_id: int, user_id: int) -> None:
         await self._core.run(calls.remove_member(team_id, user_id))
@@ -165,6 +191,13 @@ class WorkspaceApi:
         """A new workspace in the team."""
         return self._core.run(calls.create_workspace(team_id, name, description))
 
+    def update(
+        self, workspace_id: int, name: str | None = None, description: str | None = None
+    ) -> WorkspaceInfo:
+        """Rename a workspace and/or change its description (developer of its team); a name
+        taken in the team is a ``ConflictError``."""
+        return self._core.run(calls.update_workspace(workspace_id, name, description))
+
 
 @twin_of(WorkspaceApi)
 class AsyncWorkspaceApi:
@@ -176,6 +209,11 @@ class AsyncWorkspaceApi:
 
     async def create(self, team_id: int, name: str, description: str = "") -> WorkspaceInfo:
         return await self._core.run(calls.create_workspace(team_id, name, description))
+
+    async def update(
+        self, workspace_id: int, name: str | None = None, description: str | None = None
+    ) -> WorkspaceInfo:
+        return await self._core.run(calls.update_workspace(workspace_id, name, description))
 
 
 class AgentApi:

@@ -40,6 +40,12 @@ class FileApi:
         """The file or folder at ``path``, or None if there is none."""
         return self._core.run(calls.get_info_by_path(team_id, path))
 
+    def get_info_by_id(self, file_id: int) -> FileInfo:
+        """The team file with this id (every file listed or uploaded has one; it stays while
+        the file is at its path, a new upload there included). ``NotFoundError`` when there is
+        no such file now, or it is not in one of your teams."""
+        return self._core.run(calls.get_info_by_id(file_id))
+
     def exists(self, team_id: int, path: str) -> bool:
         """True when ``path`` is a file (a folder there does not count)."""
         return self._core.run(calls.exists(team_id, path))
@@ -92,6 +98,9 @@ class AsyncFileApi:
 
     async def get_info_by_path(self, team_id: int, path: str) -> FileInfo | None:
         return await self._core.run(calls.get_info_by_path(team_id, path))
+
+    async def get_info_by_id(self, file_id: int) -> FileInfo:
+        return await self._core.run(calls.get_info_by_id(file_id))
 
     async def exists(self, team_id: int, path: str) -> bool:
         return await self._core.run(calls.exists(team_id, path))

@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         notifier.bind(asyncio.get_running_loop())
-        await anyio.to_thread.run_sync(upgrade, db.engine)
+        await anyio.to_thread.run_sync(upgrade, db.engine, settings.files_dir)
         await anyio.to_thread.run_sync(_refresh_statistics, db)
         if settings.admin_token_file is not None:
             token_file = settings.admin_token_file

@@ -36,7 +36,7 @@ def serve(
     )
     settings = Settings.from_env()
     try:
-        preflight(settings.db_url)
+        preflight(settings.db_url, settings.files_dir)
     except ServerStartError as exc:
         print(f"appyard server: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CANNOT_START) from None

@@ -6,6 +6,8 @@ Each failure becomes one :class:`ServerStartError` that names the cause and what
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
@@ -82,7 +84,7 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, files_dir: Path | None = None) -> None:
     """Bring the schema to this version's, or say why it cannot be."""
     known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     try:
@@ -96,7 +98,7 @@ def migrate(engine: Engine) -> None:
             "newer), or point APPYARD_DATABASE_URL at another database"
         )
     try:
-        upgrade(engine)
+        upgrade(engine, files_dir)
     except (SQLAlchemyError, CommandError) as exc:
         reason = str(exc).strip().splitlines()[0]
         raise ServerStartError(
@@ -107,11 +109,11 @@ def migrate(engine: Engine) -> None:
         ) from exc
 
 
-def preflight(url: str) -> None:
+def preflight(url: str, files_dir: Path | None = None) -> None:
     """Driver, connection and schema, checked once before the server listens."""
     engine = open_engine(url)
     try:
         check_connection(engine)
-        migrate(engine)
+        migrate(engine, files_dir)
     finally:
         engine.dispose()

@@ -2,8 +2,9 @@
 
 ``Api()`` / ``Api(server_address, token)`` / ``Api.from_env()``. ``api.task``, ``api.app``,
 ``api.team``, ``api.workspace``, ``api.user`` and ``api.agent`` speak the reference's calls
-and shapes; every other resource (``project``, ``dataset``, ``image``, ``annotation``,
-``file``, ``module``, ``pipeline``) is appyard's own, reached through the same object.
+and shapes; ``api.file`` is appyard's with the reference's ``get_info_by_id``; every other
+resource (``project``, ``dataset``, ``image``, ``annotation``, ``module``, ``pipeline``) is
+appyard's own, reached through the same object.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Api:
         self._ay = OurApi(server_address, token, retry_count=retry_count or 1)
         from appyard.compat.api.agent_api import AgentApi
         from appyard.compat.api.app_api import AppApi
+        from appyard.compat.api.file_api import FileApi
         from appyard.compat.api.task_api import TaskApi
         from appyard.compat.api.team_api import TeamApi
         from appyard.compat.api.user_api import UserApi
@@ -55,6 +57,7 @@ class Api:
         self.workspace = WorkspaceApi(self)
         self.user = UserApi(self)
         self.agent = AgentApi(self)
+        self.file = FileApi(self)
         self._modules: dict[int, tuple[str, str] | None] = {}
         self._agent_names: dict[int, dict[int, str]] = {}
         self._logins: dict[int, dict[int, str]] = {}

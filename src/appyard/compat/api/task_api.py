@@ -18,7 +18,7 @@ from appyard.compat._records import TaskInfo, apply_filters
 from appyard.compat.api._module import ModuleBase
 from appyard.compat.sly_logger import logger
 from appyard.domain.status import Status as _Status
-from appyard.errors import TaskFinishedWithError, WaitingTimeExceeded
+from appyard.errors import InvalidArgumentsError, TaskFinishedWithError, WaitingTimeExceeded
 from appyard.sdk.app_api import SessionInfo
 
 if TYPE_CHECKING:
@@ -349,8 +349,8 @@ class TaskApi(ModuleBase):
         download: bool,
         file_url: str | None,
     ) -> dict[str, Any]:
-        path = team_path(file_id)
         task = self._ay.task.get(task_id)
+        path = self._team_path(file_id, task.team_id)
         from appyard.compat._records import file_url as url_of
 
         general = {
@@ -364,11 +364,25 @@ class TaskApi(ModuleBase):
         ours = {key: {"type": "team_file", "path": path, "title": file_name}}
         return self._general(task_id, general, ours)
 
+    def _team_path(self, file_id: Any, team_id: int) -> str:
+        """The team path of a reference ``file_id``: a team file's id (as the reference), or
+        its path, or a file info with ``.path``. A file of another team than the task's is
+        refused: the output would point at nothing the task's team can read."""
+        if not isinstance(file_id, int) or isinstance(file_id, bool):
+            return team_path(file_id)
+        info = self._ay.file.get_info_by_id(file_id)  # NotFoundError on file_id if none
+        if info.team_id != team_id:
+            raise InvalidArgumentsError(
+                f"file_id={file_id}: the file is in team {info.team_id}'s files, the task in "
+                f"team {team_id}; upload the file to team {team_id}'s files and pass its id."
+            )
+        return info.path
+
     def set_output_archive(
         self, task_id: int, file_id: Any, file_name: str, file_url: str | None = None
     ) -> dict[str, Any]:
-        """``file_id``: the team file's path (appyard's team files have no ids), or a file
-        info with ``.path``."""
+        """``file_id``: the team file's id (``api.file.upload(...).id``), its team path, or a
+        file info with ``.path``."""
         return self._file_output(
             task_id,
             "archive",
@@ -507,16 +521,17 @@ _LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fat
 
 
 def team_path(file_id: Any) -> str:
-    """The team path a reference ``file_id`` stands for: appyard's team files are addressed by
-    path, so a path (``"/exports/a.tar"``) or a file info with ``.path`` is accepted."""
+    """The team path a reference ``file_id`` that is not an id stands for: a path
+    (``"/exports/a.tar"``) or a file info with ``.path``."""
     if isinstance(file_id, str) and file_id.startswith("/"):
         return file_id
     path = getattr(file_id, "path", None)
     if isinstance(path, str):
         return path
-    raise NotSupportedError(
-        f"file_id={file_id!r}: appyard's team files have no numeric ids; pass the file's team "
-        "path instead (e.g. '/exports/result.tar', or the FileInfo api.file.upload returned)."
+    raise InvalidArgumentsError(
+        f"file_id={file_id!r} is neither a team file's id nor its path; pass the id "
+        "(api.file.upload(...).id), the team path (e.g. '/exports/result.tar') or the FileInfo "
+        "api.file.upload returned."
     )
 
 

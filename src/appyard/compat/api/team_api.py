@@ -18,9 +18,6 @@ __all__ = ["TeamApi", "TeamInfo"]
 class TeamApi(ModuleBase):
     _info = TeamInfo
 
-    update = refused(
-        "team.update", "teams cannot be renamed in appyard yet; create one with the new name."
-    )
     remove_permanently = refused(
         "team.remove_permanently", "teams are not deleted in appyard yet; remove its members."
     )
@@ -60,6 +57,18 @@ class TeamApi(ModuleBase):
         if change_name_if_conflict:
             name = self.get_free_name(name)
         return team_info(self._ay.team.create(name))
+
+    def update(self, id: int, name: str | None = None, description: str | None = None) -> TeamInfo:
+        """Rename team ``id`` (a team admin). appyard keeps no team description (as in
+        ``create``): with a ``name`` it is not kept; alone, ``NotSupportedError``."""
+        if name is None and description is None:
+            raise ValueError("'name' or 'description' or both have to be specified")
+        if name is None:
+            raise NotSupportedError(
+                "a team description is not supported: appyard keeps none; pass name= to rename "
+                "the team."
+            )
+        return team_info(self._ay.team.update(id, name))
 
     def archive(self, id: int) -> None:
         raise NotSupportedError("archiving teams is not supported in appyard yet.")

@@ -12,6 +12,7 @@ from appyard.compat._errors import NotSupportedError, refused
 from appyard.compat._records import UserInfo, apply_filters, member_info, single, user_info
 from appyard.compat.api._module import ModuleBase
 from appyard.errors import PermissionDeniedError
+from appyard.schemas.accounts import Role
 
 if TYPE_CHECKING:
     from appyard.compat.api.api import Api
@@ -27,18 +28,24 @@ class _Membership(NamedTuple):
 
 
 #: the reference's default role ids (``api.role.DefaultRole``) that appyard has a role for
-_ROLE_IDS = {1: "admin", 2: "developer", 4: "viewer"}
+_ROLE_IDS: dict[int, Role] = {1: "admin", 2: "developer", 4: "viewer"}
+
+
+def _role(role_id: int) -> Role:
+    """appyard's role for one of the reference's default role ids."""
+    role = _ROLE_IDS.get(role_id)
+    if role is None:
+        raise NotSupportedError(
+            f"role_id={role_id} is not supported: appyard's team roles are admin (1), "
+            "developer (2) and viewer (4)."
+        )
+    return role
 
 
 class UserApi(ModuleBase):
     Membership = _Membership
     _info = UserInfo
 
-    change_team_role = refused(
-        "user.change_team_role",
-        "appyard has no call that changes a member's role yet; remove_from_team, then "
-        "add_to_team with the new role.",
-    )
     get_member_activity = refused(
         "user.get_member_activity", "appyard keeps no activity log; list the user's sessions."
     )
@@ -47,10 +54,6 @@ class UserApi(ModuleBase):
         "user.get_token",
         "appyard never hands out another user's token; that user makes one (appyard token "
         "create), or the admin makes a user and logs in as it.",
-    )
-    update = refused(
-        "user.update",
-        "users cannot be renamed or given a new password through the API yet.",
     )
 
     def __init__(self, api: Api) -> None:
@@ -131,18 +134,28 @@ class UserApi(ModuleBase):
     def add_to_team(self, user_id: int, team_id: int, role_id: int) -> dict[str, int]:
         """``role_id`` is one of the reference's default roles that appyard has: 1 admin,
         2 developer, 4 viewer; the others raise ``NotSupportedError``."""
-        role = _ROLE_IDS.get(role_id)
-        if role is None:
-            raise NotSupportedError(
-                f"role_id={role_id} is not supported: appyard's team roles are admin (1), "
-                "developer (2) and viewer (4)."
-            )
+        role = _role(role_id)
         user = self.get_info_by_id(user_id)
         if user is None:
             from appyard.errors import NotFoundError
 
             raise NotFoundError(f"User {user_id} not found")
         return self.add_to_team_by_login(user.login, team_id, role)
+
+    def change_team_role(self, user_id: int, team_id: int, role_id: int) -> None:
+        """Give member ``user_id`` of ``team_id`` another role (a team admin): ``role_id`` 1
+        admin, 2 developer, 4 viewer (others: ``NotSupportedError``); the team keeps an
+        enabled admin (``ConflictError``)."""
+        self._ay.team.change_member_role(team_id, user_id, _role(role_id))
+
+    def update(
+        self, id: int, password: str | None = None, name: str | None = None
+    ) -> UserInfo | None:
+        """Change user ``id``'s password and/or display name (the user itself, or an instance
+        admin); nothing given: ``None``, as in the reference."""
+        if password is None and name is None:
+            return None
+        return user_info(self._ay.user.update(id, name=name, password=password))
 
     def remove_from_team(self, user_id: int, team_id: int) -> None:
         self._ay.team.remove_member(team_id, user_id)

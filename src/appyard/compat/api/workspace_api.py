@@ -18,11 +18,6 @@ __all__ = ["WorkspaceApi", "WorkspaceInfo"]
 class WorkspaceApi(ModuleBase):
     _info = WorkspaceInfo
 
-    update = refused(
-        "workspace.update",
-        "workspaces cannot be renamed in appyard yet; create one with the new name "
-        "(create(..., change_name_if_conflict=True)).",
-    )
     archive = refused("workspace.archive", "workspaces are not archived in appyard yet.")
     remove_permanently = refused(
         "workspace.remove_permanently", "workspaces are not deleted in appyard yet."
@@ -34,6 +29,15 @@ class WorkspaceApi(ModuleBase):
     def __init__(self, api: Api) -> None:
         self._api = api
         self._ay = api._ay
+
+    def update(
+        self, id: int, name: str | None = None, description: str | None = None
+    ) -> WorkspaceInfo:
+        """Rename workspace ``id`` and/or change its description (a developer of its team);
+        a name taken in the team: ``ConflictError``."""
+        if name is None and description is None:
+            raise ValueError("'name' or 'description' or both have to be specified")
+        return workspace_info(self._ay.workspace.update(id, name, description))
 
     def get_list(
         self, team_id: int, filters: list[dict[str, Any]] | None = None

@@ -53,6 +53,15 @@ def _post(path: str, body: BaseModel, as_type: type[M], **kwargs: Any) -> Op[M]:
     return validated
 
 
+def _patch(path: str, body: dict[str, Any], as_type: type[M]) -> Op[M]:
+    """A change that says what to set (not by how much): sending it twice is harmless. The
+    fields given are sent as they are, so that the server's 422 names a bad one."""
+    sent = {k: v for k, v in body.items() if v is not None}
+    data = yield from request("PATCH", path, json=sent, idempotent=True)
+    validated: M = _adapter(as_type).validate_python(data)
+    return validated
+
+
 # -- users -------------------------------------------------------------------------------------
 
 
@@ -66,6 +75,11 @@ def users() -> Op[list[UserInfo]]:
 
 def create_user(login: str, password: str | None, is_admin: bool) -> Op[UserInfo]:
     return _post("/users", UserCreate(login=login, password=password, is_admin=is_admin), UserInfo)
+
+
+def update_user(user_id: int, name: str | None, password: str | None) -> Op[UserInfo]:
+    body = {"name": name, "password": password}
+    return _patch(f"/users/{int(user_id)}", body, UserInfo)
 
 
 def create_token(name: str, user_id: int | None) -> Op[TokenCreated]:
@@ -108,6 +122,10 @@ def create_team(name: str) -> Op[TeamInfo]:
     return _post("/teams", TeamCreate(name=name), TeamInfo)
 
 
+def update_team(team_id: int, name: str) -> Op[TeamInfo]:
+    return _patch(f"/teams/{int(team_id)}", {"name": name}, TeamInfo)
+
+
 def members(team_id: int) -> Op[list[MemberInfo]]:
     return _get(f"/teams/{int(team_id)}/members", list[MemberInfo])
 
@@ -115,6 +133,11 @@ def members(team_id: int) -> Op[list[MemberInfo]]:
 def add_member(team_id: int, login: str, role: Role) -> Op[MemberInfo]:
     path = f"/teams/{int(team_id)}/members"
     return _post(path, MemberAdd(login=login, role=role), MemberInfo, idempotent=True)
+
+
+def update_member(team_id: int, user_id: int, role: Role) -> Op[MemberInfo]:
+    path = f"/teams/{int(team_id)}/members/{int(user_id)}"
+    return _patch(path, {"role": role}, MemberInfo)
 
 
 def remove_member(team_id: int, user_id: int) -> Op[None]:
@@ -128,6 +151,13 @@ def workspaces(team_id: int) -> Op[list[WorkspaceInfo]]:
 def create_workspace(team_id: int, name: str, description: str) -> Op[WorkspaceInfo]:
     body = WorkspaceCreate(name=name, description=description)
     return _post(f"/teams/{int(team_id)}/workspaces", body, WorkspaceInfo)
+
+
+def update_workspace(
+    workspace_id: int, name: str | None, description: str | None
+) -> Op[WorkspaceInfo]:
+    body = {"name": name, "description": description}
+    return _patch(f"/workspaces/{int(workspace_id)}", body, WorkspaceInfo)
 
 
 # -- agents ------------------------------------------------------------------------------------

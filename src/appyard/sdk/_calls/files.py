@@ -49,6 +49,11 @@ def get_info_by_path(team_id: int, path: str) -> Op[FileInfo | None]:
     return FileInfo.model_validate(data)
 
 
+def get_info_by_id(file_id: int) -> Op[FileInfo]:
+    data = yield from request("GET", f"/files/{int(file_id)}")
+    return FileInfo.model_validate(data)
+
+
 def exists(team_id: int, path: str) -> Op[bool]:
     info = yield from get_info_by_path(team_id, path)
     return info is not None and not info.is_dir

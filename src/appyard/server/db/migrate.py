@@ -21,6 +21,12 @@ def alembic_config(engine: Engine | None = None, url: str | None = None) -> Conf
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest schema; safe to call on every start."""
-    command.upgrade(alembic_config(engine), "head")
+def upgrade(engine: Engine, files_dir: Path | None = None) -> None:
+    """Bring the database to the newest schema; safe to call on every start.
+
+    ``files_dir`` (the team files' folder) lets a migration index the files already there
+    (0010 gives each an id)."""
+    cfg = alembic_config(engine)
+    if files_dir is not None:
+        cfg.attributes["files_dir"] = files_dir
+    command.upgrade(cfg, "head")

@@ -60,6 +60,8 @@ class User(Base):
     #: a disabled user signs in no more, and no token acts as it (its task tokens included:
     #: the token lookup reads this flag in its one statement); migration 0006
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: a display name beside the login (``PATCH /users/{id}``; migration 0010)
+    name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -118,6 +120,30 @@ class Agent(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column()
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamFile(Base):
+    """A regular file of a team's files, so that it has a stable id (migration 0010).
+
+    The disk (``services/file_tree.py``) is the truth of what exists; this row gives the file at
+    ``path`` its id, kept while a file is there (a new upload over it keeps it). ``sha256`` is
+    of the content the upload wrote, valid while the file on disk still has ``size`` and
+    ``mtime_ns``. ``path_key`` is the sha256 of ``path``: unique per team whatever the length.
+    """
+
+    __tablename__ = "team_files"
+    #: an id is never given again (SQLite would reuse the highest one once its row is gone)
+    __table_args__ = (UniqueConstraint("team_id", "path_key"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    path_key: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Module(Base):
@@ -437,6 +463,7 @@ __all__ = [
     "Task",
     "TaskLog",
     "Team",
+    "TeamFile",
     "Token",
     "User",
     "Workspace",

@@ -10,15 +10,19 @@ from appyard.schemas.accounts import (
     LoginRequest,
     MemberAdd,
     MemberInfo,
+    MemberUpdate,
     TeamCreate,
     TeamInfo,
+    TeamUpdate,
     TokenCreate,
     TokenCreated,
     TokenInfo,
     UserCreate,
     UserInfo,
+    UserUpdate,
     WorkspaceCreate,
     WorkspaceInfo,
+    WorkspaceUpdate,
 )
 from appyard.server.routes.deps import (
     PathId,
@@ -28,6 +32,7 @@ from appyard.server.routes.deps import (
     read,
     run,
 )
+from appyard.server.security import hash_password
 from appyard.server.services import accounts as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["accounts"])
@@ -84,6 +89,22 @@ def list_users(request: Request) -> list[UserInfo]:
     return read(request, svc.list_users)
 
 
+@router.patch("/users/{user_id}", response_model=UserInfo)
+def update_user(request: Request, user_id: PathId, body: UserUpdate) -> UserInfo:
+    """A user's display name and/or password: the user itself or an instance admin.
+
+    The caller is checked first, then the password hashed outside any transaction (scrypt
+    takes ~50 ms: no write lock is held meanwhile, and no unchecked caller makes the server
+    hash), then the change is written (checked again, in its transaction).
+    """
+    read(request, lambda s, p: svc.check_user_update(s, p, user_id=user_id, body=body))
+    hashed = hash_password(body.password) if body.password is not None else None
+    return run(
+        request,
+        lambda s, p: svc.update_user(s, p, user_id=user_id, body=body, password_hash=hashed),
+    )
+
+
 @router.post("/users/{user_id}/disable", response_model=UserInfo)
 def disable_user(request: Request, user_id: PathId) -> UserInfo:
     return run(request, lambda s, p: svc.set_disabled(s, p, user_id=user_id, disabled=True))
@@ -125,6 +146,11 @@ def create_team(request: Request, body: TeamCreate) -> TeamInfo:
     return run(request, lambda s, p: svc.create_team(s, p, body=body))
 
 
+@router.patch("/teams/{team_id}", response_model=TeamInfo)
+def update_team(request: Request, team_id: PathId, body: TeamUpdate) -> TeamInfo:
+    return run(request, lambda s, p: svc.update_team(s, p, team_id=team_id, body=body))
+
+
 @router.get("/teams/{team_id}/members", response_model=list[MemberInfo])
 def list_members(request: Request, team_id: PathId) -> list[MemberInfo]:
     return read(request, lambda s, p: svc.list_members(s, p, team_id=team_id))
@@ -133,6 +159,16 @@ def list_members(request: Request, team_id: PathId) -> list[MemberInfo]:
 @router.post("/teams/{team_id}/members", response_model=MemberInfo, status_code=201)
 def add_member(request: Request, team_id: PathId, body: MemberAdd) -> MemberInfo:
     return run(request, lambda s, p: svc.add_member(s, p, team_id=team_id, body=body))
+
+
+@router.patch("/teams/{team_id}/members/{user_id}", response_model=MemberInfo)
+def update_member(
+    request: Request, team_id: PathId, user_id: PathId, body: MemberUpdate
+) -> MemberInfo:
+    return run(
+        request,
+        lambda s, p: svc.update_member(s, p, team_id=team_id, user_id=user_id, body=body),
+    )
 
 
 @router.delete("/teams/{team_id}/members/{user_id}", status_code=204)
@@ -149,3 +185,13 @@ def list_workspaces(request: Request, team_id: PathId) -> list[WorkspaceInfo]:
 @router.post("/teams/{team_id}/workspaces", response_model=WorkspaceInfo, status_code=201)
 def create_workspace(request: Request, team_id: PathId, body: WorkspaceCreate) -> WorkspaceInfo:
     return run(request, lambda s, p: svc.create_workspace(s, p, team_id=team_id, body=body))
+
+
+@router.patch("/workspaces/{workspace_id}", response_model=WorkspaceInfo)
+def update_workspace(
+    request: Request, workspace_id: PathId, body: WorkspaceUpdate
+) -> WorkspaceInfo:
+    return run(
+        request,
+        lambda s, p: svc.update_workspace(s, p, workspace_id=workspace_id, body=body),
+    )

@@ -1,4 +1,5 @@
-"""Team files: a file tree per team, addressed by team-relative paths (docs/data.md)."""
+"""Team files: a file tree per team, addressed by team-relative paths (docs/data.md); each
+file also has a stable id (``GET /files/{id}``, ``services/file_records.py``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
-from appyard.errors import BadRequestError
+from appyard.errors import BadRequestError, ConflictError, NotFoundError
 from appyard.schemas.accounts import Role
 from appyard.schemas.files import FileInfo, FolderCreate
-from appyard.server.routes.deps import PathId, aread, authenticated, context, read
+from appyard.server.db.models import TeamFile
+from appyard.server.routes.deps import PathId, aread, arun, authenticated, context, read, run
+from appyard.server.security import Principal
+from appyard.server.services import file_records as records
 from appyard.server.services import files as svc
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["files"])
@@ -28,16 +33,73 @@ def _files(request: Request, team_id: int, need: Role) -> svc.TeamFiles:
     return svc.TeamFiles(context(request).settings.files_dir, team_id)
 
 
+def _with_ids(request: Request, team_id: int, entries: list[FileInfo]) -> list[FileInfo]:
+    """``entries`` (from the disk) with their files' ids; a file met with no row gets one
+    (in a second, writing transaction, only then)."""
+    files = [e for e in entries if records.indexable(e)]
+    if not files:
+        return entries
+
+    def attach(rows: dict[str, TeamFile]) -> list[FileInfo] | None:
+        if any(e.path not in rows for e in files):
+            return None
+        return [
+            records.with_row(e, rows[e.path]) if not e.is_dir and e.path in rows else e
+            for e in entries
+        ]
+
+    paths = [e.path for e in files]
+    known = read(request, lambda s, p: attach(records.rows_of(s, team_id, paths)))
+    if known is not None:
+        return known
+    made = run(request, lambda s, p: attach(records.ensure_rows(s, team_id, entries)))
+    assert made is not None  # every file has its row now
+    return made
+
+
 @router.get("/teams/{team_id}/files", response_model=list[FileInfo])
 def list_files(
     request: Request, team_id: PathId, path: PathQuery = "/", recursive: bool = False
 ) -> list[FileInfo]:
-    return _files(request, team_id, "viewer").listing(svc.normalize(path), recursive)
+    """A folder's entries; each file with its id."""
+    entries = _files(request, team_id, "viewer").listing(svc.normalize(path), recursive)
+    return _with_ids(request, team_id, entries)
 
 
 @router.get("/teams/{team_id}/files/info", response_model=FileInfo)
 def file_info(request: Request, team_id: PathId, path: PathQuery) -> FileInfo:
-    return _files(request, team_id, "viewer").info(svc.normalize(path))
+    entry = _files(request, team_id, "viewer").info(svc.normalize(path))
+    return _with_ids(request, team_id, [entry])[0]
+
+
+@router.get("/files/{file_id}", response_model=FileInfo)
+def file_by_id(request: Request, file_id: PathId) -> FileInfo:
+    """A team file by its id, for the members of its team (anyone else: 404, as for an id
+    that never was). The answer is the file on disk now; a file gone meanwhile is a 404."""
+    files_dir = context(request).settings.files_dir
+
+    def on_disk(team_id: int, path: str) -> FileInfo | None:
+        try:
+            entry = svc.TeamFiles(files_dir, team_id).info(path)
+        except (NotFoundError, BadRequestError, ConflictError):
+            return None  # gone, or a link took its place: no file of the team's there
+        return None if entry.is_dir else entry
+
+    def look(s: Session, p: Principal) -> tuple[FileInfo | None, int, str]:
+        row = records.find(s, p, file_id)
+        entry = on_disk(row.team_id, row.path)
+        return (records.with_row(entry, row) if entry else None), row.team_id, row.path
+
+    found, team_id, path = read(request, look)
+    if found is not None:
+        return found
+    run(
+        request,
+        lambda s, p: records.drop_stale(
+            s, file_id=file_id, still_gone=lambda: on_disk(team_id, path) is None
+        ),
+    )
+    raise records.file_missing(file_id)
 
 
 def _read(handle: BinaryIO) -> Iterator[bytes]:
@@ -83,7 +145,7 @@ async def upload(request: Request, team_id: PathId, path: PathQuery) -> FileInfo
     ctx = context(request)
     length = request.headers.get("content-length", "")
     try:
-        return await svc.receive(
+        got = await svc.receive(
             svc.TeamFiles(ctx.settings.files_dir, team_id),
             rel,
             request.stream(),
@@ -94,6 +156,18 @@ async def upload(request: Request, team_id: PathId, path: PathQuery) -> FileInfo
         raise BadRequestError(
             "body: the upload ended before its last byte; nothing was written", field="body"
         ) from None
+    # the file is in place; its row (its id, the same as before for a file replaced) next
+    return await arun(
+        request,
+        lambda s, p: records.record_upload(
+            s,
+            team_id=team_id,
+            info=got.info,
+            sha256=got.sha256,
+            mtime_ns=got.mtime_ns,
+            user_id=p.user_id,
+        ),
+    )
 
 
 @router.post("/teams/{team_id}/files/folders", response_model=FileInfo, status_code=201)
@@ -103,5 +177,9 @@ def make_folder(request: Request, team_id: PathId, body: FolderCreate) -> FileIn
 
 @router.delete("/teams/{team_id}/files", status_code=204)
 def remove(request: Request, team_id: PathId, path: PathQuery, recursive: bool = False) -> Response:
-    _files(request, team_id, "developer").remove(svc.normalize(path), recursive)
+    """Off the disk first, then the ids of what was removed (a row left by a failure here is
+    found stale and dropped by the next ``GET /files/{id}`` of it)."""
+    rel = svc.normalize(path)
+    _files(request, team_id, "developer").remove(rel, recursive)
+    run(request, lambda s, p: records.forget(s, team_id=team_id, path=rel))
     return Response(status_code=204)

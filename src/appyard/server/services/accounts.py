@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from appyard.domain.status import TERMINAL, Status
 from appyard.errors import (
     AuthenticationError,
+    BadRequestError,
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
@@ -18,16 +19,20 @@ from appyard.errors import (
 from appyard.schemas.accounts import (
     MemberAdd,
     MemberInfo,
+    MemberUpdate,
     Role,
     TeamCreate,
     TeamInfo,
+    TeamUpdate,
     TokenCreate,
     TokenCreated,
     TokenInfo,
     UserCreate,
     UserInfo,
+    UserUpdate,
     WorkspaceCreate,
     WorkspaceInfo,
+    WorkspaceUpdate,
 )
 from appyard.server import keys
 from appyard.server.db.models import Agent, Member, Task, Team, Token, User, Workspace
@@ -207,7 +212,12 @@ def team_role(s: Session, p: Principal, team_id: int, need: Role = "viewer") -> 
 
 def _user_info(u: User) -> UserInfo:
     return UserInfo(
-        id=u.id, login=u.login, is_admin=u.is_admin, disabled=u.disabled, created_at=u.created_at
+        id=u.id,
+        login=u.login,
+        is_admin=u.is_admin,
+        disabled=u.disabled,
+        created_at=u.created_at,
+        name=u.name,
     )
 
 
@@ -253,6 +263,53 @@ def set_disabled(s: Session, p: Principal, *, user_id: int, disabled: bool) -> U
             .where(Token.user_id == user.id, Token.revoked.is_(False))
             .values(revoked=True)
         )
+    s.flush()
+    return _user_info(user)
+
+
+def check_user_update(s: Session, p: Principal, *, user_id: int, body: UserUpdate) -> User:
+    """May the caller change user ``user_id`` as ``body`` says? The user itself (with a user
+    token) or an instance admin may. A user the caller shares no team with looks missing (404);
+    another member of its teams is a 403. Nothing to change: a 422."""
+    if body.name is None and body.password is None:
+        raise BadRequestError(
+            "name: give a new name or a new password (or both); the body changes nothing",
+            field="name",
+        )
+    if p.kind != "user" or p.user_id is None:
+        raise PermissionDeniedError(
+            f"A {p.kind} token cannot change a user; use the user's own token or an instance "
+            "admin's."
+        )
+    user = s.get(User, user_id)
+    missing = NotFoundError(f"User {user_id} not found.", field="user_id")
+    if user is None:
+        raise missing
+    if user.id == p.user_id or p.is_admin:
+        return user
+    mine = select(Member.team_id).where(Member.user_id == p.user_id)
+    shared = s.scalar(
+        select(Member.team_id).where(Member.user_id == user_id, Member.team_id.in_(mine)).limit(1)
+    )
+    if shared is None:
+        raise missing
+    raise PermissionDeniedError(
+        f"Only user {user_id} itself or an instance admin may change its name or password.",
+        field="user_id",
+    )
+
+
+def update_user(
+    s: Session, p: Principal, *, user_id: int, body: UserUpdate, password_hash: str | None
+) -> UserInfo:
+    """Change a user's display name and/or password (``password_hash``: ``body.password``
+    hashed by the caller outside the transaction). Its tokens live on: a token already gives
+    what a sign-in would."""
+    user = check_user_update(s, p, user_id=user_id, body=body)
+    if body.name is not None:
+        user.name = body.name
+    if password_hash is not None:
+        user.password_hash = password_hash
     s.flush()
     return _user_info(user)
 
@@ -500,6 +557,18 @@ def create_team(s: Session, p: Principal, *, body: TeamCreate) -> TeamInfo:
     return TeamInfo(id=team.id, name=team.name, role="admin", created_at=team.created_at)
 
 
+def update_team(s: Session, p: Principal, *, team_id: int, body: TeamUpdate) -> TeamInfo:
+    """Rename a team (team admin). Team names need not be unique, as at creation."""
+    if p.kind != "user":
+        raise PermissionDeniedError("Only a user token can rename a team.")
+    role = team_role(s, p, team_id, "admin")
+    team = s.get(Team, team_id)
+    assert team is not None  # team_role found it
+    team.name = body.name
+    s.flush()
+    return TeamInfo(id=team.id, name=team.name, role=role, created_at=team.created_at)
+
+
 def list_members(s: Session, p: Principal, *, team_id: int) -> list[MemberInfo]:
     team_role(s, p, team_id)
     rows = s.execute(
@@ -580,6 +649,30 @@ def add_member(s: Session, p: Principal, *, team_id: int, body: MemberAdd) -> Me
     return MemberInfo(user_id=user.id, login=user.login, role=body.role, disabled=user.disabled)
 
 
+def update_member(
+    s: Session, p: Principal, *, team_id: int, user_id: int, body: MemberUpdate
+) -> MemberInfo:
+    """Change a member's role (team admin); the team keeps at least one enabled admin."""
+    if p.kind != "user":
+        raise PermissionDeniedError("Only a user token can manage members.")
+    team_role(s, p, team_id, "admin")
+    _lock_team(s, team_id)
+    member = s.get(Member, (team_id, user_id))
+    if member is None:
+        raise NotFoundError(
+            f"User {user_id} is not a member of team {team_id}; add it first "
+            f"(POST /teams/{team_id}/members).",
+            field="user_id",
+        )
+    if member.role == "admin" and body.role != "admin":
+        _keep_an_admin(s, team_id=team_id, losing=user_id)
+    member.role = body.role
+    user = s.get(User, user_id)
+    assert user is not None  # a member row points at its user
+    s.flush()
+    return MemberInfo(user_id=user.id, login=user.login, role=body.role, disabled=user.disabled)
+
+
 def remove_member(s: Session, p: Principal, *, team_id: int, user_id: int) -> None:
     """Take a user out of a team: a team admin removes anyone, a member removes itself.
 
@@ -617,15 +710,43 @@ def create_workspace(
     s: Session, p: Principal, *, team_id: int, body: WorkspaceCreate
 ) -> WorkspaceInfo:
     team_role(s, p, team_id, "developer")
-    exists = s.scalar(
-        select(Workspace.id).where(Workspace.team_id == team_id, Workspace.name == body.name)
-    )
-    if exists is not None:
-        raise ConflictError(
-            f"Team {team_id} has a workspace named {body.name!r} already.", field="name"
-        )
+    _lock_team(s, team_id)  # a name is checked and taken one writer at a time (renames too)
+    _check_workspace_name(s, team_id, body.name)
     ws = Workspace(team_id=team_id, name=body.name, description=body.description)
     s.add(ws)
+    s.flush()
+    return _ws_info(ws)
+
+
+def _check_workspace_name(s: Session, team_id: int, name: str, keep: int | None = None) -> None:
+    """A workspace name is unique in its team (``keep``: the workspace being renamed)."""
+    taken = select(Workspace.id).where(Workspace.team_id == team_id, Workspace.name == name)
+    if keep is not None:
+        taken = taken.where(Workspace.id != keep)
+    if s.scalar(taken.limit(1)) is not None:
+        raise ConflictError(
+            f"Team {team_id} has a workspace named {name!r} already; pick another name.",
+            field="name",
+        )
+
+
+def update_workspace(
+    s: Session, p: Principal, *, workspace_id: int, body: WorkspaceUpdate
+) -> WorkspaceInfo:
+    """Rename a workspace and/or change its description (developer of its team); the name
+    stays unique in the team (409 on ``name``, nothing changed)."""
+    if body.name is None and body.description is None:
+        raise BadRequestError(
+            "name: give a new name or a new description (or both); the body changes nothing",
+            field="name",
+        )
+    ws = get_workspace(s, p, workspace_id, "developer")
+    if body.name is not None and body.name != ws.name:
+        _lock_team(s, ws.team_id)
+        _check_workspace_name(s, ws.team_id, body.name, keep=ws.id)
+        ws.name = body.name
+    if body.description is not None:
+        ws.description = body.description
     s.flush()
     return _ws_info(ws)
 

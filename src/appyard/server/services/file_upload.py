@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import anyio.to_thread
 
@@ -71,6 +72,15 @@ def _folder_there(path: str) -> ConflictError:
     )
 
 
+class Received(NamedTuple):
+    """A committed upload: what the API says of it, the sha256 of what was written, and the
+    file's modification time (the hash holds while the file on disk still has it)."""
+
+    info: FileInfo
+    sha256: str
+    mtime_ns: int
+
+
 class Upload:
     """A file being uploaded: ``write`` pieces, then ``commit`` (rename into place) or ``abort``."""
 
@@ -90,12 +100,14 @@ class Upload:
         self.handle = handle
         self.made = made
         self.size = 0
+        self.digest = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
         self.handle.write(data)
+        self.digest.update(data)
         self.size += len(data)
 
-    def commit(self) -> FileInfo:
+    def commit(self) -> Received:
         """Make the file whole on disk, then put it in place in one rename.
 
         If a recursive delete took the folder away while the body streamed in (the temporary
@@ -132,7 +144,7 @@ class Upload:
         except BaseException:
             self.abort()
             raise
-        return file_info(self.path, st)
+        return Received(file_info(self.path, st), self.digest.hexdigest(), st.st_mtime_ns)
 
     def abort(self) -> None:
         """Leave nothing behind: the temporary file and any folder this upload made."""
@@ -158,7 +170,7 @@ async def receive(
     chunks: AsyncIterator[bytes],
     limit: int,
     declared: int | None = None,
-) -> FileInfo:
+) -> Received:
     """Stream ``chunks`` into team file ``path``: all of it lands at once, or nothing does.
 
     Disk work runs in worker threads, in pieces of ``WRITE_CHUNK``; more than ``limit`` bytes
