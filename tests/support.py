@@ -182,6 +182,8 @@ class AgentProc:
     #: a command that execs the agent's (e.g. ``ip netns exec NAME``: an agent in a network
     #: namespace of its own); the process's pid stays the agent's
     wrapper: list[str] = field(default_factory=list)
+    #: more of its environment (e.g. a test-only inventory file)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> AgentProc:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +206,10 @@ class AgentProc:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SERVER_ADDRESS")},
+            env={
+                **{k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SERVER_ADDRESS")},
+                **self.extra_env,
+            },
         )
         return self
 

@@ -580,7 +580,9 @@ def test_a_viewer_sees_pages_without_run_or_stop(stand: Stand, pages: Callable[[
 # -- agents ------------------------------------------------------------------------------------
 
 
-def test_agents_page_and_adding_an_agent(stand: Stand, page: Page) -> None:
+def test_agents_page_and_adding_an_agent(
+    stand: Stand, page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stand.sign_in(page, "dev")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
     expect(page.get_by_role("heading", name="Agents", level=1)).to_be_visible()
@@ -620,13 +622,29 @@ def test_agents_page_and_adding_an_agent(stand: Stand, page: Page) -> None:
     )
     expect(table.get_by_role("rowheader", name="gpu-box-1", exact=True)).to_have_count(1)
 
-    # the token shown works: an agent started with it comes online
-    agent = stand.world.start_agent(found.group(1), name="gpu-box-1")
+    # the token shown works: an agent started with it comes online, with its machine (two GPUs
+    # declared through the test-only inventory file) and labels
+    gpus = [
+        {"index": i, "uuid": f"GPU-{i}", "name": "NVIDIA A100-SXM4-80GB", "memory_mb": 81920}
+        for i in range(2)
+    ]
+    (tmp_path / "inventory.json").write_text(json.dumps({"gpus": gpus}))
+    monkeypatch.setenv("APPYARD_AGENT_INVENTORY_FILE", str(tmp_path / "inventory.json"))
+    agent = stand.world.start_agent(
+        found.group(1), name="gpu-box-1", extra_args=["--label", "gpu=a100"]
+    )
     try:
         created = next(a for a in stand.api.agent.get_list(stand.team_id) if a.name == "gpu-box-1")
         wait_for(lambda: stand.agent_online(created.id), 30, "the added agent to come online")
         page.get_by_role("button", name="Refresh").click()
         expect(new).to_contain_text("online")
+        expect(table.get_by_role("columnheader")).to_contain_text(["CPUs", "Memory", "GPUs"])
+        listed = new.get_by_role("list", name="2 GPUs").get_by_role("listitem")
+        expect(listed).to_have_text(
+            ["0: NVIDIA A100-SXM4-80GB (80 GB)", "1: NVIDIA A100-SXM4-80GB (80 GB)"]
+        )
+        expect(new).to_contain_text("gpu=a100")
+        shot(page, "07-agents-gpus")
     finally:
         agent.stop()
 
@@ -713,3 +731,28 @@ def test_the_keyboard_alone_signs_in_and_runs_an_app(stand: Stand, page: Page) -
     tid = _session_id(page)
     expect(_badge(page)).to_have_text(re.compile("queued|consumed|started|finished"))
     assert stand.api.task.get_info_by_id(tid)["params"]["state"]["name"] == "world"
+
+
+def test_a_session_that_waits_for_a_gpu_says_why_on_its_page(stand: Stand, page: Page) -> None:
+    """The stand's agent has no GPU: a session of an app that needs one, queued anyway, shows
+    what it needs and why it waits; live, so its page needs no reload."""
+    gpu_app = Path(__file__).parent.parent / "e2e" / "apps" / "gpu"
+    module_id = stand.api.module.publish(gpu_app).module_id
+    started = stand.sdk("dev").app.start(
+        module_id=module_id,
+        workspace_id=stand.workspace_id,
+        resources={"gpus": 2},
+        queue_anyway=True,
+        task_name="needs-two-gpus",
+    )
+    stand.sign_in(page, "dev")
+    page.goto(f"{stand.url}/#/sessions/{started.task_id}")
+    expect(_badge(page)).to_have_text("queued")
+    reason = page.locator(".wait-reason")
+    expect(reason).to_have_text(
+        f"no online agent has 2 GPUs free (agent {stand.agent_id} ({stand.agent_name}) "
+        "has 0 GPUs, not 2)"
+    )
+    expect(page.get_by_text("2 GPUs", exact=True)).to_be_visible()
+    shot(page, "session-waits-for-gpus")
+    stand.api.app.stop(started.task_id)

@@ -125,6 +125,10 @@ def app_env(
     for key, text in a.env.items():
         if _env_ok(key, text):
             env[key] = text
+    if a.gpus is not None:
+        # exactly the GPUs placement gave it (none: none; CUDA then sees no device)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g.index) for g in a.gpus)
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in a.gpus) or "void"
     env.update(
         {
             "SERVER_ADDRESS": server,

@@ -22,7 +22,9 @@ from types import FrameType
 from appyard.agent.exit_codes import RET_CONFIG
 from appyard.agent.loop import AgentConfig, run_agent
 from appyard.agent.sandbox import DEFAULT_APP_USER
+from appyard.agent.usage import DEFAULT_INTERVAL_S
 from appyard.errors import ConfigurationError
+from appyard.schemas.agents import MAX_LABELS, parse_label, parse_labels
 
 log = logging.getLogger("appyard.agent")
 
@@ -75,8 +77,49 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the unprivileged user apps run as when the agent runs as root and no sandbox "
         f"can be made (default {DEFAULT_APP_USER}, else nobody; env APPYARD_AGENT_APP_USER)",
     )
+    p.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a label of this agent, reported with its machine (e.g. gpu=a100, zone=eu); "
+        f"repeat for more (at most {MAX_LABELS})",
+    )
+    p.add_argument(
+        "--usage-interval",
+        type=_interval,
+        default=os.environ.get("APPYARD_AGENT_USAGE_INTERVAL", str(DEFAULT_INTERVAL_S)),
+        metavar="SECONDS",
+        help=f"seconds between two samples of what each app uses (CPU, memory, GPU), "
+        f"0.1 to 3600, or 0 for none (default {DEFAULT_INTERVAL_S:g}; env "
+        "APPYARD_AGENT_USAGE_INTERVAL); a memory limit is kept every second at least",
+    )
     p.add_argument("--log-level", default="INFO", help="agent log level (default INFO)")
     return p
+
+
+def _interval(text: str) -> float:
+    """argparse check of ``--usage-interval``: a clear usage error (exit 2) for a bad one."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value == 0 or 0.1 <= value <= 3600):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds from 0.1 to 3600, or 0 for no sampling "
+            "(give it with --usage-interval or APPYARD_AGENT_USAGE_INTERVAL)"
+        )
+    return value
+
+
+def _label(text: str) -> str:
+    """argparse check of one ``--label``: a clear usage error (exit 2) for a bad one."""
+    try:
+        parse_label(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -100,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.slots < 1:
         log.error("--slots must be at least 1")
         return RET_CONFIG
+    try:
+        labels = parse_labels(args.label)
+    except ValueError as e:
+        log.error("--label: %s", e)
+        return RET_CONFIG
     config = AgentConfig(
         server=args.server,
         token=args.token,
@@ -109,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         app_paths=tuple(args.app_path),
         sandbox=args.sandbox,
         app_user=args.app_user,
+        labels=labels,
+        usage_interval_s=args.usage_interval,
     )
     stop = threading.Event()
 

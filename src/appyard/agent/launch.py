@@ -59,14 +59,25 @@ def job_for(
     env: Mapping[str, str],
     grace_s: float,
     sandboxed: bool = False,
+    usage: tuple[float, int] = (0.0, 0),
 ) -> bytes:
     """The task's job, as written to its supervisor; SpawnError for what no program can get.
 
     ``sandboxed``: argv runs the app in a bubblewrap sandbox (``sandbox.Isolation.wrap``),
-    which the supervisor's stop protocol must know."""
+    which the supervisor's stop protocol must know. ``usage``: seconds between samples of
+    what the app uses, and its memory limit in MB (0: none of either; ``supervisor/usage.py``)."""
     try:
         return encode_job(
-            Job(str(td.supervisor_log), str(td.path), str(td.work), grace_s, argv, env, sandboxed)
+            Job(
+                str(td.supervisor_log),
+                str(td.path),
+                str(td.work),
+                grace_s,
+                argv,
+                env,
+                sandboxed,
+                *usage,
+            )
         )
     except ValueError as e:
         raise SpawnError(f"cannot start the app: {e}") from None
@@ -301,6 +312,7 @@ def launch(
     grace_s: float,
     on_supervisor: OnSupervisor | None = None,
     sandboxed: bool = False,
+    usage: tuple[float, int] = (0.0, 0),
 ) -> AppHandle:
     """Start a supervisor for the task, which starts the app; return once the app process exists.
 
@@ -310,7 +322,7 @@ def launch(
     the task folder). This is the cold start; ``Launcher.launch`` does the same through a
     supervisor started ahead.
     """
-    job = job_for(td, argv, env, grace_s, sandboxed)
+    job = job_for(td, argv, env, grace_s, sandboxed, usage)
     make_task_files(td)
     return launch_cold(td, job, on_supervisor)
 

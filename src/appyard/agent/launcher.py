@@ -67,10 +67,11 @@ class Launcher:
         grace_s: float,
         on_supervisor: OnSupervisor | None = None,
         sandboxed: bool = False,
+        usage: tuple[float, int] = (0.0, 0),
     ) -> AppHandle:
         """As ``launch.launch`` (same arguments, result, errors and files)."""
         try:
-            job = job_for(td, argv, env, grace_s, sandboxed)
+            job = job_for(td, argv, env, grace_s, sandboxed, usage)
             make_task_files(td)
             if self.warm_enabled:
                 warm = self._take() or self._fork_now()

@@ -27,6 +27,7 @@ from appyard import __version__
 from appyard.agent.cache import ReleaseCache, VenvCache
 from appyard.agent.client import RETRY_STATUSES, Abandoned, AgentClient, Backoff
 from appyard.agent.exit_codes import RET_CONFIG, RET_CRASHED, RET_OK, RET_REFUSED
+from appyard.agent.inventory import InventoryReader
 from appyard.agent.launcher import Launcher
 from appyard.agent.sandbox import DEFAULT_APP_USER, Isolation, detect, unsandboxed
 from appyard.agent.state import (
@@ -38,6 +39,7 @@ from appyard.agent.state import (
     find_work_dir,
 )
 from appyard.agent.tunnel import TunnelClient
+from appyard.agent.usage import DEFAULT_INTERVAL_S, UsageCollector
 from appyard.agent.worker import TaskWorker
 from appyard.errors import ApiError, ConfigurationError, ServerUnavailableError
 from appyard.schemas.agents import (
@@ -79,6 +81,10 @@ class AgentConfig:
     sandbox: bool = True
     #: the unprivileged user apps run as when the agent runs as root without a sandbox
     app_user: str = DEFAULT_APP_USER
+    #: ``--label KEY=VALUE``: reported with the machine's inventory (checked by ``parse_labels``)
+    labels: dict[str, str] = field(default_factory=dict)
+    #: ``--usage-interval``: seconds between two samples of what an app uses (0: none)
+    usage_interval_s: float = DEFAULT_INTERVAL_S
 
 
 class Agent:
@@ -117,6 +123,12 @@ class Agent:
             )
         else:
             self.isolation = unsandboxed(config.app_paths, private)
+        #: the machine (cores, memory, disk, GPUs) and labels, sent with hellos and polls; a
+        #: broken test-only inventory file is a ConfigurationError here, before any hello
+        self.inventory = InventoryReader(config.work_dir or home, config.labels)
+        self.inventory.read()
+        #: what the apps used, read from their supervisors' samples, sent with the polls
+        self.usage = UsageCollector()
         self._stop = threading.Event()
         #: set once hello succeeded and the found tasks have their workers (tests wait on it)
         self.online = threading.Event()
@@ -224,6 +236,7 @@ class Agent:
                 welcome.agent_id,
             )
         wd.write_identity(welcome.agent_id, self.server, self.config.token)
+        self.inventory.folder = wd.root  # its disk is the one to report
         self.releases = ReleaseCache(wd.cache / "releases")
         self.venvs = VenvCache(wd.cache / "venvs")
         log.info(
@@ -272,8 +285,10 @@ class Agent:
             version=__version__,
             held=held,
             isolation=self.isolation.mode,
+            inventory=self.inventory.for_hello(),
         )
         welcome = self.client.hello(hello)
+        self.inventory.sent(hello.inventory)
         self.agent_id = welcome.agent_id
         self.poll_timeout_s = max(0.0, min(self.config.poll_timeout_s, welcome.poll_timeout_s))
         return welcome
@@ -293,6 +308,10 @@ class Agent:
             free_slots=max(0, self.config.slots - busy),
             running=sorted(w.task_id for w in workers if w.held),
             timeout_s=self.poll_timeout_s,
+            inventory=self.inventory.for_poll(),  # only when the machine changed
+            usage=self.usage.collect(
+                (w.task_id, w.dir.path) for w in workers if w.handle is not None and not w.app_ended
+            ),
         )
 
     def _poll_loop(self) -> None:
@@ -310,7 +329,10 @@ class Agent:
                     rehello = False
                     log.info("reconnected to %s", self.server)
                 t0 = time.monotonic()
-                resp = self.client.poll(self.agent_id, self._poll_request())
+                req = self._poll_request()
+                resp = self.client.poll(self.agent_id, req)
+                self.inventory.sent(req.inventory)
+                self.usage.sent(req.usage)
             except Abandoned:
                 return
             except (ServerUnavailableError, ApiError) as e:
@@ -375,6 +397,7 @@ class Agent:
         with self._lock:
             if self._workers.get(worker.task_id) is worker:
                 del self._workers[worker.task_id]
+        self.usage.forget(worker.task_id)
 
     def app_port(self, task_id: int) -> int | None:
         """The port a running app of ``task_id`` serves on (its ``APP_PORT``), if it runs."""

@@ -269,13 +269,16 @@ class Isolation:
         python: str,
         work: Path,
         spec: SandboxSpec | None,
+        gpus: Sequence[int] | None = None,
     ) -> list[str]:
         """The command that runs ``argv`` in the app's sandbox, or as the app user (``argv``
         itself with neither).
 
         ``env`` is the app's environment: its ``HOME`` and ``TMPDIR`` become the sandbox's
         (the app user's: folders of the task's own). PrepareError when the manifest asks for
-        a path the agent does not give apps.
+        a path the agent does not give apps. ``gpus``: the indices of the GPUs placement gave
+        the session; only their devices are in its sandbox (the manifest's ``sandbox.gpu``
+        alone, with no GPUs placed, gives the machine's).
         """
         spec = spec or SandboxSpec()
         extra = self._extra_paths(spec.read_only_paths)
@@ -291,7 +294,11 @@ class Isolation:
             args += ["--ro-bind", self.etc.path(), "/etc"]
         ro = _outermost([*extra, str(app_dir), *self._venv_dirs(python)])
         mounts = [("--ro-bind", p) for p in ro] + [("--bind", str(work))]
-        if spec.gpu:
+        if gpus:
+            mounts += [("--dev-bind", d) for d in _gpu_devices(gpus)]
+            if os.path.isdir("/sys"):
+                mounts.append(("--ro-bind", "/sys"))
+        elif spec.gpu:
             mounts += [("--dev-bind", d) for d in _gpu_devices()]
             if os.path.isdir("/sys"):
                 mounts.append(("--ro-bind", "/sys"))
@@ -369,11 +376,15 @@ def _within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def _gpu_devices() -> list[str]:
+def _gpu_devices(only: Sequence[int] | None = None) -> list[str]:
+    """The GPU device nodes that exist: the shared ones, and each GPU's own (``only``: those
+    of these indices)."""
     found = [d for d in GPU_DEVICES if os.path.exists(d)]
     with contextlib.suppress(OSError):
         found += sorted(
-            f"/dev/{n}" for n in os.listdir("/dev") if n.startswith("nvidia") and n[6:].isdigit()
+            f"/dev/{n}"
+            for n in os.listdir("/dev")
+            if n.startswith("nvidia") and n[6:].isdigit() and (only is None or int(n[6:]) in only)
         )
     return found
 

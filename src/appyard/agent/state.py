@@ -115,6 +115,8 @@ class ExitInfo:
     killed: bool
     spawned: bool
     error: str | None
+    #: the supervisor stopped the app for exceeding its memory limit (``error`` says so)
+    over_limit: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExitInfo:
@@ -125,6 +127,7 @@ class ExitInfo:
             killed=bool(data.get("killed")),
             spawned=bool(data.get("spawned", True)),
             error=data.get("error"),
+            over_limit=bool(data.get("over_limit")),
         )
 
 

@@ -37,6 +37,7 @@ from appyard.agent.handle import AppHandle, adopt, kill_orphan
 from appyard.agent.launch import SpawnError
 from appyard.agent.logship import MAX_BATCH_BYTES, MAX_BATCH_LINES, LogShipper
 from appyard.agent.state import Found, TaskDir, TaskState, classify
+from appyard.agent.usage import memory_limit_mb
 from appyard.errors import ApiError, AppyardError
 from appyard.schemas.agents import LogBatch, TaskAssignment, TaskEvent
 from appyard.schemas.manifest import DEFAULT_LOG_BYTES, DEFAULT_LOG_LINES
@@ -234,6 +235,7 @@ class TaskWorker(threading.Thread):
             python=python,
             work=self.dir.work,
             spec=manifest.sandbox,
+            gpus=[g.index for g in a.gpus or []],
         )
 
     def _fresh_folder(self, a: TaskAssignment) -> None:
@@ -285,6 +287,7 @@ class TaskWorker(threading.Thread):
                 a.stop_grace_s,
                 on_supervisor,
                 sandboxed=self.agent.isolation.sandboxed,
+                usage=(self.agent.config.usage_interval_s, memory_limit_mb(a)),
             )
         except SpawnError as e:
             log.warning("task %d: %s", self.task_id, e)
@@ -397,10 +400,16 @@ class TaskWorker(threading.Thread):
         elif info is not None:
             note = info.error or (self._stop_note if info.stop_requested else None)
             event = TaskEvent(
-                kind="exited", exit_code=info.exit_code, error=note, stopped=info.stop_requested
+                kind="exited",
+                exit_code=info.exit_code,
+                error=note,
+                stopped=info.stop_requested,
+                over_limit=info.over_limit,
             )
         else:
             event = TaskEvent(kind="exited", exit_code=None, error=error)
+        # the samples no poll took yet: the app's last figures
+        event.usage = self.agent.usage.report(self.task_id, self.dir.path)
         if self._report_end(event, last):
             log.info(
                 "task %d: %s%s",

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from appyard.cli._common import TEAM_HELP, console, fmt_time, get_api, team_id
+from appyard.schemas.agents import AgentInfo, parse_labels
 
 agent_app = typer.Typer(help="Agents: the machines that run sessions.", no_args_is_help=True)
 
@@ -39,11 +40,25 @@ def agent_create(
 
 @agent_app.command("list")
 def agent_list(team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = None) -> None:
-    """List the team's agents with their status and load."""
+    """List the team's agents with their status, load, machine (cores, memory, disk, GPUs)
+    and labels."""
     with get_api() as api:
         agents = api.agent.get_list(team_id(team))
     table = Table(
-        "ID", "NAME", "STATUS", "SLOTS", "RUNNING", "HOST", "VERSION", "SANDBOX", "LAST SEEN"
+        "ID",
+        "NAME",
+        "STATUS",
+        "SLOTS",
+        "RUNNING",
+        "CPUS",
+        "MEMORY",
+        "DISK FREE",
+        "GPUS",
+        "LABELS",
+        "HOST",
+        "VERSION",
+        "SANDBOX",
+        "LAST SEEN",
     )
     for a in agents:
         table.add_row(
@@ -52,12 +67,49 @@ def agent_list(team: Annotated[int | None, typer.Option(help=TEAM_HELP)] = None)
             Text(a.status, style="green" if a.status == "online" else "dim"),
             str(a.slots),
             str(a.running),
+            str(a.cpus) if a.cpus is not None else "-",
+            _memory(a),
+            _size(a.disk_free_mb),
+            _gpus(a),
+            " ".join(f"{k}={v}" for k, v in sorted(a.labels.items())) or "-",
             a.hostname or "-",
             a.version or "-",
             _isolation(a.isolation),
             fmt_time(a.last_seen_at),
         )
     console.print(table)
+
+
+def _size(mb: int | None) -> str:
+    """MB as people read them: ``512 MB``, ``7.8 GB``, ``80 GB``, ``1.8 TB``."""
+    if mb is None:
+        return "-"
+    if mb < 1024:
+        return f"{mb} MB"
+    for unit, scale in (("GB", 1024), ("TB", 1024 * 1024)):
+        value = mb / scale
+        if value < 1024 or unit == "TB":
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _memory(a: AgentInfo) -> str:
+    """Total memory, and what is available now."""
+    if a.memory_mb is None:
+        return "-"
+    if a.memory_available_mb is None:
+        return _size(a.memory_mb)
+    return f"{_size(a.memory_mb)} ({_size(a.memory_available_mb)} free)"
+
+
+def _gpus(a: AgentInfo) -> str:
+    """How many GPUs of each model (``2 x NVIDIA A100 (80 GB)``); ``0`` when it reported none."""
+    if not a.gpus:
+        return "0" if a.inventory_at is not None else "-"
+    kinds: dict[tuple[str, int], int] = {}
+    for g in a.gpus:
+        kinds[(g.name, g.memory_mb)] = kinds.get((g.name, g.memory_mb), 0) + 1
+    return "\n".join(f"{n} x {name} ({_size(mb)})" for (name, mb), n in kinds.items())
 
 
 @agent_app.command("rotate-token")
@@ -95,6 +147,7 @@ def agent_argv(
     sandbox: bool | None = None,
     app_paths: Sequence[Path] = (),
     app_user: str | None = None,
+    labels: Sequence[str] = (),
 ) -> list[str]:
     """The agent's arguments; the token goes by APPYARD_AGENT_TOKEN, not argv (``ps`` shows
     argv to every user of the machine). ``sandbox`` None: the agent's default."""
@@ -109,7 +162,24 @@ def agent_argv(
         argv += ["--app-path", str(path)]
     if app_user is not None:
         argv += ["--app-user", app_user]
+    for label in labels:
+        argv += ["--label", label]
     return argv
+
+
+def check_labels(labels: list[str] | None) -> list[str]:
+    """Typer callback of ``--label``: each KEY=VALUE checked here, a clear usage error."""
+    try:
+        parse_labels(labels or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    return labels or []
+
+
+LABEL_HELP = (
+    "A label of the agent, KEY=VALUE (e.g. gpu=a100, zone=eu), reported with its machine; "
+    "repeat for more."
+)
 
 
 @agent_app.command("run")
@@ -151,6 +221,10 @@ def agent_run(
             "(default appyard-app, else nobody).",
         ),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help=LABEL_HELP, callback=check_labels),
+    ] = None,
 ) -> None:
     """Run an agent in the foreground (its apps survive an agent restart)."""
     # imported here, not at the top: every other ``appyard`` command would load the agent
@@ -167,5 +241,6 @@ def agent_run(
         sandbox=sandbox,
         app_paths=app_path or (),
         app_user=app_user,
+        labels=label or (),
     )
     raise typer.Exit(agent_main(argv))

@@ -246,8 +246,22 @@ def start(
     timeout: Annotated[
         float | None, typer.Option(help="With --wait: give up after SECONDS.")
     ] = None,
+    gpus: Annotated[
+        int | None, typer.Option(help="GPUs it needs (instead of the app's resources.gpus).")
+    ] = None,
+    memory_mb: Annotated[
+        int | None, typer.Option(help="Memory it needs, its limit (MB; instead of the app's).")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="A label its agent must carry: key=value (repeatable)."),
+    ] = None,
+    queue_anyway: Annotated[
+        bool,
+        typer.Option("--queue-anyway", help="Queue it even if no agent could ever run it."),
+    ] = False,
 ) -> None:
-    """Start a session of an app."""
+    """Start a session of an app; a session that cannot run yet says why it waits."""
     with get_api() as api:
         module = _module(api, slug_or_id, version)
         params = module.get_arguments(**_target(module, target))
@@ -255,6 +269,13 @@ def start(
         for raw in param or []:
             key, value = split_pair(raw, "--param")
             params[key] = parse_value(value, defaults.get(key))
+        resources: dict[str, object] = {}
+        if gpus is not None:
+            resources["gpus"] = gpus
+        if memory_mb is not None:
+            resources["memory_mb"] = memory_mb
+        if label:
+            resources["agent_labels"] = dict(split_pair(raw, "--label") for raw in label)
         session = api.app.start(
             agent_id=agent,
             workspace_id=workspace_id(workspace),
@@ -263,8 +284,13 @@ def start(
             params=params,
             task_name=name,
             description=description,
+            resources=resources or None,
+            queue_anyway=queue_anyway,
         )
         console.print(f"Started {module.slug}: task {session.task_id}")
+        reason = api.task.get(session.task_id).wait_reason
+        if reason:
+            console.print(Text(f"It waits: {reason}", style="yellow"))
         if not wait:
             console.print(
                 f"Follow it: appyard app wait {session.task_id}  |  appyard app logs {session.task_id} --follow"
@@ -383,7 +409,12 @@ def sessions(
 
 def sessions_table(tasks: list[TaskInfo]) -> Table:
     """Sessions as a table, one row each (``app sessions``, ``demo``)."""
-    table = Table("TASK", "MODULE", "VERSION", "NAME", "STATUS", "AGENT", "CREATED", "PROGRESS")
+    table = Table()
+    # a narrow terminal folds cells rather than cut them; the status keeps its words whole
+    for header in ("TASK", "MODULE", "VERSION", "NAME", "STATUS", "AGENT", "GPUS", "CPU"):
+        table.add_column(header, overflow="fold", min_width=13 if header == "STATUS" else None)
+    for header in ("MEMORY", "CREATED", "PROGRESS"):
+        table.add_column(header, overflow="fold")
     for t in tasks:
         progress = "-"
         if t.progress is not None:
@@ -396,10 +427,26 @@ def sessions_table(tasks: list[TaskInfo]) -> Table:
             t.name,
             _task_status_text(t),
             str(t.agent_id or "-"),
+            ",".join(str(g.get("index")) for g in t.gpus) or "-",
+            *_usage_cells(t),
             fmt_time(t.created_at),
             progress,
         )
     return table
+
+
+def _usage_cells(t: TaskInfo) -> tuple[str, str]:
+    """CPU and memory at the task's last usage sample ("-" before its first): ``12%``, ``350 MB``
+    (``1.5 GB`` from 1000 MB on), with its GPU memory after a ``+`` where it has any."""
+    u = t.usage
+    if u is None:
+        return "-", "-"
+
+    def mb(v: float) -> str:
+        return f"{v / 1024:.1f} GB" if v >= 1000 else f"{v:.0f} MB"
+
+    memory = mb(u.memory_mb) + (f" + GPU {mb(u.gpu_memory_mb)}" if u.gpu_memory_mb else "")
+    return f"{u.cpu_percent:.0f}%", memory
 
 
 def _print_line(line: LogLine) -> None:

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -26,7 +26,7 @@ from rich.console import Console
 
 from appyard.agent.exit_codes import meaning as agent_exit_meaning
 from appyard.cli._common import console, err_console, exit_with, home_dir
-from appyard.cli.agent_cmd import AGENT_TOKEN_ENV, agent_argv
+from appyard.cli.agent_cmd import AGENT_TOKEN_ENV, LABEL_HELP, agent_argv, check_labels
 from appyard.cli.children import (
     MAX_RESTARTS,
     RESTART_WINDOW_S,
@@ -350,6 +350,7 @@ def running_appyard(
     *,
     quiet: bool = False,
     keep_apps: bool = False,
+    labels: Sequence[str] = (),
 ) -> Iterator[Local]:
     """Server, bundled apps and one agent, running for the ``with`` block; stopped after it.
 
@@ -401,7 +402,9 @@ def running_appyard(
             agent_env = {k: v for k, v in os.environ.items() if k not in _CLIENT_VARS}
             agent_env.update({"APPYARD_HOME": str(home), AGENT_TOKEN_ENV: state.agent_token})
             # --stop-apps-on-exit: on SIGTERM; SIGHUP leaves them (see agent/command)
-            run_args = agent_argv(address, slots, work_dir=None, stop_apps_on_exit=True)
+            run_args = agent_argv(
+                address, slots, work_dir=None, stop_apps_on_exit=True, labels=labels
+            )
             agent = Child(
                 "agent",
                 [sys.executable, "-m", "appyard.cli", "agent", "run", *run_args],
@@ -482,6 +485,12 @@ def up(
             "appyard up re-adopts them (for an upgrade).",
         ),
     ] = False,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE", help=f"The local agent: {LABEL_HELP}", callback=check_labels
+        ),
+    ] = None,
 ) -> None:
     """Run a whole appyard here: server, bundled apps, one agent; Ctrl-C stops it all.
 
@@ -493,7 +502,9 @@ def up(
     """
     code = 0
     try:
-        with running_appyard(Path(home_dir()), host, port, slots, keep_apps=keep_apps) as local:
+        with running_appyard(
+            Path(home_dir()), host, port, slots, keep_apps=keep_apps, labels=label or ()
+        ) as local:
             state = local.state
             env_file = _write_env_file(local.address, state)
             project = f", demo project {state.project_id}" if state.project_id else ""

@@ -88,6 +88,12 @@ class AgentInfo(NamedTuple):
     hostname: str | None = None
     isolation: str | None = None
     last_seen_at: str | None = None
+    #: ours: its machine as it last reported it (``gpus``: index, uuid, name, memory_mb each)
+    cpus: int | None = None
+    memory_mb: int | None = None
+    disk_free_mb: int | None = None
+    gpus: list[dict[str, Any]] | None = None
+    labels: dict[str, str] | None = None
 
 
 class AppInfo(NamedTuple):
@@ -269,6 +275,20 @@ def agent_info(a: OurAgent) -> AgentInfo:
         hostname=a.hostname,
         isolation=a.isolation,
         last_seen_at=iso(a.last_seen_at),
+        gpu_info=(
+            {
+                "is_available": bool(a.gpus),
+                "device_count": len(a.gpus),
+                "device_names": [g.name for g in a.gpus],
+            }
+            if a.inventory_at is not None
+            else None
+        ),
+        cpus=a.cpus,
+        memory_mb=a.memory_mb,
+        disk_free_mb=a.disk_free_mb,
+        gpus=[g.model_dump() for g in a.gpus],
+        labels=dict(a.labels),
     )
 
 

@@ -262,6 +262,98 @@ class LogLimit(BaseModel):
         return data
 
 
+#: caps of what an app may ask of its agent's machine (``resources``)
+MAX_GPUS_ASKED = 64
+MAX_MEMORY_MB = 64 * 1024 * 1024  # 64 TiB
+MAX_CPUS_ASKED = 4096
+MAX_LABELS = 32
+MAX_LABEL = 100
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,99}$")
+AMOUNT_KEYS = ("gpus", "gpu_memory_mb", "memory_mb", "cpus")
+RESOURCE_KEYS = frozenset({*AMOUNT_KEYS, "agent_labels", "max"})
+
+
+def check_labels(value: Any) -> dict[str, str]:
+    """``{"key": "value"}``: at most ``MAX_LABELS``, keys like ``gpu-type`` or ``zone``."""
+    if not isinstance(value, dict):
+        raise _fail('must be a JSON object of labels, e.g. {"gpu": "a100"}')
+    if len(value) > MAX_LABELS:
+        raise _fail(f"must have at most {MAX_LABELS} labels")
+    for k, v in value.items():
+        if not LABEL_KEY_RE.match(k):
+            raise _fail(
+                "keys must be letters, digits, '_', '.', '-' or '/' (at most "
+                f"{MAX_LABEL} characters, starting with a letter or digit)",
+                at=k,
+            )
+        if not isinstance(v, str) or not _short_text(MAX_LABEL)(v):
+            raise _fail(f"must be a string of at most {MAX_LABEL} characters", at=k)
+    return value
+
+
+class ResourceAmounts(BaseModel):
+    """How much of its agent's machine a session needs; 0 (or left out): nothing asked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gpus: Annotated[int, _whole(0, MAX_GPUS_ASKED, "GPUs")] = 0
+    #: memory each of its GPUs must have
+    gpu_memory_mb: Annotated[int, _whole(0, MAX_MEMORY_MB, "MB")] = 0
+    #: resident memory of all its processes; more stops it (``memory limit ... exceeded``)
+    memory_mb: Annotated[int, _whole(0, MAX_MEMORY_MB, "MB")] = 0
+    cpus: Annotated[
+        float,
+        _checked(
+            lambda v: _is_number(v) and 0 <= v <= MAX_CPUS_ASKED,
+            f"must be a number of CPUs from 0 to {MAX_CPUS_ASKED}",
+        ),
+    ] = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        return _object_of(data, AMOUNT_KEYS, f"some of {list(AMOUNT_KEYS)}")
+
+    def asks(self) -> bool:
+        return any(getattr(self, k) for k in AMOUNT_KEYS)
+
+
+class ResourceSpec(ResourceAmounts):
+    """``resources``: what a session of the app needs of its agent's machine (placement
+    finds an agent that has it free; docs/apps.md), the labels its agent must carry, and how
+    far a start may raise each amount (``max``; without it, only lower)."""
+
+    agent_labels: Annotated[dict[str, str], BeforeValidator(check_labels)] = Field(
+        default_factory=dict
+    )
+    max: ResourceAmounts | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        return _object_of(data, RESOURCE_KEYS, f"some of {sorted(RESOURCE_KEYS)}")
+
+    @model_validator(mode="after")
+    def _max_above(self) -> ResourceSpec:
+        if self.max is not None:
+            for key in AMOUNT_KEYS:
+                if key in self.max.model_fields_set and getattr(self.max, key) < getattr(self, key):
+                    raise _fail(
+                        f"must be at least resources.{key} ({getattr(self, key):g})",
+                        at=f"max.{key}",
+                    )
+        return self
+
+    def limit(self, key: str) -> float:
+        """The most a start may ask of ``key``."""
+        if self.max is not None and key in self.max.model_fields_set:
+            return float(getattr(self.max, key))
+        return float(getattr(self, key))
+
+    def asks(self) -> bool:
+        return super().asks() or bool(self.agent_labels)
+
+
 class Manifest(BaseModel):
     """An app's ``config.json``. Parse with :meth:`parse`, which raises :class:`ManifestError`.
 
@@ -351,6 +443,8 @@ class Manifest(BaseModel):
     sandbox: SandboxSpec | None = None
     #: how much of a task's log the server stores (lines and bytes of the agent's log file)
     log_limit: LogLimit = Field(default_factory=LogLimit)
+    #: what a session needs of its agent's machine: GPUs, memory, CPUs, agent labels
+    resources: ResourceSpec | None = None
 
     _words: tuple[str, ...] | None = PrivateAttr(None)
 

@@ -17,6 +17,7 @@ from appyard.schemas.common import (
     Wire,
     capped_json,
 )
+from appyard.schemas.usage import TaskUsage
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 #: a start's params and a task's outputs: shallow, and at most this many bytes of JSON
@@ -36,6 +37,11 @@ class TaskStart(Wire):
     description: str = Field(default="", max_length=2000)
     log_level: LogLevel = "info"
     idempotency_key: str | None = Field(default=None, max_length=200)
+    #: what the session needs instead of its app's ``resources`` (each amount from 0 up to
+    #: the app's ``resources.max``; ``agent_labels`` added to the app's): docs/apps.md
+    resources: dict[str, Any] | None = None
+    #: queue it even when no agent of the team could ever run it (else a 422 on ``resources``)
+    queue_anyway: bool = False
 
 
 class Progress(BaseModel):
@@ -83,6 +89,18 @@ class TaskInfo(BaseModel):
     #: the pipeline run and step this task is an attempt of (None: not a pipeline's)
     pipeline_run_id: int | None = None
     pipeline_step: str | None = None
+    #: what it needs of its agent's machine (its app's ``resources`` as the start asked:
+    #: ``gpus``, ``gpu_memory_mb``, ``memory_mb``, ``cpus``, ``agent_labels``; empty: nothing)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    #: the GPUs of its agent it holds (``[{"index", "uuid"}]``), from its claim until its end
+    gpus: list[dict[str, Any]] = Field(default_factory=list)
+    #: while queued: why it waits (no agent free, the one named offline or busy, ...)
+    wait_reason: str | None = None
+    #: what the app used at the last sample its agent reported (None: none yet)
+    usage: TaskUsage | None = None
+    #: samples over the whole session, oldest first, at most 120 (coarser the longer it
+    #: runs); empty in lists of tasks (``GET /tasks``, the team's stream)
+    usage_history: list[TaskUsage] = Field(default_factory=list)
 
 
 class SessionStarted(BaseModel):

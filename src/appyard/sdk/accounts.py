@@ -223,8 +223,13 @@ class AgentApi:
         self._core = core
 
     def get_list(self, team_id: int) -> list[AgentInfo]:
-        """Agents with their online status, slots and running tasks."""
+        """Agents with their online status, slots, running tasks, machine and labels."""
         return self._core.run(calls.agents(team_id))
+
+    def get_info_by_id(self, agent_id: int) -> AgentInfo:
+        """One agent of the caller's teams: status, load, its machine (``cpus``,
+        ``memory_mb``, ``disk_free_mb``, ``gpus``) and ``labels``; NotFoundError otherwise."""
+        return self._core.run(calls.agent(agent_id))
 
     def create(self, team_id: int, name: str) -> AgentCreated:
         """Register an agent; ``.token`` (what ``appyard agent run`` needs) is shown only once."""
@@ -247,6 +252,9 @@ class AsyncAgentApi:
 
     async def get_list(self, team_id: int) -> list[AgentInfo]:
         return await self._core.run(calls.agents(team_id))
+
+    async def get_info_by_id(self, agent_id: int) -> AgentInfo:
+        return await self._core.run(calls.agent(agent_id))
 
     async def create(self, team_id: int, name: str) -> AgentCreated:
         return await self._core.run(calls.create_agent(team_id, name))

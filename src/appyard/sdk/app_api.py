@@ -58,12 +58,17 @@ class AppApi:
         module_id: int | None = None,
         proxy_keep_url: bool = False,
         redirect_requests: dict[str, Any] | None = None,
+        resources: dict[str, Any] | None = None,
+        queue_anyway: bool = False,
     ) -> SessionInfo:
         """Start a session of the app; ``agent_id=None`` lets the server pick an online agent.
 
         ``workspace_id=None`` reads WORKSPACE_ID. The request carries a fresh idempotency key,
         so the SDK's retry of a lost answer never runs the app twice. ``proxy_keep_url`` and
-        ``redirect_requests`` are accepted for compatibility and ignored.
+        ``redirect_requests`` are accepted for compatibility and ignored. ``resources``
+        raises or lowers what the app's ``resources`` ask of the agent's machine (``{"gpus":
+        2}``, within its ``resources.max``); a start no agent of the team could ever run is a
+        422 on ``resources`` unless ``queue_anyway``.
         """
         body = start_body(
             agent_id=agent_id,
@@ -77,6 +82,8 @@ class AppApi:
             is_branch=is_branch,
             task_name=task_name,
             restart_policy=restart_policy,
+            resources=resources,
+            queue_anyway=queue_anyway,
         )
         return self._core.run(calls.start(body))
 
@@ -163,6 +170,8 @@ class AsyncAppApi:
         module_id: int | None = None,
         proxy_keep_url: bool = False,
         redirect_requests: dict[str, Any] | None = None,
+        resources: dict[str, Any] | None = None,
+        queue_anyway: bool = False,
     ) -> SessionInfo:
         body = start_body(
             agent_id=agent_id,
@@ -176,6 +185,8 @@ class AsyncAppApi:
             is_branch=is_branch,
             task_name=task_name,
             restart_policy=restart_policy,
+            resources=resources,
+            queue_anyway=queue_anyway,
         )
         return await self._core.run(calls.start(body))
 

@@ -27,8 +27,8 @@ in ``re``/``enum``), and nothing of appyard: it is imported as the top-level pac
     python -m appyard.agent.supervisor ...                     (works too, a bit slower)
 
 Every supervisor gets its task the same way: it starts with nothing to do, and reads its job
-(task folder, argv, the app's whole environment, cwd, grace; see ``job``) from ``--job-fd``,
-the read end of a pipe from the agent. The agent starts one ahead of a task ("warm"), or, when
+(task folder, argv, the app's whole environment, cwd, grace, usage sampling; see ``job``) from
+``--job-fd``, the read end of a pipe from the agent. The agent starts one ahead of a task ("warm"), or, when
 none is waiting, one on the spot and writes it the job at once ("cold"); the supervisor cannot
 tell the two apart. ``--status-fd`` is the write end of a pipe from the agent: one line,
 ``{"pid": P, "start": S}`` the moment the app is spawned (or ``{"error": "...", "exit_code":
@@ -44,5 +44,6 @@ Modules, one job each: ``main`` (arguments, signals at start), ``job`` (the job'
 ends), ``start`` (from job to app: what a supervisor does before the spawn), ``app`` (the app
 process: spawn, watch, stop protocol, exit status), ``lines`` (output bytes to log records),
 ``files`` (the task's files and the JSON in them), ``procs`` (process identity, the subreaper,
-descendants), ``signals`` (the stop flag and the wakeup pipe), ``zygote``.
+descendants), ``signals`` (the stop flag and the wakeup pipe), ``usage`` (samples of what the
+app uses, its memory limit), ``zygote``.
 """

@@ -32,6 +32,7 @@ from .procs import (
     signal_group,
 )
 from .signals import drain, sig
+from .usage import Sampler
 
 #: exit code written when the program cannot be executed at all (as a shell does)
 EXEC_FAILED = 127
@@ -67,10 +68,26 @@ class Supervisor:
         self.pipes: dict[int, Lines] = {}
         self.killed = False
         self.started_at = now_iso()
+        #: samples what the app uses, and keeps its memory limit (``watch_usage``)
+        self.sampler: Sampler | None = None
+        self.usage: tuple[float, int] = (0.0, 0)
+
+    def watch_usage(self, interval_s: float, memory_limit_mb: int) -> None:
+        """Sample the app's usage every ``interval_s`` from its spawn on (0: never); stop it
+        once its memory passes ``memory_limit_mb`` (0: no limit; sampled every second at
+        least then, so that the limit is kept)."""
+        if memory_limit_mb > 0 and not interval_s > 0:
+            interval_s = 1.0
+        self.usage = (interval_s, memory_limit_mb)
 
     @property
     def stop_requested(self) -> bool:
         return signals.stop[0]
+
+    @property
+    def over_limit(self) -> str | None:
+        """Why the supervisor stops the app itself (its memory limit), or None."""
+        return self.sampler.exceeded if self.sampler is not None else None
 
     # --- output -----------------------------------------------------------------------------
     def write_records(self, records: list[str]) -> None:
@@ -111,7 +128,8 @@ class Supervisor:
                     "stop_requested": self.stop_requested,
                     "killed": self.killed,
                     "spawned": spawned,
-                    "error": error,
+                    "error": error or self.over_limit,
+                    "over_limit": self.over_limit is not None,
                 }
             ),
             sync=True,
@@ -209,6 +227,8 @@ class Supervisor:
         }
         write_atomic(os.path.join(self.task_dir, PIDS_NAME), jobject(pids))
         self.report_status({"pid": pid, "start": start})
+        if self.usage[0] > 0:
+            self.sampler = Sampler(self.task_dir, *self.usage)
         try:
             code = self.watch(pid, pidfd, wake_r)
         except BaseException as e:  # a bug of ours must not leave the app unwatched
@@ -235,12 +255,19 @@ class Supervisor:
         kill_at: float | None = None
         drain_until: float | None = None
 
+        sampler = self.sampler
         while self.pipes or status is None:
             now = time.monotonic()
-            if self.stop_requested and not term_sent and status is None:
+            if sampler is not None and status is None and sampler.due(now):
+                sampler.sample()
+                if sampler.exceeded is not None and not term_asked:
+                    self.note("error", f"{sampler.exceeded}: stopping the app")
+            stopping = self.stop_requested or self.over_limit is not None
+            if stopping and not term_sent and status is None:
                 if not term_asked:
                     term_asked = True
-                    self.note("info", f"stop requested: SIGTERM to the app, {self.grace:g} s grace")
+                    why = "stop requested" if self.stop_requested else "memory limit"
+                    self.note("info", f"{why}: SIGTERM to the app, {self.grace:g} s grace")
                     kill_at = now + self.grace
                 term_sent = self.term(pid)
             if kill_at is not None and status is None and now >= kill_at:
@@ -258,6 +285,8 @@ class Supervisor:
             deadline = kill_at if status is None else drain_until
             if term_asked and not term_sent and status is None:
                 deadline = now + SANDBOX_RETRY_S
+            if sampler is not None and status is None:
+                deadline = sampler.next_at if deadline is None else min(deadline, sampler.next_at)
             timeout = None if deadline is None else max(0, int((deadline - now) * 1000) + 1)
             for fd, _ in poller.poll(timeout):
                 if fd == wake_r:

@@ -3,8 +3,10 @@
 The agent encodes (``encode_job``) and writes the job to the pipe it gives every supervisor,
 started ahead of its task or on the spot; the supervisor reads (``read_job``) and decodes
 (``decode_job``) it. On the pipe: ``<length>\\n``, then ``length`` bytes of NUL-terminated
-fields: ``MAGIC, supervisor.log, task dir, cwd, grace, sandboxed, N, argv[0..N), KEY=VALUE...``
-(``sandboxed`` is ``1`` when argv runs the app in a bubblewrap sandbox, else ``0``; none of
+fields: ``MAGIC, supervisor.log, task dir, cwd, grace, sandboxed, usage, N, argv[0..N),
+KEY=VALUE...`` (``sandboxed`` is ``1`` when argv runs the app in a bubblewrap sandbox, else
+``0``; ``usage`` is ``INTERVAL/LIMIT``: seconds between samples of what the app uses, 0 for
+none, and its memory limit in MB, 0 for none: ``usage``'s ``Sampler``; none of
 them can hold a NUL: they are paths, argv words and environment entries). Words and entries
 are bytes as ``os.fsencode`` makes them and ``os.fsdecode`` takes them back, so that they
 reach the app unchanged. A change to what reaches an app is a change here, at both ends.
@@ -20,7 +22,7 @@ from . import signals
 from .signals import drain
 
 #: the first field of a job (its format's version)
-JOB_MAGIC = b"appyard-job-2"
+JOB_MAGIC = b"appyard-job-3"
 #: bytes read from the job pipe at once
 JOB_READ_SIZE = 65536
 
@@ -28,7 +30,17 @@ JOB_READ_SIZE = 65536
 class Job:
     """What a supervisor needs to run its task's app."""
 
-    __slots__ = ("argv", "cwd", "env", "grace", "log", "sandboxed", "task_dir")
+    __slots__ = (
+        "argv",
+        "cwd",
+        "env",
+        "grace",
+        "log",
+        "memory_limit_mb",
+        "sandboxed",
+        "task_dir",
+        "usage_s",
+    )
 
     def __init__(
         self,
@@ -39,6 +51,8 @@ class Job:
         argv: Sequence[str],
         env: Mapping[str, str],
         sandboxed: bool = False,
+        usage_s: float = 0.0,
+        memory_limit_mb: int = 0,
     ) -> None:
         #: the supervisor's own stdout and stderr (``supervisor.log``)
         self.log = log
@@ -52,6 +66,10 @@ class Job:
         self.env = env
         #: argv is bubblewrap's, which runs the app in a sandbox of its own (``app``'s stop)
         self.sandboxed = sandboxed
+        #: seconds between two samples of what the app uses (0: none)
+        self.usage_s = usage_s
+        #: the app is stopped once its processes' resident memory passes this (0: no limit)
+        self.memory_limit_mb = memory_limit_mb
 
 
 def encode_job(job: Job) -> bytes:
@@ -81,7 +99,11 @@ def encode_job(job: Job) -> bytes:
     if any(b"\0" in p for p in paths):
         raise ValueError("a path of the task holds a NUL byte")
     flag = b"1" if job.sandboxed else b"0"
-    fields = [JOB_MAGIC, *paths, grace, flag, b"%d" % len(words), *words, *entries]
+    try:
+        usage = b"%r/%d" % (max(0.0, float(job.usage_s)), max(0, int(job.memory_limit_mb)))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"not a job: {e}") from None
+    fields = [JOB_MAGIC, *paths, grace, flag, usage, b"%d" % len(words), *words, *entries]
     body = b"\0".join(fields) + b"\0"
     return b"%d\n%s" % (len(body), body)
 
@@ -89,20 +111,31 @@ def encode_job(job: Job) -> bytes:
 def decode_job(body: bytes) -> Job:
     """The job in ``body`` (what follows the length line); ValueError when it is not one."""
     fields = body.split(b"\0")
-    if len(fields) < 8 or fields[0] != JOB_MAGIC or fields[-1] != b"":
+    if len(fields) < 9 or fields[0] != JOB_MAGIC or fields[-1] != b"":
         raise ValueError("not a job")
-    n = int(fields[6])
-    if n < 1 or 7 + n > len(fields) - 1:
+    n = int(fields[7])
+    if n < 1 or 8 + n > len(fields) - 1:
         raise ValueError("bad argv count in the job")
+    usage_s, _, limit = fields[6].partition(b"/")
     env: dict[str, str] = {}
-    for entry in fields[7 + n : -1]:
+    for entry in fields[8 + n : -1]:
         key, eq, value = entry.partition(b"=")
         if not key or not eq:
             raise ValueError("bad environment entry in the job")
         env[os.fsdecode(key)] = os.fsdecode(value)
     log, task_dir, cwd = (os.fsdecode(f) for f in fields[1:4])
-    argv = [os.fsdecode(w) for w in fields[7 : 7 + n]]
-    return Job(log, task_dir, cwd, float(fields[4]), argv, env, fields[5] == b"1")
+    argv = [os.fsdecode(w) for w in fields[8 : 8 + n]]
+    return Job(
+        log,
+        task_dir,
+        cwd,
+        float(fields[4]),
+        argv,
+        env,
+        fields[5] == b"1",
+        float(usage_s),
+        int(limit),
+    )
 
 
 def read_job(job_fd: int, wake_r: int) -> bytes | None:

@@ -131,4 +131,5 @@ def run_job(job_fd: int, status_fd: int, wake_r: int) -> int:
     env = dict(job.env)
     become(job, env)
     sup = Supervisor(job.task_dir, job.cwd, job.grace, status_fd, env, job.sandboxed)
+    sup.watch_usage(job.usage_s, job.memory_limit_mb)
     return sup.run(list(job.argv), wake_r)

@@ -176,5 +176,9 @@ def rotate_agent_token(agent_id: int) -> Op[TokenCreated]:
     return TokenCreated.model_validate(data)
 
 
+def agent(agent_id: int) -> Op[AgentInfo]:
+    return _get(f"/agents/{int(agent_id)}", AgentInfo)
+
+
 def agent_me() -> Op[AgentInfo]:
     return _get("/agents/me", AgentInfo)

@@ -51,6 +51,8 @@ def start_body(
     is_branch: bool,
     task_name: str,
     restart_policy: str,
+    resources: dict[str, Any] | None = None,
+    queue_anyway: bool = False,
 ) -> dict[str, Any]:
     """The ``TaskStart`` body of ``start``, checked here so bad arguments fail before a request."""
     if module_id is None:
@@ -84,6 +86,8 @@ def start_body(
             description=description,
             log_level=log_level.lower(),  # type: ignore[arg-type]  # validated just below
             idempotency_key=uuid.uuid4().hex,
+            resources=resources,
+            queue_anyway=queue_anyway,
         )
     except ValidationError as exc:
         problems = "; ".join(

@@ -120,6 +120,29 @@ class Agent(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column()
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: its machine as it last reported it, and its labels (migration 0011; null: never said)
+    cpus: Mapped[int | None] = mapped_column(Integer)
+    memory_mb: Mapped[int | None] = mapped_column(BigInteger)
+    memory_available_mb: Mapped[int | None] = mapped_column(BigInteger)
+    disk_free_mb: Mapped[int | None] = mapped_column(BigInteger)
+    disk_total_mb: Mapped[int | None] = mapped_column(BigInteger)
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    inventory_at: Mapped[datetime | None] = mapped_column()
+
+
+class AgentGpu(Base):
+    """A GPU of an agent's machine, as its last report said (migration 0011). A row lives as
+    long as the GPU (same UUID) is reported, so what refers to it (a reservation) stays."""
+
+    __tablename__ = "agent_gpus"
+    __table_args__ = (UniqueConstraint("agent_id", "uuid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    #: NVML's index on its machine
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    uuid: Mapped[str] = mapped_column(String(96))
+    name: Mapped[str] = mapped_column(String(200))
+    memory_mb: Mapped[int] = mapped_column(BigInteger)
 
 
 class TeamFile(Base):
@@ -256,6 +279,14 @@ class Task(Base):
     #: a task outlives nothing of its run, and the run's attempts point at it
     pipeline_run_id: Mapped[int | None] = mapped_column(Integer)
     pipeline_step: Mapped[str | None] = mapped_column(String(100))
+    #: what it needs of its agent's machine (``domain/resources.py``: ``Need``; null: nothing)
+    #: and the GPUs its claim gave it (``[{"index", "uuid"}]``); migration 0012
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    gpus: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    #: what the app uses: the last sample its agent reported, and at most 120 over the whole
+    #: session (``schemas/usage.py``); migration 0013. Lists of tasks leave the history out
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    usage_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, deferred=True)
 
 
 class TaskLog(Base):

@@ -56,6 +56,17 @@ def agent_me(request: Request) -> AgentInfo:
     return read(request, lambda s, p: svc.me(s, p, ttl_s=ttl))
 
 
+@router.get(
+    "/agents/{agent_id}",
+    response_model=AgentInfo,
+    responses={404: {"description": "No such agent in the caller's teams (field `agent_id`)"}},
+)
+def get_agent(request: Request, agent_id: PathId) -> AgentInfo:
+    """One agent: status, load, its machine (cores, memory, disk, GPUs) and labels."""
+    ttl = context(request).settings.agent_ttl_s
+    return read(request, lambda s, p: svc.get_agent(s, p, agent_id=agent_id, ttl_s=ttl))
+
+
 @router.post("/agents/hello", response_model=AgentWelcome)
 def hello(request: Request, body: AgentHello) -> AgentWelcome:
     settings = context(request).settings
@@ -73,14 +84,16 @@ async def poll(request: Request, agent_id: PathId, body: PollRequest) -> Respons
         ctx.agent_teams[agent_id] = team_id
     queue = keys.queue(team_id)
     moved = False  # the agent is not of the team remembered
+    stored = False  # the machine the poll carries is stored (once, by the first look)
 
     def claim(s: Session, p: Principal) -> PollResponse:
-        return svc.poll_once(s, p, agent_id=agent_id, req=body, postgres=pg)
+        return svc.poll_once(s, p, agent_id=agent_id, req=body, postgres=pg, inventory=not stored)
 
     async def look(fired: set[str]) -> PollResponse:
-        nonlocal moved
+        nonlocal moved, stored
         if fired - {queue}:
             answer, team = await arun(request, lambda s, p: (claim(s, p), p.team_id))
+            stored = True
             if queue in fired:
                 follow.pass_on(queue)  # it may not have taken it: the next one looks
             if team != team_id:

@@ -30,6 +30,7 @@ from appyard.server.notifier import emit
 from appyard.server.security import Principal
 from appyard.server.services.manifest import release_manifest
 from appyard.server.services.task_rows import TASKS, AnyRow, move, read_row, set_columns
+from appyard.server.services.task_usage import store_usage
 from appyard.server.services.tasks import task_info
 from appyard.server.settings import LogCeiling
 
@@ -76,6 +77,8 @@ def agent_event(s: Session, p: Principal, *, task_id: int, ev: TaskEvent) -> Tas
             t = move(s, t, Status.STARTED, pid=ev.pid)
         # else already reported, or stopped meanwhile (the agent learns of the stop on its poll)
         return task_info(t)
+    if ev.usage is not None and ev.usage.task_id == t.id and status not in TERMINAL:
+        store_usage(s, t.agent_id, [ev.usage])  # its last figures, before its end
     if status in TERMINAL:
         if not t.stop_delivered:
             t = set_columns(s, t.id, stop_delivered=True)
@@ -92,8 +95,12 @@ def agent_event(s: Session, p: Principal, *, task_id: int, ev: TaskEvent) -> Tas
         t = move(s, t, Status.TERMINATING)
         status = Status.TERMINATING
     new = status_after_exit(status, ev.exit_code)
+    if ev.over_limit and new is Status.FINISHED:  # stopped by its supervisor: not a success
+        new = Status.ERROR
     error = None
-    if new is Status.ERROR:
+    if new is Status.ERROR and ev.over_limit and ev.error:
+        error = error_text(s, task_id=t.id, reason=ev.error)
+    elif new is Status.ERROR:
         code = ev.exit_code
         if code is not None and code < 0:
             reason = f"the app was killed by signal {-code}"

@@ -13,15 +13,18 @@ from typing import cast
 from sqlalchemy import Table, bindparam, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from appyard.domain.resources import Gpu, Machine, Need
 from appyard.domain.status import ON_AGENT, TERMINAL, Status
 from appyard.domain.targets import STATE_KEY_TO_ENV
-from appyard.errors import BadRequestError, ConflictError, PermissionDeniedError
+from appyard.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
 from appyard.schemas.agents import (
     AgentCreate,
     AgentCreated,
     AgentHello,
     AgentInfo,
     AgentWelcome,
+    AssignedGpu,
+    GpuInfo,
     PollRequest,
     PollResponse,
     TaskAssignment,
@@ -33,15 +36,21 @@ from appyard.server.notifier import emit
 from appyard.server.security import Principal, hash_token, new_token
 from appyard.server.services.access import own_agent, own_agent_row
 from appyard.server.services.accounts import mint_token, team_role
+from appyard.server.services.agent_inventory import gpus_of, inventory_fields, store_inventory
 from appyard.server.services.agent_reports import error_text
 from appyard.server.services.manifest import release_manifest
+from appyard.server.services.placement import gpus_json, machines
 from appyard.server.services.task_rows import TASKS, AnyRow, move, moved
+from appyard.server.services.task_usage import store_usage
 from appyard.server.settings import Settings
 
 ON_AGENT_VALUES = [st.value for st in ON_AGENT]
 
 
-def _info(s: Session, a: Agent, ttl_s: float) -> AgentInfo:
+def _info(s: Session, a: Agent, ttl_s: float, gpus: list[GpuInfo] | None = None) -> AgentInfo:
+    """``gpus``: the agent's, when the caller read them with those of other agents."""
+    if gpus is None:
+        gpus = gpus_of(s, [a.id])[a.id]
     running = s.scalar(
         select(func.count())
         .select_from(Task)
@@ -59,6 +68,7 @@ def _info(s: Session, a: Agent, ttl_s: float) -> AgentInfo:
         isolation=a.isolation,
         last_seen_at=a.last_seen_at,
         created_at=a.created_at,
+        **inventory_fields(a, gpus),
     )
 
 
@@ -92,8 +102,23 @@ def create_agent(
 
 def list_agents(s: Session, p: Principal, *, team_id: int, ttl_s: float) -> list[AgentInfo]:
     team_role(s, p, team_id)
-    rows = s.scalars(select(Agent).where(Agent.team_id == team_id).order_by(Agent.id))
-    return [_info(s, a, ttl_s) for a in rows]
+    rows = s.scalars(select(Agent).where(Agent.team_id == team_id).order_by(Agent.id)).all()
+    gpus = gpus_of(s, [a.id for a in rows])
+    return [_info(s, a, ttl_s, gpus[a.id]) for a in rows]
+
+
+def get_agent(s: Session, p: Principal, *, agent_id: int, ttl_s: float) -> AgentInfo:
+    """One agent, to the members of its team (and to the agent itself); 404 to anyone else."""
+    agent = s.get(Agent, agent_id)
+    missing = NotFoundError(f"Agent {agent_id} not found in your teams.", field="agent_id")
+    if agent is None:
+        raise missing
+    if not (p.kind == "agent" and p.agent_id == agent_id):
+        try:
+            team_role(s, p, agent.team_id)
+        except NotFoundError:
+            raise missing from None
+    return _info(s, agent, ttl_s)
 
 
 def _requeue_or_fail(s: Session, t: Task, reason: str) -> None:
@@ -108,6 +133,7 @@ def _requeue_or_fail(s: Session, t: Task, reason: str) -> None:
             agent_id=t.requested_agent_id,
             consumed_at=None,
             attempt=t.attempt + 1,
+            gpus=None,
         )
         wake = keys.agent(t.requested_agent_id) if t.requested_agent_id else keys.queue(t.team_id)
         emit(s, wake)
@@ -153,6 +179,8 @@ def hello(s: Session, p: Principal, *, body: AgentHello, settings: Settings) -> 
     agent.isolation = body.isolation
     agent.last_seen_at = utcnow()
     agent.online = True
+    if body.inventory is not None:
+        store_inventory(s, agent.id, body.inventory)
     held = {h.task_id for h in body.held}
     stop, _ = _reconcile(
         s, agent.id, held, f"agent lost: agent {agent.id} restarted and no longer has this app"
@@ -212,6 +240,8 @@ def _assignment(s: Session, t: AnyRow, token: str) -> TaskAssignment:
         stop_grace_s=grace_s,
         log_level=t.log_level,
         env=env,
+        gpus=[AssignedGpu(index=g["index"], uuid=g["uuid"]) for g in t.gpus or []],
+        resources=t.resources or {},
     )
 
 
@@ -235,8 +265,10 @@ _TOLD = (
 )
 #: queued tasks this agent may take, oldest first (not those it still holds: one taken back
 #: from it goes to it again once it let go)
+#: queued tasks a claim looks at beyond its free slots (those that do not fit it are skipped)
+PICK_LOOKAHEAD = 16
 _PICK = (
-    select(TASKS.c.id)
+    select(TASKS.c.id, TASKS.c.resources)
     .where(
         TASKS.c.team_id == bindparam("team_id"),
         TASKS.c.status == Status.QUEUED.value,
@@ -254,12 +286,25 @@ _TASK_TOKEN = cast(Table, Token.__table__).insert()
 
 
 def poll_once(
-    s: Session, p: Principal, *, agent_id: int, req: PollRequest, postgres: bool
+    s: Session,
+    p: Principal,
+    *,
+    agent_id: int,
+    req: PollRequest,
+    postgres: bool,
+    inventory: bool = True,
 ) -> PollResponse:
-    """One look for work: reconcile, claim up to ``free_slots`` tasks, collect stops."""
+    """One look for work: reconcile, claim up to ``free_slots`` tasks, collect stops.
+
+    ``inventory``: store the machine and the usage the poll carries, if any (a long poll's
+    first look)."""
     agent = own_agent_row(s, p, agent_id)
     db = s.connection()
     db.execute(_SEEN, {"_id": agent.id, "_at": utcnow()})
+    if inventory and req.inventory is not None:
+        store_inventory(s, agent.id, req.inventory)
+    if inventory and req.usage:  # as the machine: once per poll, by its first look
+        store_usage(s, agent.id, req.usage)
     if not agent.online:
         emit(s, keys.team(agent.team_id))
     held = set(req.running)
@@ -272,17 +317,59 @@ def poll_once(
     free = max(0, agent.slots - len(on_agent))  # read in this transaction just now
     if free > 0:
         pick = _PICK_LOCKED if postgres else _PICK
-        params = {"team_id": agent.team_id, "agent_id": agent.id, "held": sorted(held), "n": free}
-        for task_id in list(db.execute(pick, params).scalars()):
-            t = moved(s, task_id, Status.QUEUED, Status.CONSUMED, agent_id=agent.id)
-            if t is None:
-                continue  # lost the race for it to another agent: fine
-            raw = new_token("task")  # as mint_token, in one plain INSERT
-            db.execute(
-                _TASK_TOKEN,
-                {"hash": hash_token(raw), "kind": "task", "name": f"task {t.id}", "task_id": t.id},
-            )
-            tasks.append(_assignment(s, t, raw))
+        # as many as it has free slots; a task that does not fit here leaves its turn to the
+        # next (another agent may fit it; it says why it waits meanwhile), up to
+        # PICK_LOOKAHEAD of them: rows are locked only as they are looked at, so agents that
+        # race still find each their own
+        here: Machine | None = None
+        seen: list[int] = []
+        skipped = 0
+        while len(tasks) < free and skipped <= PICK_LOOKAHEAD:
+            params = {
+                "team_id": agent.team_id,
+                "agent_id": agent.id,
+                "held": sorted(held) + seen,
+                "n": free - len(tasks),
+            }
+            rows = list(db.execute(pick, params))
+            if not rows:
+                break
+            for task_id, resources in rows:
+                seen.append(task_id)
+                gpus: list[Gpu] = []
+                need = Need.from_json(resources)
+                if need.asks():
+                    if here is None:
+                        here = machines(s, agent.team_id, [agent.id])[0]
+                        here.online = True  # it is polling
+                    fits = here.fit(need)
+                    if isinstance(fits, str):
+                        skipped += 1
+                        continue
+                    gpus = fits
+                t = moved(
+                    s,
+                    task_id,
+                    Status.QUEUED,
+                    Status.CONSUMED,
+                    agent_id=agent.id,
+                    gpus=gpus_json(gpus) if need.asks() else None,
+                )
+                if t is None:
+                    continue  # lost the race for it to another agent: fine
+                if here is not None:
+                    here.take(need, gpus)
+                raw = new_token("task")  # as mint_token, in one plain INSERT
+                db.execute(
+                    _TASK_TOKEN,
+                    {
+                        "hash": hash_token(raw),
+                        "kind": "task",
+                        "name": f"task {t.id}",
+                        "task_id": t.id,
+                    },
+                )
+                tasks.append(_assignment(s, t, raw))
     return PollResponse(tasks=tasks, stop=sorted(set(stops)))
 
 

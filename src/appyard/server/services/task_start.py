@@ -26,6 +26,7 @@ from appyard.server.services.access import get_task
 from appyard.server.services.accounts import ROLE_RANK, get_workspace, require_user
 from appyard.server.services.ecosystem import pick_release, runs_in_team, visible_module
 from appyard.server.services.manifest import release_manifest, validate_state
+from appyard.server.services.placement import check_start, need_for_start
 from appyard.server.services.task_rows import TASKS
 from appyard.server.services.task_targets import check_target
 
@@ -142,7 +143,9 @@ def start(
         raise BadRequestError("params.state must be a JSON object", field="params.state")
     if "context" in params and not isinstance(params["context"], dict):
         raise BadRequestError("params.context must be a JSON object", field="params.context")
-    target = validate_state(release_manifest(release.sha256, release.config), state)
+    manifest = release_manifest(release.sha256, release.config)
+    target = validate_state(manifest, state)
+    need = need_for_start(manifest, body.resources)
     checked = check_target(s, files_dir=files_dir, team_id=team_id, target=target, state=state)
     if checked is not state:
         state = checked
@@ -159,12 +162,20 @@ def start(
                 "list the team's agents with api.agent.get_list(team_id).",
                 field="agent_id",
             )
+    check_start(s, team_id, need, body.agent_id, body.queue_anyway)
     app_id = db.execute(_APP_OF, {"team_id": team_id, "module_id": module_id}).scalar()
     if app_id is None:
-        app = App(team_id=team_id, module_id=module_id)
-        s.add(app)
-        s.flush()
-        app_id = app.id
+        # the team's first session of the module: two starts at once may both get here, and
+        # the second insert then meets the first one's row (in a savepoint: the start goes on)
+        try:
+            with s.begin_nested():
+                app = App(team_id=team_id, module_id=module_id)
+                s.add(app)
+                s.flush()
+                app_id = app.id
+        except IntegrityError:
+            app_id = db.execute(_APP_OF, {"team_id": team_id, "module_id": module_id}).scalar()
+            assert app_id is not None
     now = utcnow()
     try:
         task_id = db.execute(
@@ -190,6 +201,7 @@ def start(
                 updated_at=now,
                 pipeline_run_id=pipeline[0] if pipeline else None,
                 pipeline_step=pipeline[1] if pipeline else None,
+                resources=need.to_json() if need.asks() else None,
             ),
         ).scalar_one()
     except IntegrityError:

@@ -17,16 +17,19 @@ from sqlalchemy.orm import Session
 from appyard.domain.status import TERMINAL, Status
 from appyard.errors import ConflictError, NotFoundError, PermissionDeniedError
 from appyard.schemas.tasks import Progress, StopResult, TaskInfo
+from appyard.schemas.usage import TaskUsage
 from appyard.server import keys
 from appyard.server.db.models import Member, Task
 from appyard.server.notifier import emit
 from appyard.server.security import Principal
 from appyard.server.services.access import get_task
+from appyard.server.services.placement import why_waiting
 from appyard.server.services.task_rows import AnyRow, move
 
 
-def task_info(t: Task | AnyRow) -> TaskInfo:
-    """The wire form of a task, from its ORM object or its plain row alike."""
+def task_info(t: Task | AnyRow, history: bool = True) -> TaskInfo:
+    """The wire form of a task, from its ORM object or its plain row alike; ``history``:
+    with its usage history (lists leave it out: it is deferred on the ORM object)."""
     return TaskInfo(
         id=t.id,
         team_id=t.team_id,
@@ -58,6 +61,10 @@ def task_info(t: Task | AnyRow) -> TaskInfo:
         updated_at=t.updated_at,
         pipeline_run_id=t.pipeline_run_id,
         pipeline_step=t.pipeline_step,
+        resources=t.resources or {},
+        gpus=t.gpus or [],
+        usage=TaskUsage(**t.usage) if t.usage else None,
+        usage_history=[TaskUsage(**u) for u in t.usage_history or ()] if history else [],
     )
 
 
@@ -86,7 +93,10 @@ def read_task_info(s: Session, p: Principal, *, task_id: int) -> TaskInfo:
         raise NotFoundError(
             f"Task {task_id} not found, or it is not in one of your teams.", field="task_id"
         )
-    return task_info(cast(AnyRow, t))  # the row has the task's attribute names
+    info = task_info(cast(AnyRow, t))  # the row has the task's attribute names
+    if info.status is Status.QUEUED:
+        info.wait_reason = why_waiting(s, t)
+    return info
 
 
 #: a stop that lost a race to a status change looks again this many times in all

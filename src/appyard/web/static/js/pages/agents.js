@@ -1,4 +1,5 @@
-// The team's agents (online or not, slots, running tasks) and, for developers, adding one.
+// The team's agents (online or not, slots, running tasks, their machines and labels) and, for
+// developers, adding one.
 
 import { session } from "../lib/account.js";
 import { api } from "../lib/api.js";
@@ -28,6 +29,49 @@ function isolation(mode) {
   return mode || "–";
 }
 
+// Megabytes as people read them (as `appyard agent list` does): "512 MB", "7.8 GB", "80 GB".
+function fmtMb(mb) {
+  if (mb == null) return "–";
+  if (mb < 1024) return `${mb} MB`;
+  const [value, unit] = mb < 1024 * 1024 ? [mb / 1024, "GB"] : [mb / 1024 / 1024, "TB"];
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${unit}`;
+}
+
+// Total memory, with what is available now beside it.
+function memory(a) {
+  if (a.memory_mb == null) return "–";
+  const free = a.memory_available_mb != null ? ` (${fmtMb(a.memory_available_mb)} free)` : "";
+  return `${fmtMb(a.memory_mb)}${free}`;
+}
+
+function disk(a) {
+  if (a.disk_free_mb == null) return "–";
+  return h("span", { title: `of ${fmtMb(a.disk_total_mb)} in the agent's work folder` }, fmtMb(a.disk_free_mb));
+}
+
+// One line per GPU: index, model, memory; "0" for an agent that reported none.
+function gpus(a) {
+  if (!a.gpus || a.gpus.length === 0) return a.inventory_at ? "0" : "–";
+  return h(
+    "ul",
+    { class: "gpu-list", "aria-label": `${a.gpus.length} GPUs` },
+    ...a.gpus.map((g) =>
+      h(
+        "li",
+        { title: g.uuid, class: g.task_id ? "gpu-held" : "gpu-free" },
+        `${g.index}: ${g.name} (${fmtMb(g.memory_mb)}) `,
+        g.task_id ? h("a", { href: `#/sessions/${g.task_id}` }, `held by #${g.task_id}`) : h("span", { class: "muted" }, "free"),
+      ),
+    ),
+  );
+}
+
+function labels(a) {
+  const entries = Object.entries(a.labels || {}).sort(([x], [y]) => (x < y ? -1 : 1));
+  if (entries.length === 0) return "–";
+  return h("span", {}, ...entries.flatMap(([k, v], i) => [i ? " " : "", h("code", {}, `${k}=${v}`)]));
+}
+
 function agentRow(a, rotate) {
   return h(
     "tr",
@@ -36,6 +80,11 @@ function agentRow(a, rotate) {
     h("td", {}, agentBadge(a.status)),
     h("td", { class: "num" }, a.slots),
     h("td", { class: "num" }, a.running),
+    h("td", { class: "num" }, a.cpus ?? "–"),
+    h("td", {}, memory(a)),
+    h("td", {}, disk(a)),
+    h("td", {}, gpus(a)),
+    h("td", {}, labels(a)),
     h("td", {}, a.hostname || "–"),
     h("td", {}, a.version || "–"),
     h("td", {}, isolation(a.isolation)),
@@ -56,7 +105,21 @@ export async function render(root, _params, { signal }) {
     empty.hidden = agents.length > 0;
     summary.textContent = `${agents.filter((a) => a.status === "online").length} of ${agents.length} online`;
   };
-  const columns = ["Name", "Status", "Slots", "Running", "Host", "Version", "Sandbox", "Last seen"];
+  const columns = [
+    "Name",
+    "Status",
+    "Slots",
+    "Running",
+    "CPUs",
+    "Memory",
+    "Disk free",
+    "GPUs",
+    "Labels",
+    "Host",
+    "Version",
+    "Sandbox",
+    "Last seen",
+  ];
   if (rotate) columns.push("Token");
 
   root.append(
@@ -69,7 +132,7 @@ export async function render(root, _params, { signal }) {
     summary,
     dataTable(columns, tbody, { attrs: { "aria-label": "Agents" } }),
     empty,
-    rotate?.el,
+    ...(rotate ? [rotate.el] : []), // DOM append writes "undefined" for a missing one
   );
   await load();
 

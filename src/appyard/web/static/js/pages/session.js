@@ -15,6 +15,7 @@ import { LogView } from "./session/log-view.js";
 import { outputsSection } from "./session/outputs.js";
 import { errorSection, paramsSection, progressSection } from "./session/sections.js";
 import { sessionSummary } from "./session/summary.js";
+import { usageSection } from "./session/usage.js";
 
 export async function render(root, params, ctx) {
   const { signal } = ctx;
@@ -33,10 +34,11 @@ export async function render(root, params, ctx) {
   const live = liveNote();
   const summary = sessionSummary(names, signal);
   const progress = progressSection();
+  const usage = usageSection();
   const error = errorSection();
   const outputs = outputsSection();
   const paramsBox = paramsSection();
-  root.append(...head.els, live.el, summary.el, progress.el, error.el, outputs.el, paramsBox.el);
+  root.append(...head.els, live.el, summary.el, progress.el, usage.el, error.el, outputs.el, paramsBox.el);
 
   const showStatus = () => {
     head.showStatus(task);
@@ -47,6 +49,7 @@ export async function render(root, params, ctx) {
     summary.showDetails(task);
     showStatus();
     progress.show(task);
+    usage.show(task);
     error.show(task);
     outputs.show(task);
   };

@@ -30,6 +30,16 @@ function timelineItems(task) {
   return items;
 }
 
+/** What a session asked of its agent's machine, in words ("2 GPUs, 4096 MB memory, zone=b"). */
+function needsText(r) {
+  const parts = [];
+  if (r.gpus) parts.push(`${r.gpus} GPU${r.gpus === 1 ? "" : "s"}${r.gpu_memory_mb ? ` of ${r.gpu_memory_mb} MB` : ""}`);
+  if (r.memory_mb) parts.push(`${r.memory_mb} MB memory`);
+  if (r.cpus) parts.push(`${r.cpus} CPUs`);
+  for (const [k, v] of Object.entries(r.agent_labels || {})) parts.push(`${k}=${v}`);
+  return parts.join(", ");
+}
+
 /** ``names`` of the task's team; a name not known yet is looked up once, then shown. */
 export function sessionSummary(names, signal) {
   const details = h("dl", { class: "details" });
@@ -66,6 +76,9 @@ export function sessionSummary(names, signal) {
             ),
           )
         : []),
+      ...(task.wait_reason ? detail("Waits", h("span", { class: "wait-reason" }, task.wait_reason)) : []),
+      ...(task.resources && Object.keys(task.resources).length ? detail("Needs", needsText(task.resources)) : []),
+      ...(task.gpus && task.gpus.length ? detail("GPUs", task.gpus.map((g) => `#${g.index} ${g.uuid}`).join(", ")) : []),
       ...(task.attempt > 1 ? detail("Attempt", String(task.attempt)) : []),
       ...(task.exit_code != null ? detail("Exit code", String(task.exit_code)) : []),
     );
