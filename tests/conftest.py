@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -30,21 +31,31 @@ def _db_params() -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def live_server(
+    database: str, home: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[ServerProc]:
+    """A live server on ``database`` (``sqlite`` or ``postgres``, a fresh database), stopped
+    afterwards; a module's own ``server`` fixture uses it with settings of its own."""
+    extra = extra_env or {}
+    if database == "postgres":
+        with pg_database() as url:
+            proc = ServerProc(home, database_url=url, extra_env=extra).start()
+            yield proc
+            proc.stop()
+    else:
+        proc = ServerProc(home, extra_env=extra).start()
+        yield proc
+        proc.stop()
+
+
 @pytest.fixture(scope="module", params=_db_params())
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProc]:
     """One live server per test module and database."""
-    home = tmp_path_factory.mktemp(f"server-{request.param}")
-    if request.param == "postgres":
-        with pg_database() as url:
-            proc = ServerProc(home, database_url=url).start()
-            yield proc
-            proc.stop()
-    else:
-        proc = ServerProc(home).start()
+    with live_server(request.param, tmp_path_factory.mktemp(f"server-{request.param}")) as proc:
         yield proc
-        proc.stop()
 
 
 @pytest.fixture

@@ -349,6 +349,31 @@ class World:
             **extra,
         }
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``appyard ARGS...`` as the admin in this team: wide, plain output, and no env file
+        or client variable of the machine's."""
+        env = {k: v for k, v in os.environ.items() if k not in CLIENT_VARS}
+        env.update(
+            COLUMNS="300",
+            NO_COLOR="1",
+            APPYARD_ENV_FILE="/nonexistent/a.env",
+            SERVER_ADDRESS=self.server.url,
+            API_TOKEN=self.admin.http.headers["Authorization"].split()[1],
+            TEAM_ID=str(self.team_id),
+            WORKSPACE_ID=str(self.workspace_id),
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "appyard.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+#: variables an SDK or CLI process reads its server, token and ids from
+CLIENT_VARS = ("SERVER_ADDRESS", "API_TOKEN", "TEAM_ID", "WORKSPACE_ID", "AGENT_ID", "TASK_ID")
+
 
 class Up:
     """``appyard up`` as a child process with its output collected line by line."""

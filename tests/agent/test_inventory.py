@@ -22,8 +22,8 @@ from appyard.agent.exit_codes import RET_CONFIG
 from appyard.agent.inventory import INVENTORY_FILE_ENV, differs
 from appyard.cli.agent_cmd import agent_argv
 from appyard.schemas.agents import MAX_GPUS, AgentInventory
-from tests.conftest import _db_params
-from tests.support import Client, ServerProc, World, pg_database, wait_for
+from tests.conftest import _db_params, live_server
+from tests.support import CLIENT_VARS, Client, ServerProc, World, wait_for
 
 A100 = "NVIDIA A100-SXM4-80GB"
 GPUS = [
@@ -40,7 +40,6 @@ GPUS = [
         "memory_mb": 81920,
     },
 ]
-CLIENT_VARS = ("SERVER_ADDRESS", "API_TOKEN", "TEAM_ID", "WORKSPACE_ID", "AGENT_ID", "TASK_ID")
 
 
 @pytest.fixture(scope="module", params=_db_params())
@@ -49,16 +48,8 @@ def server(
 ) -> Iterator[ServerProc]:
     """As conftest's, but agents poll every 2 s, so that a change is reported within seconds."""
     home = tmp_path_factory.mktemp(f"server-{request.param}")
-    extra = {"APPYARD_POLL_TIMEOUT_S": "2"}
-    if request.param == "postgres":
-        with pg_database() as url:
-            proc = ServerProc(home, database_url=url, extra_env=extra).start()
-            yield proc
-            proc.stop()
-    else:
-        proc = ServerProc(home, extra_env=extra).start()
+    with live_server(request.param, home, {"APPYARD_POLL_TIMEOUT_S": "2"}) as proc:
         yield proc
-        proc.stop()
 
 
 def _agent(world: World, name: str, *args: str) -> tuple[int, str]:
@@ -71,25 +62,6 @@ def _agent(world: World, name: str, *args: str) -> tuple[int, str]:
 
     wait_for(reported, 30, f"agent {name} online with its machine:\n{proc.log_text}")
     return agent_id, token
-
-
-def _appyard(world: World, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLIENT_VARS}
-    env.update(
-        COLUMNS="300",
-        NO_COLOR="1",
-        APPYARD_ENV_FILE="/nonexistent/a.env",
-        SERVER_ADDRESS=world.server.url,
-        API_TOKEN=world.server.admin_token,
-        TEAM_ID=str(world.team_id),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "appyard.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_gpus_and_labels_reach_the_sdk_and_the_cli(
@@ -112,7 +84,7 @@ def test_gpus_and_labels_reach_the_sdk_and_the_cli(
         listed = next(a for a in api.agent.get_list(world.team_id) if a.id == agent_id)
         assert listed.gpus == info.gpus and listed.labels == info.labels
 
-        out = _appyard(world, "agent", "list")
+        out = world.cli("agent", "list")
         assert out.returncode == 0, out.stderr
         row = next(line for line in out.stdout.splitlines() if "gpu-box-1" in line)
         assert f"2 x {A100} (80 GB)" in row

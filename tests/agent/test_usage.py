@@ -6,9 +6,6 @@ hand-made agent refused with a 422 that names the field, the task unharmed.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,12 +16,11 @@ import pytest
 import appyard as ay
 from appyard.agent.supervisor.usage import USAGE_NAME
 from appyard.schemas.usage import HISTORY_CAP, MAX_REPORT_SAMPLES, merge_history
-from tests.conftest import _db_params
-from tests.support import Client, ServerProc, World, pg_database, processes_of, wait_for
+from tests.conftest import _db_params, live_server
+from tests.support import Client, ServerProc, World, processes_of, wait_for
 
 HOG = Path(__file__).parent / "apps" / "hog"
 TERMINAL = "finished,error,stopped"
-CLIENT_VARS = ("SERVER_ADDRESS", "API_TOKEN", "TEAM_ID", "WORKSPACE_ID", "AGENT_ID", "TASK_ID")
 
 
 @pytest.fixture(scope="module", params=_db_params())
@@ -33,16 +29,8 @@ def server(
 ) -> Iterator[ServerProc]:
     """As conftest's, with agents polling every second: figures reach the server within one."""
     home = tmp_path_factory.mktemp(f"server-{request.param}")
-    extra = {"APPYARD_POLL_TIMEOUT_S": "1"}
-    if request.param == "postgres":
-        with pg_database() as url:
-            proc = ServerProc(home, database_url=url, extra_env=extra).start()
-            yield proc
-            proc.stop()
-    else:
-        proc = ServerProc(home, extra_env=extra).start()
+    with live_server(request.param, home, {"APPYARD_POLL_TIMEOUT_S": "1"}) as proc:
         yield proc
-        proc.stop()
 
 
 def _agent(world: World, name: str, interval: str = "0.3") -> int:
@@ -72,25 +60,6 @@ def _wait(world: World, task_id: int, until: str = TERMINAL, timeout: float = 60
         return None if r["timed_out"] else r["task"]
 
     return wait_for(reached, timeout, f"task {task_id} to reach {until}")
-
-
-def _appyard(world: World, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLIENT_VARS}
-    env.update(
-        COLUMNS="300",
-        NO_COLOR="1",
-        APPYARD_ENV_FILE="/nonexistent/a.env",
-        SERVER_ADDRESS=world.server.url,
-        API_TOKEN=world.server.admin_token,
-        TEAM_ID=str(world.team_id),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "appyard.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_a_busy_app_shows_its_usage_in_the_sdk_and_the_cli(world: World) -> None:
@@ -127,7 +96,7 @@ def test_a_busy_app_shows_its_usage_in_the_sdk_and_the_cli(world: World) -> None
         listed = next(x for x in api.task.get_list(world.team_id) if x.id == task_id)
         assert listed.usage is not None and listed.usage_history == []
 
-        out = _appyard(world, "app", "sessions", "--status", "started")
+        out = world.cli("app", "sessions", "--status", "started")
         assert out.returncode == 0, out.stderr
         head = next(line for line in out.stdout.splitlines() if "TASK" in line)
         assert "CPU" in head and "MEMORY" in head, out.stdout

@@ -8,8 +8,6 @@ loss, or its return frees what it held."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -84,16 +82,6 @@ def _devices(api: ay.Api, tid: int) -> str:
     return wait_for(said, 30, f"task {tid} to print its devices")[0]
 
 
-def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "appyard.cli", *args],
-        env={**world.env(), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def _refused(call: Any) -> ApiError:
     with pytest.raises(ApiError) as info:
         call()
@@ -130,13 +118,13 @@ def test_racing_starts_never_share_a_gpu_and_the_loser_waits_saying_why(
         f"agent {none} (cpu-box) has 0 GPUs, not 1)"
     )
     # the CLI: a start that has to wait says why; the sessions list shows the GPUs held
-    third = _cli(world, "app", "start", "tests/gpu", "--gpus", "1")
+    third = world.cli("app", "start", "tests/gpu", "--gpus", "1")
     assert third.returncode == 0, third.stderr
     assert f"It waits: no online agent has 1 GPU free (agent {one} (gpu-one): 0 of 1" in (
         " ".join(third.stdout.split())
     )
     third_id = int(third.stdout.split("task ", 1)[1].split()[0])
-    listed = _cli(world, "app", "sessions", "--status", "started")
+    listed = world.cli("app", "sessions", "--status", "started")
     assert listed.returncode == 0, listed.stderr
     assert "GPUS" in listed.stdout and f"{winner} " in listed.stdout
     api.app.stop(third_id)

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from appyard.sdk._sync import SyncCore
-from tests.conftest import _db_params
-from tests.support import APPS, Client, ServerProc, pg_database
+from tests.conftest import _db_params, live_server
+from tests.support import APPS, Client, ServerProc
 
 API = "/api/v1"
 
@@ -29,15 +29,8 @@ def quick(
     """A server whose writes wait 1 s for a lock held elsewhere, and say to retry in 2 s."""
     env = {"APPYARD_DB_LOCK_TIMEOUT_S": "1", "APPYARD_RETRY_AFTER_S": "2"}
     home = tmp_path_factory.mktemp(f"locks-{request.param}")
-    if request.param == "postgres":
-        with pg_database() as url:
-            proc = ServerProc(home, database_url=url, extra_env=env).start()
-            yield proc
-            proc.stop()
-    else:
-        proc = ServerProc(home, extra_env=env).start()
+    with live_server(request.param, home, env) as proc:
         yield proc
-        proc.stop()
 
 
 class HeldLock:

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _db_params
-from tests.support import APPS, Client, ServerProc, World, pg_database, wait_for
+from tests.conftest import _db_params, live_server
+from tests.support import APPS, Client, ServerProc, World, wait_for
 
 API = "/api/v1"
 #: how long a read may wait for the stream's next bytes: far less than the keepalive
@@ -42,15 +42,8 @@ def quiet(
         "APPYARD_MAX_STREAMS_PER_TOKEN": str(CAP),
     }
     home = tmp_path_factory.mktemp(f"quiet-{request.param}")
-    if request.param == "postgres":
-        with pg_database() as url:
-            proc = ServerProc(home, database_url=url, extra_env=env).start()
-            yield proc
-            proc.stop()
-    else:
-        proc = ServerProc(home, extra_env=env).start()
+    with live_server(request.param, home, env) as proc:
         yield proc
-        proc.stop()
 
 
 @pytest.fixture
