@@ -636,15 +636,21 @@ def test_agents_page_and_adding_an_agent(
     try:
         created = next(a for a in stand.api.agent.get_list(stand.team_id) if a.name == "gpu-box-1")
         wait_for(lambda: stand.agent_online(created.id), 30, "the added agent to come online")
-        page.get_by_role("button", name="Refresh").click()
+        # live: no reload, no Refresh
         expect(new).to_contain_text("online")
         expect(table.get_by_role("columnheader")).to_contain_text(["CPUs", "Memory", "GPUs"])
         listed = new.get_by_role("list", name="2 GPUs").get_by_role("listitem")
-        expect(listed).to_have_text(
-            ["0: NVIDIA A100-SXM4-80GB (80 GB)", "1: NVIDIA A100-SXM4-80GB (80 GB)"]
-        )
+        a100 = "NVIDIA A100-SXM4-80GB (80 GB)"
+        expect(listed).to_have_text([f"0: {a100} free", f"1: {a100} free"])
         expect(new).to_contain_text("gpu=a100")
+        # a session that takes a GPU shows on it, live, and frees it when it stops
+        gpu_app = Path(__file__).parent.parent / "e2e" / "apps" / "gpu"
+        module_id = stand.api.module.publish(gpu_app).module_id
+        tid = stand.start(module_id, agent_id=created.id)
+        expect(listed).to_have_text([f"0: {a100} held by #{tid}", f"1: {a100} free"])
         shot(page, "07-agents-gpus")
+        stand.api.app.stop(tid)
+        expect(listed).to_have_text([f"0: {a100} free", f"1: {a100} free"])
     finally:
         agent.stop()
 

@@ -132,6 +132,12 @@ class GpuInfo(BaseModel):
     task_id: int | None = None
 
 
+class AgentsNow(BaseModel):
+    """The team's agents as one event of ``GET /teams/{id}/agents/stream``."""
+
+    agents: list[AgentInfo]
+
+
 class AgentCreate(Wire):
     name: str = Field(min_length=1, max_length=100)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from appyard.schemas.agents import (
@@ -10,6 +11,7 @@ from appyard.schemas.agents import (
     AgentCreated,
     AgentHello,
     AgentInfo,
+    AgentsNow,
     AgentWelcome,
     PollRequest,
     PollResponse,
@@ -25,7 +27,12 @@ from appyard.server.routes.deps import (
     read,
     run,
 )
-from appyard.server.routes.follow import Follow
+from appyard.server.routes.follow import (
+    EVENT_STREAM_DOC,
+    EventStreamResponse,
+    Follow,
+    snapshot_stream,
+)
 from appyard.server.security import Principal
 from appyard.server.services import agents as svc
 
@@ -48,6 +55,38 @@ def create_agent(request: Request, team_id: PathId, body: AgentCreate) -> AgentC
 def list_agents(request: Request, team_id: PathId) -> list[AgentInfo]:
     ttl = context(request).settings.agent_ttl_s
     return read(request, lambda s, p: svc.list_agents(s, p, team_id=team_id, ttl_s=ttl))
+
+
+#: a burst of changes (a start that takes a GPU, its agent's poll) is one look
+AGENTS_COALESCE_S = 0.2
+
+
+@router.get(
+    "/teams/{team_id}/agents/stream",
+    response_class=EventStreamResponse,
+    responses=EVENT_STREAM_DOC,
+)
+async def stream_agents(request: Request, team_id: PathId) -> StreamingResponse:
+    """Server-sent events: the team's agents (``agents``: ``{"agents": [AgentInfo, ...]}``, as
+    ``GET /teams/{id}/agents``) now and after every change of them: one comes online or goes
+    offline, reports its machine, or a session takes or frees its slots and GPUs. Changes
+    faster than a client reads are coalesced to the newest list."""
+    ttl = context(request).settings.agent_ttl_s
+
+    def look(s: Session, p: Principal) -> AgentsNow:
+        return AgentsNow(agents=svc.list_agents(s, p, team_id=team_id, ttl_s=ttl))
+
+    follow = Follow(
+        context(request).notifier,
+        (keys.team(team_id),),
+        lambda _: aread(request, look),
+        keepalive_s=context(request).settings.stream_keepalive_s,
+        settle_s=AGENTS_COALESCE_S,
+        request=request,
+        team_of=lambda _: team_id,
+    )
+    await follow.open()
+    return snapshot_stream(follow, "agents", lambda _: False)
 
 
 @router.get("/agents/me", response_model=AgentInfo)

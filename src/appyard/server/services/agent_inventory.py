@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from appyard.domain.status import ON_AGENT
 from appyard.schemas.agents import AgentInventory, GpuInfo
+from appyard.server import keys
 from appyard.server.db.models import Agent, AgentGpu, Task, utcnow
+from appyard.server.notifier import emit
 
 _AGENTS = cast(Table, Agent.__table__)
 _GPUS = cast(Table, AgentGpu.__table__)
@@ -29,7 +31,7 @@ def store_inventory(s: Session, agent_id: int, inv: AgentInventory) -> None:
     reports of one agent (a retried hello and a poll) take turns on its lock (PostgreSQL;
     SQLite runs one write at a time anyway) and never insert the same GPU twice."""
     db = s.connection()
-    db.execute(
+    team_id = db.execute(
         _AGENTS.update()
         .where(_AGENTS.c.id == agent_id)
         .values(
@@ -41,7 +43,10 @@ def store_inventory(s: Session, agent_id: int, inv: AgentInventory) -> None:
             labels=dict(inv.labels),
             inventory_at=utcnow(),
         )
-    )
+        .returning(_AGENTS.c.team_id)
+    ).scalar()
+    if team_id is not None:
+        emit(s, keys.team(team_id))  # the team's agents page shows it at once
     have = {
         row.uuid: row
         for row in db.execute(

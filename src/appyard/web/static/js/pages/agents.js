@@ -3,6 +3,7 @@
 
 import { session } from "../lib/account.js";
 import { api } from "../lib/api.js";
+import { sse } from "../lib/sse.js";
 import { h, toast } from "../lib/dom.js";
 import { fmtTime } from "../lib/format.js";
 import { agentBadge, sortAgents } from "../lib/status.js";
@@ -99,12 +100,14 @@ export async function render(root, _params, { signal }) {
   const empty = h("p", { class: "muted", hidden: true }, "The team has no agents yet.");
   const summary = h("p", { class: "muted", role: "status" });
   const rotate = session.can("admin") ? rotateToken(signal) : null; // team admins rotate tokens
-  const load = async () => {
-    const agents = sortAgents(await api("GET", `/teams/${team.id}/agents`, { signal }));
+  const note = h("p", { class: "muted", role: "status" });
+  const show = (list) => {
+    const agents = sortAgents(list);
     tbody.replaceChildren(...agents.map((a) => agentRow(a, rotate)));
     empty.hidden = agents.length > 0;
     summary.textContent = `${agents.filter((a) => a.status === "online").length} of ${agents.length} online`;
   };
+  const load = async () => show(await api("GET", `/teams/${team.id}/agents`, { signal }));
   const columns = [
     "Name",
     "Status",
@@ -130,11 +133,23 @@ export async function render(root, _params, { signal }) {
       h("button", { type: "button", onclick: () => load().catch((e) => toast(e.message, "error")) }, "Refresh"),
     ),
     summary,
+    note,
     dataTable(columns, tbody, { attrs: { "aria-label": "Agents" } }),
     empty,
     ...(rotate ? [rotate.el] : []), // DOM append writes "undefined" for a missing one
   );
   await load();
+  // live: the list again whenever an agent or what its sessions hold changes (pushed)
+  sse(`/teams/${team.id}/agents/stream`, {
+    signal,
+    onState: (state) => {
+      if (state === "open") note.textContent = "";
+      else if (state === "broken") note.textContent = "Live updates are interrupted; reconnecting…";
+    },
+    onEvent: (type, data) => type === "agents" && show(data.agents),
+  }).catch((e) => {
+    if (!signal.aborted) note.textContent = `Live updates stopped: ${e.message}`;
+  });
 
   if (!session.can("developer")) return;
   root.append(...addAgent(team, signal, load));
