@@ -285,6 +285,13 @@ class Stand:
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_role("button", name="Sign in", exact=True).click()
         page.wait_for_url(re.compile(r"#/ecosystem$"))
+        # the ecosystem page drawn: what a test does next is not raced by its first render
+        from playwright.sync_api import expect
+
+        expect(page.get_by_role("heading", name="Ecosystem", level=1)).to_be_visible()
+        expect(
+            page.get_by_role("status").filter(has_text=re.compile(r"\d+ apps?$"))
+        ).to_be_visible()
 
     def start(
         self, module_id: int, login: str = "dev", agent_id: int | None = None, **state: Any
