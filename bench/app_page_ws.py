@@ -12,25 +12,17 @@ Run: ``python bench/app_page_ws.py [--messages 200]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-from app_page import PAGE_APP, Peak, _pack, rss_kb, server_pid  # noqa: E402
-from dotenv import dotenv_values  # noqa: E402
-from tests.support import Up, free_port, wait_for  # noqa: E402
+from bench.page_app import Peak, page_session, rss_kb  # noqa: E402
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
-
-import appyard as ay  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -77,31 +69,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=200)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="appyard-bench-ws-"))
-    port = free_port()
-    up = Up(home / ".appyard", home / "appyard.env", port, HOME=str(home))
-    try:
-        env = dotenv_values(home / "appyard.env")
-        url, token = str(env["SERVER_ADDRESS"]), str(env["API_TOKEN"])
-        api = ay.Api(url, token)
-        team = int(env["TEAM_ID"] or 0)
-        agent = next(a for a in api.agent.get_list(team) if a.status == "online")
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
-            r = http.post("/api/v1/modules", files={"archive": ("page.tar.gz", _pack(PAGE_APP))})
-            assert r.status_code < 300, r.text
-            module_id = r.json()["module_id"]
-        tid = api.app.start(agent.id, int(env["WORKSPACE_ID"] or 0), module_id=module_id).task_id
-        assert api.app.wait_until_ready_for_api_calls(tid, 60, 1)
-        found = list((home / ".appyard").rglob(f"tasks/{tid}/state.json"))
-        app_port = json.loads(found[0].read_text())["app_port"]
-        pid = server_pid(port)
-        ws_url = url.replace("http", "ws", 1) + f"/apps/{tid}/ws/echo"
-        before = rss_kb(pid)
-        peak = Peak(pid)
-        through = measure(ws_url, headers, args.messages)
+    with page_session("appyard-bench-ws-") as page:
+        tid = page.task_id
+        ws_url = page.url.replace("http", "ws", 1) + f"/apps/{tid}/ws/echo"
+        before = rss_kb(page.server_pid)
+        peak = Peak(page.server_pid)
+        through = measure(ws_url, page.headers, args.messages)
         top = peak.stop()
-        direct = measure(f"ws://127.0.0.1:{app_port}/ws/echo", {}, args.messages)
+        direct = measure(f"ws://127.0.0.1:{page.app_port}/ws/echo", {}, args.messages)
         print(f"A page's websocket through `appyard up` (/apps/{tid}/ws/echo):")
         print(
             f"  round trip of a small text: median {through[0]:.2f} ms, p99 {through[1]:.2f} ms"
@@ -115,11 +90,6 @@ def main() -> None:
             f"  server RSS {before / 1024:.1f} MiB before, {top / 1024:.1f} MiB at its highest"
             f" (+{(top - before) / 1024:.1f} MiB)"
         )
-        api.app.stop(tid)
-        wait_for(lambda: api.task.get_status(tid) == ay.Status.STOPPED, 60, "the app to stop")
-    finally:
-        up.interrupt()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

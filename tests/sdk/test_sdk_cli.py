@@ -173,6 +173,15 @@ def test_start_wait_sessions_logs(server: ServerProc, tenant: Tenant, agent: Fak
 
     sessions = appyard("app", "sessions", "--status", "finished", env=env)
     assert sessions.returncode == 0 and task_id in sessions.stdout
+    # at 80 columns the row's id, status and whole creation time share its first line
+    narrow = appyard("app", "sessions", "--status", "finished", env={**env, "COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), narrow.stdout
+    row = next(line for line in lines if f" {task_id} " in line)
+    assert "finished" in row and re.search(
+        r"│ (\d\d:\d\d:\d\d|\d\d-\d\d \d\d:\d\d|\d{4}-\d\d-\d\d) +│", row
+    ), narrow.stdout
     logs = appyard("app", "logs", task_id, env=env)
     assert "[bold]not markup[/bold]" in logs.stdout and "exported 3 images" in logs.stdout
     followed = appyard("app", "logs", task_id, "--follow", env=env)

@@ -84,6 +84,20 @@ def fmt_time(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def fmt_short_time(value: datetime | None, now: datetime | None = None) -> str:
+    """A local time for narrow columns: ``07:44:15`` today, ``12-03 07:44`` earlier this
+    year, ``2025-10-31`` before (at most 11 characters)."""
+    if value is None:
+        return "-"
+    local = value.astimezone()
+    today = (now or datetime.now()).astimezone()
+    if local.date() == today.date():
+        return local.strftime("%H:%M:%S")
+    if local.year == today.year:
+        return local.strftime("%m-%d %H:%M")
+    return local.strftime("%Y-%m-%d")
+
+
 def print_json(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 

@@ -25,6 +25,7 @@ from appyard.cli._common import (
     WORKSPACE_HELP,
     console,
     err_console,
+    fmt_short_time,
     fmt_time,
     get_api,
     parse_value,
@@ -407,32 +408,69 @@ def sessions(
     console.print(sessions_table(tasks))
 
 
-def sessions_table(tasks: list[TaskInfo]) -> Table:
-    """Sessions as a table, one row each (``app sessions``, ``demo``)."""
+#: from this many columns on, ``sessions_table`` shows every column; below, a narrower set
+WIDE_SESSIONS = 120
+
+
+def sessions_table(tasks: list[TaskInfo], width: int | None = None) -> Table:
+    """Sessions as a table, one row each (``app sessions``, ``demo``).
+
+    At ``width`` (default: the terminal's) below ``WIDE_SESSIONS`` columns, the module's
+    version, the agent and the GPUs are left out, CPU and memory share one column, a started
+    session ready for calls is just ``ready`` and progress is a percentage where it has a total,
+    so that 80 columns keep ids, statuses, times and progress whole on a row's first line
+    (names and figures fold).
+    """
+    wide = (console.width if width is None else width) >= WIDE_SESSIONS
+    now = datetime.now().astimezone()
     table = Table()
-    # a narrow terminal folds cells rather than cut them; the status keeps its words whole
-    for header in ("TASK", "MODULE", "VERSION", "NAME", "STATUS", "AGENT", "GPUS", "CPU"):
-        table.add_column(header, overflow="fold", min_width=13 if header == "STATUS" else None)
-    for header in ("MEMORY", "CREATED", "PROGRESS"):
-        table.add_column(header, overflow="fold")
+    table.add_column("TASK" if wide else "ID", no_wrap=True)
+    table.add_column("MODULE" if wide else "APP", no_wrap=True)
+    if wide:
+        table.add_column("VERSION", overflow="fold")
+    table.add_column("NAME", overflow="fold")
+    table.add_column("STATUS", no_wrap=True)
+    if wide:
+        table.add_column("AGENT", no_wrap=True)
+        table.add_column("GPUS", overflow="fold")
+        table.add_column("CPU", no_wrap=True)
+        table.add_column("MEMORY", overflow="fold")
+    else:
+        table.add_column("USAGE", overflow="fold")
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("PROGRESS" if wide else "PROG", no_wrap=True)
     for t in tasks:
-        progress = "-"
-        if t.progress is not None:
-            total = f"/{t.progress.total:g}" if t.progress.total is not None else ""
-            progress = f"{t.progress.current:g}{total}"
+        cpu, memory = _usage_cells(t)
+        if wide:
+            gpus = ",".join(str(g.get("index")) for g in t.gpus) or "-"
+            status = _task_status_text(t)
+            middle: tuple[str, ...] = (str(t.agent_id or "-"), gpus, cpu, memory)
+        else:
+            status = Text("ready", style="green") if t.ready else _status_text(t.status)
+            middle = (f"{cpu} {memory}" if t.usage is not None else "-",)
         table.add_row(
             str(t.id),
             str(t.module_id),
-            t.version,
+            *((t.version,) if wide else ()),
             t.name,
-            _task_status_text(t),
-            str(t.agent_id or "-"),
-            ",".join(str(g.get("index")) for g in t.gpus) or "-",
-            *_usage_cells(t),
-            fmt_time(t.created_at),
-            progress,
+            status,
+            *middle,
+            fmt_short_time(t.created_at, now),
+            _progress_cell(t, percent=not wide),
         )
     return table
+
+
+def _progress_cell(t: TaskInfo, percent: bool) -> str:
+    """``120/1000`` (``12%`` with ``percent``), ``120`` without a total, ``-`` before any."""
+    p = t.progress
+    if p is None:
+        return "-"
+    if p.total is None:
+        return f"{p.current:g}"
+    if percent:
+        return f"{100 * p.current / p.total:.0f}%" if p.total else "-"
+    return f"{p.current:g}/{p.total:g}"
 
 
 def _usage_cells(t: TaskInfo) -> tuple[str, str]:
