@@ -4,13 +4,15 @@ them, through ``appyard.compat`` against a live server and a real agent."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import appyard.compat as sly
-from appyard.compat.api.agent_api import AgentApi
+from appyard.agent.inventory import INVENTORY_FILE_ENV
+from appyard.compat.api.agent_api import AgentApi, AgentNotFound
 from appyard.compat.api.file_api import FileInfo
 from appyard.compat.api.task_api import TaskApi
 from appyard.errors import (
@@ -20,6 +22,7 @@ from appyard.errors import (
     NotFoundError,
 )
 from tests.e2e.conftest import Env
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -70,8 +73,61 @@ def test_agent_calls_use_the_reference_statuses(env: Env, api: sly.Api) -> None:
     assert api.agent.get_status(env.agent_id) is AgentApi.Status.RUNNING
     assert [a.id for a in api.agent.get_list_available(env.world.team_id)] == [env.agent_id]
     assert api.agent.get_info_by_name(env.world.team_id, agent.name) == agent
-    with pytest.raises(sly.NotSupportedError):
-        api.agent.get_list_available(env.world.team_id, has_gpu=True)
+    assert api.agent.get_info_by_id(2**31 - 1) is None
+    with pytest.raises(AgentNotFound):
+        api.agent.get_status(2**31 - 1)
+    with pytest.raises(sly.NotSupportedError, match="driver"):
+        api.agent.get_list_available(env.world.team_id, min_nvidia_driver_version="535")
+
+
+def test_agents_with_gpus(env: Env, api: sly.Api, tmp_path: Path) -> None:
+    """``get_list_available(has_gpu=True)``: the running agents with at least one GPU, as
+    each reported its machine (a test inventory file stands for NVML here)."""
+    team_id = env.world.team_id
+    made = {}
+    for name, gpus in (("gpu-box", 2), ("cpu-box", 0)):
+        spec = tmp_path / f"{name}.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "gpus": [
+                        {"index": i, "uuid": f"GPU-{name}-{i}", "name": "Test GPU", "memory_mb": 8}
+                        for i in range(gpus)
+                    ]
+                }
+            )
+        )
+        agent_id, token = env.world.new_agent_token(name)
+        env.world.start_agent(token, name=name, extra_env={INVENTORY_FILE_ENV: str(spec)})
+        made[name] = agent_id
+    wait_for(
+        lambda: {a.id for a in api.agent.get_list_available(team_id)} >= set(made.values()),
+        30,
+        "the GPU and CPU agents online",
+    )
+    running = api.agent.get_list_available(team_id)
+    with_gpu = api.agent.get_list_available(team_id, has_gpu=True)
+    assert made["gpu-box"] in [a.id for a in with_gpu]
+    assert made["cpu-box"] not in [a.id for a in with_gpu]
+    assert [a.id for a in with_gpu] == [a.id for a in running if a.gpus]
+    gpu_box = next(a for a in with_gpu if a.id == made["gpu-box"])
+    assert gpu_box.gpu_info == {
+        "is_available": True,
+        "device_count": 2,
+        "device_names": ["Test GPU", "Test GPU"],
+    }
+    # an offline agent with GPUs is not available, but listed with show_only_running=False
+    env.world.agents[-2].stop()
+    wait_for(
+        lambda: made["gpu-box"] not in [a.id for a in api.agent.get_list_available(team_id)],
+        30,
+        "the GPU agent offline",
+    )
+    assert made["gpu-box"] not in [
+        a.id for a in api.agent.get_list_available(team_id, has_gpu=True)
+    ]
+    everyone = api.agent.get_list_available(team_id, show_only_running=False, has_gpu=True)
+    assert made["gpu-box"] in [a.id for a in everyone]
 
 
 def test_task_record_calls_and_refusals(env: Env, api: sly.Api) -> None:
@@ -185,6 +241,28 @@ def test_an_app_reports_in_the_reference_style(env: Env, api: sly.Api) -> None:
     assert api.file.get_info_by_id(id=uploaded.id) == ref  # the reference's keyword
 
 
+def test_file_rename_moves_in_the_team_of_the_environment(
+    env: Env, api: sly.Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team_id = env.world.team_id
+    src = tmp_path / "a.txt"
+    src.write_text("a")
+    uploaded = api.file.upload(team_id, src, "/rename/a.txt")
+    for key in ("CONTEXT_TEAMID", "context.teamId", "TEAM_ID"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(sly.NotSupportedError, match=r"api\.file\.move"):
+        api.file.rename("/rename/a.txt", "/rename/b.txt")
+    monkeypatch.setenv("TEAM_ID", str(team_id))
+    assert api.file.rename("/rename/a.txt", "/rename/b.txt") is None
+    moved = api.file.get_info_by_id(uploaded.id)
+    assert moved is not None and moved.path == "/rename/b.txt" and moved.name == "b.txt"
+    assert api.file.get_info_by_path(team_id, "/rename/a.txt") is None
+    with pytest.raises(ConflictError):
+        api.file.rename("/rename/b.txt", "/rename/b.txt/under")
+    # appyard's own move, reached through the same object
+    assert api.file.move(team_id, "/rename/b.txt", "/rename/c.txt").id == uploaded.id
+
+
 def test_renames_and_role_changes(env: Env, api: sly.Api) -> None:
     team_id = env.world.team_id
     ws = api.workspace.create(team_id, "to-rename")
@@ -192,6 +270,12 @@ def test_renames_and_role_changes(env: Env, api: sly.Api) -> None:
     assert isinstance(renamed, sly.WorkspaceInfo)
     assert (renamed.id, renamed.name, renamed.description) == (ws.id, "renamed", "about it")
     assert api.workspace.get_info_by_id(ws.id) == renamed
+    assert api.workspace.get_info_by_id(2**31 - 1) is None
+    with pytest.raises(KeyError):
+        api.workspace.get_info_by_id(2**31 - 1, raise_error=True)
+    with pytest.raises(NotFoundError) as unknown:
+        api.task.get_list(2**31 - 1)  # a workspace id: its team is looked up by id
+    assert unknown.value.field == "workspace_id"
     assert api.workspace.update(ws.id, description="only this").name == "renamed"
     with pytest.raises(ConflictError):
         api.workspace.update(ws.id, name="main")  # the team has one so named

@@ -131,6 +131,54 @@ def test_files_by_id(server: ServerProc, tenant: Tenant, tmp_path: Path) -> None
     assert gone.value.field == "file_id" and str(uploaded.id) in str(gone.value)
 
 
+def test_files_move(server: ServerProc, tenant: Tenant, tmp_path: Path) -> None:
+    api, team = tenant.api, tenant.team_id
+    src = tmp_path / "move.txt"
+    src.write_bytes(b"move me")
+    uploaded = api.file.upload(team, src, "/from/move.txt")
+
+    moved = api.file.move(team, "from//move.txt", "/to/sub/moved.txt")
+    assert (moved.id, moved.path, moved.name, moved.size, moved.hash) == (
+        uploaded.id,
+        "/to/sub/moved.txt",
+        "moved.txt",
+        7,
+        uploaded.hash,
+    )
+    assert api.file.get_info_by_path(team, "/from/move.txt") is None
+    assert api.file.get_info_by_id(uploaded.id).path == "/to/sub/moved.txt"
+    assert api.file.move_by_id(uploaded.id, "/to/sub/moved.txt").path == "/to/sub/moved.txt"
+
+    # refusals: a taken path, a bad one, no such file, a folder; nothing moves
+    api.file.upload(team, src, "/taken.txt")
+    with pytest.raises(ConflictError) as taken:
+        api.file.move(team, "/to/sub/moved.txt", "/taken.txt")
+    assert taken.value.field == "path" and "taken" in str(taken.value)
+    with pytest.raises(BadRequestError) as bad:
+        api.file.move_by_id(uploaded.id, "/../escape.txt")
+    assert bad.value.field == "path"
+    with pytest.raises(BadRequestError) as empty:
+        api.file.move_by_id(uploaded.id, "")
+    assert empty.value.field == "path"
+    with pytest.raises(NotFoundError) as missing:
+        api.file.move(team, "/nope.txt", "/x.txt")
+    assert missing.value.field == "path"
+    with pytest.raises(InvalidArgumentsError):
+        api.file.move(team, "/to", "/elsewhere")
+    assert api.file.get_info_by_id(uploaded.id).path == "/to/sub/moved.txt"
+
+    file_id = uploaded.id
+
+    async def from_async() -> tuple[str, str]:
+        async with ay.AsyncApi(server.url, server.admin_token) as aapi:
+            first = await aapi.file.move(team, "/to/sub/moved.txt", "/async.txt")
+            second = await aapi.file.move_by_id(file_id, "/back.txt")
+            return first.path, second.path
+
+    assert asyncio.run(from_async()) == ("/async.txt", "/back.txt")
+    assert api.file.get_info_by_id(file_id).path == "/back.txt"
+
+
 def test_downloads_are_ordinary_files(tenant: Tenant, tmp_path: Path) -> None:
     """A downloaded file gets the mode any new file gets here: 0666 less the umask."""
     api, team = tenant.api, tenant.team_id
@@ -337,6 +385,36 @@ def test_cli_files(server: ServerProc, tenant: Tenant, tmp_path: Path) -> None:
     assert "/docs/report.txt" in listing and "/docs/tree/" in listing and "6 B" in listing
     assert "/docs/tree/sub/b.txt" not in listing
     assert "/docs/tree/sub/b.txt" in ok("ls", "-r", "/docs")
+    # each file's id, a folder's "-"
+    report = tenant.api.file.get_info_by_path(tenant.team_id, "/docs/report.txt")
+    assert report is not None and report.id is not None
+    row = next(line for line in listing.splitlines() if "/docs/report.txt" in line)
+    assert row.split("│")[1].strip() == str(report.id)
+    row = next(line for line in listing.splitlines() if "/docs/tree/" in line)
+    assert row.split("│")[1].strip() == "-"
+
+    # 80 columns: every line fits, a long path wraps whole (never cut)
+    long_dir = "/docs/" + "a-rather-long-folder-name-" * 3
+    ok("upload", str(src), long_dir + "/")
+    narrow = runner.invoke(cli, ["files", "ls", "-r", "/docs"], env={**env, "COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.output.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, narrow.output
+    cells = [line.split("│")[2].strip() for line in lines if line.count("│") == 6]
+    assert long_dir + "/report.txt" in "".join(cells), narrow.output
+    assert "…" not in narrow.output
+    ok("rm", "-r", "/docs/" + long_dir.split("/")[2])
+
+    # mv: by path, into a folder, by id; the id stays; a taken path is one line, no traceback
+    assert "Moved /renamed.txt to /docs/renamed.txt (id " in ok("mv", "/renamed.txt", "/docs/")
+    assert f"to /docs/report-2.txt (id {report.id})." in ok(
+        "mv", "/docs/report.txt", "/docs/report-2.txt"
+    )
+    assert f"to /docs/report.txt (id {report.id})." in ok("mv", str(report.id), "/docs/report.txt")
+    out = appyard("files", "mv", "/docs/report.txt", "/docs/renamed.txt", env=env)
+    assert out.returncode == 1 and "taken" in out.stderr and "Traceback" not in out.stderr
+    assert "Removed /docs/renamed.txt." in ok("rm", "/docs/renamed.txt")
+    ok("upload", str(src), "/renamed.txt")
 
     down = tmp_path / "down"
     down.mkdir()

@@ -8,14 +8,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from appyard.cli._common import TEAM_HELP, console, fmt_time, get_api, team_id
+from appyard.cli._common import TEAM_HELP, console, fmt_short_time, fmt_time, get_api, team_id
 from appyard.errors import InvalidArgumentsError
 from appyard.schemas.files import FileInfo
 from appyard.sdk.file_api import join
 
-files_app = typer.Typer(help="Team files: list, upload, download, remove.", no_args_is_help=True)
+files_app = typer.Typer(
+    help="Team files: list, upload, download, move, remove.", no_args_is_help=True
+)
 
 TeamOption = Annotated[int | None, typer.Option("--team-id", "--team", help=TEAM_HELP)]
+
+#: from this many columns on, ``ls`` shows whole times (else ``07:44:15`` / ``12-03 07:44``)
+WIDE_COLUMNS = 100
 
 
 def _size(info: FileInfo) -> str:
@@ -40,15 +45,50 @@ def ls(
     """List a folder of the team's files."""
     with get_api() as api:
         entries = api.file.list(team_id(team), path, recursive=recursive)
-    table = Table("PATH", "TYPE", "SIZE", "MODIFIED")
+    wide = console.width >= WIDE_COLUMNS
+    table = Table()
+    table.add_column("ID", no_wrap=True, justify="right")  # a file's id; a folder has none
+    table.add_column("PATH", overflow="fold")  # a long path wraps whole, never cut
+    table.add_column("TYPE", no_wrap=True)
+    table.add_column("SIZE", no_wrap=True, justify="right")
+    table.add_column("MODIFIED", no_wrap=True)
     for e in entries:
         table.add_row(
+            "-" if e.id is None else str(e.id),
             e.path + ("/" if e.is_dir else ""),
             "folder" if e.is_dir else "file",
             _size(e),
-            fmt_time(e.modified_at),
+            fmt_time(e.modified_at) if wide else fmt_short_time(e.modified_at),
         )
     console.print(table)
+
+
+@files_app.command()
+def mv(
+    src: Annotated[
+        str,
+        typer.Argument(help="Team file, or its id as `ls` shows it (a file named 123: '/123')."),
+    ],
+    dst: Annotated[
+        str, typer.Argument(help="New team path; ending in '/' (or an existing folder): into it.")
+    ],
+    team: TeamOption = None,
+) -> None:
+    """Move or rename a file (it keeps its id); the new path must be free."""
+    with get_api() as api:
+        if src.isdigit():
+            info = api.file.get_info_by_id(int(src))
+            tid, src_path = info.team_id or team_id(team), info.path
+        else:
+            tid, src_path = team_id(team), src
+        into = dst.endswith("/") or api.file.dir_exists(tid, dst)
+        target = join(dst, src_path.rstrip("/").rsplit("/", 1)[-1]) if into else dst
+        moved = (
+            api.file.move_by_id(int(src), target)
+            if src.isdigit()
+            else api.file.move(tid, src_path, target)
+        )
+    console.print(f"Moved {src_path} to {moved.path} (id {moved.id}).")
 
 
 @files_app.command()

@@ -31,3 +31,9 @@ class FileInfo(BaseModel):
 
 class FolderCreate(Wire):
     path: str = Field(min_length=1, max_length=1024)
+
+
+class FileMove(Wire):
+    """What ``PATCH /files/{id}`` changes: the file's team path (its id stays)."""
+
+    path: str = Field(min_length=1, max_length=1024)

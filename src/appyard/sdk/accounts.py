@@ -187,6 +187,11 @@ class WorkspaceApi:
         """The team's workspaces."""
         return self._core.run(calls.workspaces(team_id))
 
+    def get_info_by_id(self, workspace_id: int) -> WorkspaceInfo:
+        """One workspace (a member of its team); ``NotFoundError`` on ``workspace_id`` when
+        there is none, or it is not in one of your teams."""
+        return self._core.run(calls.workspace(workspace_id))
+
     def create(self, team_id: int, name: str, description: str = "") -> WorkspaceInfo:
         """A new workspace in the team."""
         return self._core.run(calls.create_workspace(team_id, name, description))
@@ -206,6 +211,9 @@ class AsyncWorkspaceApi:
 
     async def get_list(self, team_id: int) -> list[WorkspaceInfo]:
         return await self._core.run(calls.workspaces(team_id))
+
+    async def get_info_by_id(self, workspace_id: int) -> WorkspaceInfo:
+        return await self._core.run(calls.workspace(workspace_id))
 
     async def create(self, team_id: int, name: str, description: str = "") -> WorkspaceInfo:
         return await self._core.run(calls.create_workspace(team_id, name, description))

@@ -23,7 +23,7 @@ __all__ = ["UPLOAD_READ_TIMEOUT_S", "AsyncFileApi", "FileApi", "LocalPath", "joi
 
 
 class FileApi:
-    """Upload, download, list and remove team files; paths are team-relative."""
+    """Upload, download, list, move and remove team files; paths are team-relative."""
 
     def __init__(self, core: SyncCore) -> None:
         self._core = core
@@ -59,6 +59,16 @@ class FileApi:
     def mkdir(self, team_id: int, path: str) -> FileInfo:
         """Make folder ``path`` and its parents (fine if it exists)."""
         return self._core.run(calls.mkdir(team_id, path))
+
+    def move(self, team_id: int, src: str, dst: str) -> FileInfo:
+        """Move (or rename) team file ``src`` to ``dst`` in the same team; it keeps its id.
+        ``dst`` must be free (``ConflictError`` on ``path``); folders it needs are made.
+        Folders do not move."""
+        return self._core.run(calls.move(team_id, src, dst))
+
+    def move_by_id(self, file_id: int, dst: str) -> FileInfo:
+        """``move`` of the team file with this id."""
+        return self._core.run(calls.move_by_id(file_id, dst))
 
     def remove(self, team_id: int, path: str, recursive: bool = False) -> None:
         """Remove a file, or a folder (one with something in it needs ``recursive``)."""
@@ -110,6 +120,12 @@ class AsyncFileApi:
 
     async def mkdir(self, team_id: int, path: str) -> FileInfo:
         return await self._core.run(calls.mkdir(team_id, path))
+
+    async def move(self, team_id: int, src: str, dst: str) -> FileInfo:
+        return await self._core.run(calls.move(team_id, src, dst))
+
+    async def move_by_id(self, file_id: int, dst: str) -> FileInfo:
+        return await self._core.run(calls.move_by_id(file_id, dst))
 
     async def remove(self, team_id: int, path: str, recursive: bool = False) -> None:
         await self._core.run(calls.remove(team_id, path, recursive))

@@ -61,13 +61,15 @@ class AgentApi(ModuleBase):
         min_nvidia_driver_version: str | None = None,
     ) -> list[AgentInfo]:
         """The team's agents that can take a session: running ones (all with
-        ``show_only_running=False``), of ``version`` when given. appyard agents do not report
-        GPUs yet: ``has_gpu=True`` and ``min_nvidia_driver_version`` raise
-        ``NotSupportedError``, as do ``plugin_version_id`` and ``envs``."""
-        if has_gpu or min_nvidia_driver_version is not None:
+        ``show_only_running=False``), of ``version`` when given, with at least one GPU with
+        ``has_gpu=True`` (as each agent last reported its machine). Agents do not report
+        their NVIDIA driver: ``min_nvidia_driver_version`` raises ``NotSupportedError``, as do
+        ``plugin_version_id`` and ``envs``."""
+        if min_nvidia_driver_version is not None:
             raise NotSupportedError(
-                "has_gpu/min_nvidia_driver_version are not supported: appyard agents do not "
-                "report their GPUs yet; pick the agent by name or id."
+                "min_nvidia_driver_version is not supported: appyard agents report their GPUs "
+                "(has_gpu=True works) but not their driver version; pick the agent by name or "
+                "id, or ask for GPUs in the app's resources (docs/apps.md)."
             )
         if plugin_version_id is not None or envs is not None:
             raise NotSupportedError(
@@ -79,17 +81,18 @@ class AgentApi(ModuleBase):
             agents = [a for a in agents if a.status == self.Status.RUNNING.value]
         if version is not None:
             agents = [a for a in agents if a.version == version]
+        if has_gpu:
+            agents = [a for a in agents if a.gpus]
         return agents
 
-    def _all(self) -> list[AgentInfo]:
-        found = []
-        for team in self._ay.team.get_list():
-            found.extend(self.get_list(team.id))
-        return found
-
     def get_info_by_id(self, id: int) -> AgentInfo | None:
-        """Found through the caller's teams (``None`` when in none of them)."""
-        return next((a for a in self._all() if a.id == id), None)
+        """``GET /agents/{id}``: ``None`` when there is none, or it is in none of your teams."""
+        try:
+            return agent_info(self._ay.agent.get_info_by_id(id))
+        except NotFoundError as exc:
+            if exc.field != "agent_id":
+                raise
+            return None
 
     def get_info_by_name(self, parent_id: int, name: str) -> AgentInfo | None:
         return single(self.get_list(parent_id, [{"field": "name", "operator": "=", "value": name}]))

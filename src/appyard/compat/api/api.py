@@ -16,8 +16,6 @@ from typing import Any
 
 from appyard.compat._records import Names, TaskInfo, task_record
 from appyard.errors import ApiError
-from appyard.schemas.accounts import TeamInfo as OurTeam
-from appyard.schemas.accounts import WorkspaceInfo as OurWorkspace
 from appyard.schemas.tasks import TaskInfo as OurTask
 from appyard.sdk.api import Api as OurApi
 from appyard.sdk.api import default_env_file
@@ -159,29 +157,11 @@ class Api:
         names = Names(self._module_name, self._agent_name, self._login, self.server_address)
         return task_record(task, names)
 
-    def _teams(self) -> list[OurTeam]:
-        return self._ay.team.get_list()
-
-    def _workspaces(self) -> list[OurWorkspace]:
-        """Every workspace of the caller's teams (there is no call by id)."""
-        found = []
-        for team in self._teams():
-            try:
-                found.extend(self._ay.workspace.get_list(team.id))
-            except ApiError:
-                continue
-        for w in found:
-            self._workspace_team[w.id] = w.team_id
-        return found
-
     def _team_of_workspace(self, workspace_id: int) -> int:
+        """The team of a workspace (``GET /workspaces/{id}``, cached: it never changes);
+        ``NotFoundError`` on ``workspace_id`` when it is in none of the caller's teams."""
         if workspace_id not in self._workspace_team:
-            self._workspaces()
-        if workspace_id not in self._workspace_team:
-            from appyard.errors import NotFoundError
-
-            raise NotFoundError(
-                f"Workspace {workspace_id} not found in your teams; list them with "
-                "api.workspace.get_list(team_id)"
-            )
+            self._workspace_team[workspace_id] = self._ay.workspace.get_info_by_id(
+                workspace_id
+            ).team_id
         return self._workspace_team[workspace_id]

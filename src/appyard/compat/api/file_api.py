@@ -1,4 +1,5 @@
-"""``supervisely.api.file_api``: ``api.file.get_info_by_id`` in the reference's ``FileInfo``.
+"""``supervisely.api.file_api``: ``api.file.get_info_by_id`` in the reference's ``FileInfo``,
+and ``api.file.rename`` (a move in the team of ``TEAM_ID``).
 
 Every other call of ``api.file`` is appyard's own (``docs/data.md``: ``upload``, ``list``,
 ``download``, ... with appyard's ``FileInfo``, whose ``id`` is the same id), reached through
@@ -10,7 +11,9 @@ from __future__ import annotations
 import mimetypes
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from appyard.compat._errors import NotSupportedError
 from appyard.compat._records import file_url, iso
+from appyard.compat.io import env
 from appyard.errors import NotFoundError
 from appyard.schemas.files import FileInfo as OurFile
 
@@ -65,7 +68,7 @@ def file_info(f: OurFile, server_address: str) -> FileInfo:
 
 
 class FileApi:
-    """appyard's ``api.file``, with the reference's ``get_info_by_id``."""
+    """appyard's ``api.file``, with the reference's ``get_info_by_id`` and ``rename``."""
 
     def __init__(self, api: Api) -> None:
         self._api = api
@@ -75,6 +78,19 @@ class FileApi:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._ay.file, name)
+
+    def rename(self, old_name: str, new_name: str) -> None:
+        """Move team file ``old_name`` to ``new_name`` (team paths; it keeps its id) in the
+        team of ``TEAM_ID``: the reference's call names no team (and does nothing there).
+        Without ``TEAM_ID``: ``NotSupportedError``; ``api.file.move(team_id, src, dst)`` names
+        the team."""
+        team_id = env.team_id(raise_not_found=False)
+        if team_id is None:
+            raise NotSupportedError(
+                "file.rename without TEAM_ID is not supported: it names no team. Call "
+                "api.file.move(team_id, old_name, new_name), or set TEAM_ID."
+            )
+        self._ay.file.move(team_id, old_name, new_name)
 
     def get_info_by_id(self, id: int) -> FileInfo | None:
         """The team file with id ``id`` (listed and uploaded files carry it as ``.id``);

@@ -8,6 +8,7 @@ from appyard.compat._errors import NotSupportedError, refused
 from appyard.compat._records import WorkspaceInfo, apply_filters, single, workspace_info
 from appyard.compat._utils import generate_free_name
 from appyard.compat.api._module import ModuleBase
+from appyard.errors import NotFoundError
 
 if TYPE_CHECKING:
     from appyard.compat.api.api import Api
@@ -46,11 +47,18 @@ class WorkspaceApi(ModuleBase):
         return apply_filters(found, filters)
 
     def get_info_by_id(self, id: int, raise_error: bool = False) -> WorkspaceInfo | None:
-        """Found through the caller's teams (``None`` when it is in none of them)."""
-        info = next((workspace_info(w) for w in self._api._workspaces() if w.id == id), None)
-        if info is None and raise_error:
-            raise KeyError(f"Workspace with id={id} not found in your account")
-        return info
+        """``GET /workspaces/{id}``: ``None`` when there is none, or it is in none of your
+        teams (``raise_error=True``: the reference's ``KeyError``)."""
+        try:
+            found = self._ay.workspace.get_info_by_id(id)
+        except NotFoundError as exc:
+            if exc.field != "workspace_id":
+                raise
+            if raise_error:
+                raise KeyError(f"Workspace with id={id} not found in your account") from None
+            return None
+        self._api._workspace_team[found.id] = found.team_id
+        return workspace_info(found)
 
     def get_info_by_name(self, parent_id: int, name: str) -> WorkspaceInfo | None:
         return single(self.get_list(parent_id, [{"field": "name", "operator": "=", "value": name}]))

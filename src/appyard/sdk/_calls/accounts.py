@@ -148,6 +148,10 @@ def workspaces(team_id: int) -> Op[list[WorkspaceInfo]]:
     return _get(f"/teams/{int(team_id)}/workspaces", list[WorkspaceInfo])
 
 
+def workspace(workspace_id: int) -> Op[WorkspaceInfo]:
+    return _get(f"/workspaces/{int(workspace_id)}", WorkspaceInfo)
+
+
 def create_workspace(team_id: int, name: str, description: str) -> Op[WorkspaceInfo]:
     body = WorkspaceCreate(name=name, description=description)
     return _post(f"/teams/{int(team_id)}/workspaces", body, WorkspaceInfo)

@@ -73,6 +73,28 @@ def mkdir(team_id: int, path: str) -> Op[FileInfo]:
     return FileInfo.model_validate(data)
 
 
+def move_by_id(file_id: int, dst: str) -> Op[FileInfo]:
+    # says where the file ends up, not a step: sent again (a retry), the file is there already;
+    # the path goes as it is, so that the server's 422 names it
+    body = {"path": dst}
+    data = yield from request("PATCH", f"/files/{int(file_id)}", json=body, idempotent=True)
+    return FileInfo.model_validate(data)
+
+
+def move(team_id: int, src: str, dst: str) -> Op[FileInfo]:
+    info = yield from get_info_by_path(team_id, src)
+    if info is None:
+        raise NotFoundError(
+            f"No file {src!r} in team {team_id}'s files; list them with api.file.list",
+            field="path",
+        )
+    if info.is_dir or info.id is None:
+        raise InvalidArgumentsError(
+            f"{info.path!r} is a folder; only files move (move the files in it one by one)"
+        )
+    return (yield from move_by_id(info.id, dst))
+
+
 def remove(team_id: int, path: str, recursive: bool) -> Op[None]:
     params: Params = {"path": path, "recursive": recursive}
     yield from request("DELETE", _files(team_id), params=params)

@@ -187,6 +187,12 @@ def create_workspace(request: Request, team_id: PathId, body: WorkspaceCreate) -
     return run(request, lambda s, p: svc.create_workspace(s, p, team_id=team_id, body=body))
 
 
+@router.get("/workspaces/{workspace_id}", response_model=WorkspaceInfo)
+def get_workspace(request: Request, workspace_id: PathId) -> WorkspaceInfo:
+    """One workspace, for the members of its team (anyone else: 404 on ``workspace_id``)."""
+    return read(request, lambda s, p: svc.workspace_info(s, p, workspace_id=workspace_id))
+
+
 @router.patch("/workspaces/{workspace_id}", response_model=WorkspaceInfo)
 def update_workspace(
     request: Request, workspace_id: PathId, body: WorkspaceUpdate

@@ -1,5 +1,6 @@
 """Team files: a file tree per team, addressed by team-relative paths (docs/data.md); each
-file also has a stable id (``GET /files/{id}``, ``services/file_records.py``)."""
+file also has a stable id (``GET /files/{id}``, ``services/file_records.py``), kept when it
+moves (``PATCH /files/{id}``, ``services/file_move.py``)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
 from appyard.errors import BadRequestError, ConflictError, NotFoundError
 from appyard.schemas.accounts import Role
-from appyard.schemas.files import FileInfo, FolderCreate
+from appyard.schemas.files import FileInfo, FileMove, FolderCreate
 from appyard.server.db.models import TeamFile
 from appyard.server.routes.deps import PathId, aread, arun, authenticated, context, read, run
 from appyard.server.security import Principal
 from appyard.server.services import file_records as records
 from appyard.server.services import files as svc
+from appyard.server.services.file_move import SourceGone
+from appyard.server.services.file_move import move_file as move_file_on_disk
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["files"])
 
@@ -100,6 +104,42 @@ def file_by_id(request: Request, file_id: PathId) -> FileInfo:
         ),
     )
     raise records.file_missing(file_id)
+
+
+@router.patch("/files/{file_id}", response_model=FileInfo)
+def move_file(request: Request, file_id: PathId, body: FileMove) -> FileInfo:
+    """Move (or rename) team file ``file_id`` to ``body.path`` in its team; its id stays.
+
+    A developer of the file's team (a viewer: 403; anyone else: the id's 404). The new path
+    must be free (409 on ``path``); folders it needs are made. The file moves on disk first,
+    then its row; if the row cannot be written, the file is put back.
+    """
+    dst = svc.normalize(body.path)
+    was = read(request, lambda s, p: records.columns(records.find(s, p, file_id, "developer")))
+    team_id, src = int(was["team_id"]), str(was["path"])
+    if dst == src:
+        return file_by_id(request, file_id)  # already there: answered as it is
+    files = svc.TeamFiles(context(request).settings.files_dir, team_id)
+    try:
+        moved = move_file_on_disk(files, src, dst)
+    except SourceGone:
+        raise records.file_missing(file_id) from None
+    try:
+        found = run(
+            request,
+            lambda s, p: records.move(s, file_id=file_id, team_id=team_id, path=dst, was=was),
+        )
+    except IntegrityError:
+        moved.undo()  # a racing request wrote a row for that path first
+        raise ConflictError(
+            f"path: {dst!r} was taken while the file was being moved; nothing was moved. "
+            "Look at what is there now, then move again.",
+            field="path",
+        ) from None
+    except BaseException:
+        moved.undo()
+        raise
+    return records.with_row(moved.info, found)
 
 
 def _read(handle: BinaryIO) -> Iterator[bytes]:

@@ -751,15 +751,24 @@ def update_workspace(
     return _ws_info(ws)
 
 
+def workspace_info(s: Session, p: Principal, *, workspace_id: int) -> WorkspaceInfo:
+    """One workspace, for the members of its team (anyone else: the 404 of a missing one)."""
+    return _ws_info(get_workspace(s, p, workspace_id))
+
+
 def get_workspace(s: Session, p: Principal, workspace_id: int, need: Role = "viewer") -> Workspace:
+    """Workspace ``workspace_id`` once the caller's role in its team is at least ``need``; one
+    that is missing and one of a team the caller is not in are the same 404."""
+    missing = NotFoundError(
+        f"Workspace {workspace_id} not found, or you are not a member of its team. List your "
+        "team's workspaces with GET /teams/{team_id}/workspaces.",
+        field="workspace_id",
+    )
     ws = s.get(Workspace, workspace_id)
     if ws is None:
-        raise NotFoundError(f"Workspace {workspace_id} not found.", field="workspace_id")
+        raise missing
     try:
         team_role(s, p, ws.team_id, need)
     except NotFoundError:
-        raise NotFoundError(
-            f"Workspace {workspace_id} not found, or you are not a member of its team.",
-            field="workspace_id",
-        ) from None
+        raise missing from None
     return ws

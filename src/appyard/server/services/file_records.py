@@ -8,7 +8,8 @@ mends itself:
 - a removal deletes the rows of the file, or of everything below a folder;
 - a listing or an info call that meets a file with no row (put there before ids existed, or
   whose upload's row was lost) makes its row then;
-- ``GET /files/{id}`` answers from the disk: a row whose file is gone is a 404 (and goes).
+- ``GET /files/{id}`` answers from the disk: a row whose file is gone is a 404 (and goes);
+- a move (``PATCH /files/{id}``) gives the row its new path, the id staying.
 
 ``hash`` is said only while the file on disk still has the size and modification time the
 upload left, so a hash never describes other content.
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from appyard.errors import ConflictError, NotFoundError
+from appyard.schemas.accounts import Role
 from appyard.schemas.files import FileInfo
 from appyard.server.db.models import TeamFile, utcnow
 from appyard.server.security import Principal
@@ -207,12 +210,46 @@ def forget(s: Session, *, team_id: int, path: str) -> None:
     )
 
 
-def find(s: Session, p: Principal, file_id: int) -> TeamFile:
-    """The row of file ``file_id`` if the caller may read its team's files, else the 404."""
+def find(s: Session, p: Principal, file_id: int, need: Role = "viewer") -> TeamFile:
+    """The row of file ``file_id`` if the caller's role in its team is at least ``need``
+    (a lower one: 403); not a member, or no such row: the 404."""
     row = s.get(TeamFile, file_id)
     if row is None:
         raise file_missing(file_id)
-    allow(s, p, row.team_id, "viewer", file_missing(file_id))
+    allow(s, p, row.team_id, need, file_missing(file_id))
+    return row
+
+
+def columns(row: TeamFile) -> dict[str, Any]:
+    """A row's values, to be used after its transaction ended."""
+    return {c.key: getattr(row, c.key) for c in TeamFile.__table__.columns}
+
+
+def move(s: Session, *, file_id: int, team_id: int, path: str, was: dict[str, Any]) -> TeamFile:
+    """The row of a file just moved on disk to ``path``: the same id, the new path.
+
+    A row left at ``path`` (of a file once there and removed by other means, or made by a
+    listing that met the moved file first) goes. If the file's own row went meanwhile (a
+    look at its old path found it gone), it is made again with its id, from ``was`` (its
+    values before the move, ``columns``).
+    """
+    key = path_key(path)
+    s.execute(
+        delete(TeamFile).where(
+            TeamFile.team_id == team_id, TeamFile.path_key == key, TeamFile.id != file_id
+        )
+    )
+    moved = s.execute(
+        update(TeamFile)
+        .where(TeamFile.id == file_id, TeamFile.team_id == team_id)
+        .values(path=path, path_key=key, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        s.add(TeamFile(**{**was, "path": path, "path_key": key, "updated_at": utcnow()}))
+        s.flush()
+    row = s.get(TeamFile, file_id, populate_existing=True)
+    assert row is not None  # updated or made above, in this transaction
     return row
 
 

@@ -6,6 +6,7 @@ What the routes and the task rules use, from modules of one job each:
 - ``file_tree``: ``TeamFiles``, a team's tree on disk (no symbolic link followed, no path out
   of the team's root; reads, folders, removal, racing deletes);
 - ``file_upload``: ``receive``, an upload that lands whole or not at all;
+- ``file_move``: ``move_file``, a file moved to a free path whole or not at all;
 - ``file_records``: the files' ids (a row per file beside the disk);
 - here: who may read and write them.
 """
