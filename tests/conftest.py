@@ -78,3 +78,4 @@ def world(server: ServerProc, tmp_path: Path) -> Iterator[World]:
             admin.http.get(f"/tasks/{t['id']}/wait", params={"timeout": 15})
     for agent in w.agents:
         agent.stop()
+        agent.kill_left_apps()

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from appyard.agent.proc import same_process
+
 T = TypeVar("T")
 APPS = Path(__file__).parent / "apps"
 PG_ADMIN_DSN = os.environ.get("APPYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -231,6 +233,27 @@ class AgentProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def kill_left_apps(self) -> int:
+        """Kill the apps of this agent's work folder that outlived it (apps survive their
+        agent by design; a test whose agent could no longer be told to stop them, its token
+        rotated say, would leave them running on the machine); how many were found."""
+        found = 0
+        for state_file in self.work_dir.glob("tasks/*/state.json"):
+            with contextlib.suppress(OSError, ValueError):
+                state = json.loads(state_file.read_text())
+                supervisor, app = state.get("supervisor_pid"), state.get("app_pid")
+                # a sandboxed app dies with its supervisor (bubblewrap's --die-with-parent);
+                # an app run as a user of its own leads its process group. Each only if its
+                # pid still names the process the agent started (its start time)
+                if same_process(supervisor, state.get("supervisor_start")):
+                    found += 1
+                    with contextlib.suppress(OSError):
+                        os.kill(supervisor, signal.SIGKILL)
+                if same_process(app, state.get("app_start")):
+                    with contextlib.suppress(OSError):
+                        os.killpg(app, signal.SIGKILL)
+        return found
 
 
 def tar_of(files: dict[str, bytes], folders: tuple[str, ...] = ()) -> bytes:
