@@ -173,6 +173,50 @@ def test_errors_timeouts_bodies_and_who_may_send(env: Env) -> None:
     assert missing.status_code == 404
 
 
+def test_a_request_let_through_is_asked_again_when_access_changes(env: Env) -> None:
+    """After a first request, the server keeps that this token may reach this session
+    (``request_grants``): a role lowered, a token revoked, bad input, the session stopped are
+    each seen on the very next request, with no wait."""
+    world = env.world
+    tid = _serving(env)
+    dev = world.member("grant-dev", "developer")
+    uid = next(u["id"] for u in world.admin.ok("GET", "/users") if u["login"] == "grant-dev")
+
+    def send(body: dict[str, Any]) -> Any:
+        return dev.http.post(f"/tasks/{tid}/request", json=body)
+
+    for i in range(3):  # the first is checked in full, the others ride the grant
+        answer = send({"command": "echo", "state": {"i": i}})
+        assert answer.status_code == 200 and answer.json()["state"] == {"i": i}
+    bad = send({"command": "echo", "timeout": 0})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "timeout"
+    bad = dev.http.post(f"/tasks/{tid}/request", content=b"{not json", headers=JSON)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "body"
+    assert send({"command": "echo"}).status_code == 200
+
+    member = f"/teams/{world.team_id}/members/{uid}"
+    world.admin.ok("PATCH", member, json={"role": "viewer"})
+    lowered = send({"command": "echo"})
+    assert lowered.status_code == 403 and "developer" in lowered.json()["error"]["message"]
+    world.admin.ok("PATCH", member, json={"role": "developer"})
+    assert send({"command": "echo"}).status_code == 200
+
+    token_id = next(t["id"] for t in dev.ok("GET", "/tokens") if t["name"] == "grant-dev")
+    assert world.admin.http.delete(f"/tokens/{token_id}").status_code == 204
+    revoked = send({"command": "echo"})
+    assert revoked.status_code == 401 and "not valid" in revoked.json()["error"]["message"]
+
+    admin = world.admin
+    assert admin.http.post(f"/tasks/{tid}/request", json={"command": "echo"}).status_code == 200
+    env.api.app.stop(tid)
+    env.api.task.wait(tid, S.STOPPED)
+    ended = admin.http.post(f"/tasks/{tid}/request", json={"command": "echo"})
+    assert ended.status_code == 409 and ended.json()["error"]["code"] == "not_running"
+
+
+JSON = {"content-type": "application/json"}
+
+
 def test_a_blocked_session_does_not_hold_up_another(env: Env) -> None:
     """Two sessions on one agent (one tunnel): while a request into A waits inside its app,
     requests into B, and into A itself, are answered. No clock: the blocked one can only end

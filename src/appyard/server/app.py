@@ -21,8 +21,16 @@ from appyard.errors import ApiError
 from appyard.server.db.engine import Database
 from appyard.server.db.migrate import upgrade
 from appyard.server.db.stats import STATS_INTERVAL_S, refresh_statistics
-from appyard.server.guard import BodyTooLarge, Guard, failure_response, worker_runner
+from appyard.server.guard import (
+    BodyTooLarge,
+    Guard,
+    error_response,
+    failure_response,
+    worker_runner,
+)
 from appyard.server.notifier import Notifier, PostgresListener
+from appyard.server.relay import Relay
+from appyard.server.request_grants import RequestGrants
 from appyard.server.routes import accounts, agents, ecosystem, files, pipelines, projects, tasks
 from appyard.server.routes import apps as app_pages
 from appyard.server.routes import requests as session_requests
@@ -146,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         await task
             if listener is not None:
                 listener.stop()
+            await app.state.relay.aclose()
             ctx.workers.shutdown(wait=False)
             db.dispose()
 
@@ -180,6 +189,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ws_message=settings.max_ws_message_bytes,
         )
     )
+    # requests into sessions let through before skip the router (routes/requests.py); the
+    # guard in front of them has checked that a token came and capped the body
+    app.state.request_grants = RequestGrants(notifier)
+    # with several replicas: requests into sessions whose agent's tunnel is on another one
+    app.state.relay = Relay(db, settings.replica_url, ctx.workers)
+    app.add_middleware(
+        session_requests.FastSendRequest,
+        api=API,
+        settings=settings,
+        tunnels=app.state.tunnels,
+        grants=app.state.request_grants,
+    )
     app.add_middleware(
         Guard, settings=settings, db=db, api=API, run_in_worker=worker_runner(ctx.workers)
     )
@@ -188,9 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        retry = exc.details.get("retry_after_s")  # a 429 says when to come back
-        headers = {"Retry-After": str(retry)} if retry is not None else None
-        return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+        return error_response(exc)  # a 429 says when to come back: Retry-After
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -168,6 +168,11 @@ def _storage_full(what: str) -> ApiError:
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """``error`` as its JSON answer; one that says when to come back (a 429, a 503) carries
+    ``Retry-After``."""
+    retry = error.details.get("retry_after_s")
+    if retry is not None:
+        headers = {**(headers or {}), "Retry-After": str(retry)}
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
 
 
@@ -255,7 +260,7 @@ def body_rules(settings: Settings, api: str) -> list[BodyRule]:
     ]
 
 
-def _token(headers: list[tuple[bytes, bytes]]) -> str | None:
+def token_of(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The request's token, read as ``routes.deps.bearer`` reads it (None: none sent)."""
     auth = key = b""
     for name, value in headers:
@@ -329,7 +334,7 @@ class Guard:
             large = chunked or length is None or length > self.threshold
             close = {"Connection": "close"} if large else None
             if not rule.public:
-                token = _token(headers)
+                token = token_of(headers)
                 if token is None:
                     error = AuthenticationError(
                         "No API token: send 'Authorization: Bearer <token>' (or 'x-api-key'). "
@@ -395,9 +400,6 @@ class Guard:
         error: ApiError,
         headers: dict[str, str] | None = None,
     ) -> None:
-        retry = error.details.get("retry_after_s")
-        if retry is not None:
-            headers = {**(headers or {}), "Retry-After": str(retry)}
         await error_response(error, headers)(scope, receive, send)
 
 

@@ -34,8 +34,8 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         preflight(settings.db_url, settings.files_dir)
     except ServerStartError as exc:
         print(f"appyard server: cannot start: {exc}", file=sys.stderr, flush=True)

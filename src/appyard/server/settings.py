@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from appyard.archive import DEFAULT_CAPS, Caps
+from appyard.errors import ServerStartError
 from appyard.schemas.manifest import MAX_LOG_BYTES, MAX_LOG_LINES
 
 #: URL schemes that name PostgreSQL without a driver; SQLAlchemy 2.0 maps them to psycopg2
@@ -96,6 +97,10 @@ class Settings:
     #: the largest message of a page's own websocket, either way (1 KiB to 16 MiB: uvicorn
     #: takes no larger message from a client)
     max_ws_message_bytes: int = 1024**2
+    #: with several replicas: the address the other replicas reach this one at (``http://
+    #: 10.0.0.5:8000``); a request into a session whose agent's tunnel is connected to another
+    #: replica is relayed there (docs/tunnel.md). Unset: one replica, nothing relayed
+    replica_url: str | None = None
 
     @property
     def log_ceiling(self) -> LogCeiling:
@@ -154,8 +159,22 @@ class Settings:
                 1024, min(1024**2, int(env.get("APPYARD_TUNNEL_CHUNK_BYTES", str(64 * 1024))))
             ),
             apps_origin=env.get("APPYARD_APPS_ORIGIN") or None,
+            replica_url=_replica_url(env.get("APPYARD_REPLICA_URL", "")),
             max_app_body_bytes=int(env.get("APPYARD_MAX_APP_BODY_BYTES", str(4 * 1024**3))),
             max_ws_message_bytes=max(
                 1024, min(16 * 1024**2, int(env.get("APPYARD_MAX_WS_MESSAGE_BYTES", str(1024**2))))
             ),
         )
+
+
+def _replica_url(value: str) -> str | None:
+    """``APPYARD_REPLICA_URL``: an http(s) address, without a trailing slash; empty: none."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")) or len(value) > 500:
+        raise ServerStartError(
+            f"APPYARD_REPLICA_URL={value!r} is not an http(s) address of at most 500 characters "
+            "(the address other replicas reach this one at, e.g. http://10.0.0.5:8000)"
+        )
+    return value

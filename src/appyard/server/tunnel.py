@@ -485,8 +485,9 @@ def tunnel_down(agent_id: int, task_id: int, why: str = "") -> ApiError:
     return ApiError(
         f"Cannot reach task {task_id}: agent {agent_id} has no tunnel to this server"
         f"{' (' + why + ')' if why else ''}. The agent reconnects on its own when it runs and "
-        "can reach the server; retry in a few seconds. With several server replicas, a request "
-        "must reach the replica the agent's tunnel is connected to (docs/tunnel.md).",
+        "can reach the server; retry in a few seconds. With several server replicas, give each "
+        "its APPYARD_REPLICA_URL so that they relay such requests to the one the agent's "
+        "tunnel is connected to (docs/tunnel.md).",
         status_code=503,
         code="tunnel_down",
         details={"agent_id": agent_id, "task_id": task_id, "retry_after_s": 2},

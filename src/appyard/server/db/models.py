@@ -128,6 +128,9 @@ class Agent(Base):
     disk_total_mb: Mapped[int | None] = mapped_column(BigInteger)
     labels: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     inventory_at: Mapped[datetime | None] = mapped_column()
+    #: the replica its tunnel is connected to (its ``APPYARD_REPLICA_URL``), while connected
+    #: (migration 0014; null: none, or a single replica that records nothing)
+    tunnel_replica: Mapped[str | None] = mapped_column(String(500))
 
 
 class AgentGpu(Base):

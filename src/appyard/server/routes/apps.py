@@ -40,6 +40,7 @@ from appyard.errors import ApiError, AuthenticationError, PermissionDeniedError
 from appyard.schemas.tunnel import Close, Head, Open, Reset, close_reason, sendable_close
 from appyard.server import keys
 from appyard.server.guard import error_response
+from appyard.server.relay import RELAYED_BY, Relay
 from appyard.server.routes.deps import (
     PathId,
     ServerContext,
@@ -59,7 +60,6 @@ from appyard.server.tunnel import (
     TunnelRegistry,
     WebSocketStream,
     WsMessage,
-    tunnel_down,
 )
 
 log = logging.getLogger("appyard.server")
@@ -195,7 +195,7 @@ def request_headers(request: HTTPConnection, prefix: str) -> list[tuple[str, str
     """The client's headers as the app sees them: hop-by-hop ones, the platform's
     credentials and its page cookie removed; the public address in ``X-Forwarded-*``."""
     raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"]]
-    drop = HOP_BY_HOP | CREDENTIALS | _connection_named(raw)
+    drop = HOP_BY_HOP | CREDENTIALS | {RELAYED_BY} | _connection_named(raw)
     out: list[tuple[str, str]] = []
     for k, v in raw:
         if k in drop or k.startswith("x-forwarded-"):
@@ -353,8 +353,11 @@ async def app_page(task_id: PathId, path: str, request: Request) -> Response:
         redirect.headers["Referrer-Policy"] = "no-referrer"
         return redirect
     tunnel = registry.get(agent_id)
-    if tunnel is None:
-        raise tunnel_down(agent_id, task_id, "it is not connected")
+    if tunnel is None:  # connected to another replica, or not at all
+        relay: Relay = request.app.state.relay
+        return await relay.answer(
+            request, agent_id=agent_id, task_id=task_id, timeout=ctx.settings.max_request_timeout_s
+        )
     sandbox = not isolated(ctx.settings.apps_origin, request.headers.get("host", ""), task_id)
     target = "/" + path + (f"?{request.url.query}" if request.url.query else "")
     open_ = Open(

@@ -21,6 +21,7 @@ from appyard.schemas.tunnel import FEATURES_HEADER, FrameError
 from appyard.server import keys
 from appyard.server.routes.deps import PathId, ServerContext
 from appyard.server.security import Principal, hash_token
+from appyard.server.services import tunnel_owners
 from appyard.server.services.accounts import authenticate
 from appyard.server.tunnel import Tunnel, TunnelRegistry
 
@@ -80,7 +81,10 @@ async def tunnel(ws: WebSocket, agent_id: PathId) -> None:
     registry.attach(t)
     watcher = asyncio.create_task(_watch_token(ws, ctx, t, token))
     reason = "the agent closed it"
+    replica = ctx.settings.replica_url
     try:
+        if replica is not None:  # the other replicas relay to this one (server/relay.py)
+            await loop.run_in_executor(ctx.workers, _owned, ctx, agent_id, replica, True)
         await t.hello()
         while True:
             message = await ws.receive()
@@ -105,6 +109,18 @@ async def tunnel(ws: WebSocket, agent_id: PathId) -> None:
         watcher.cancel()
         t.close(reason)
         registry.detach(t)
+        if replica is not None and registry.get(agent_id) is None:
+            with contextlib.suppress(Exception):  # a stale owner only costs a failed relay
+                await loop.run_in_executor(ctx.workers, _owned, ctx, agent_id, replica, False)
+
+
+def _owned(ctx: ServerContext, agent_id: int, replica: str, owned: bool) -> None:
+    """Record (or clear) that the agent's tunnel is connected to this replica."""
+    with ctx.db.session() as s:
+        if owned:
+            tunnel_owners.claim(s, agent_id=agent_id, replica=replica)
+        else:
+            tunnel_owners.release(s, agent_id=agent_id, replica=replica)
 
 
 async def _watch_token(ws: WebSocket, ctx: ServerContext, t: Tunnel, token: str) -> None:

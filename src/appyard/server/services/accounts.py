@@ -666,6 +666,10 @@ def update_member(
         )
     if member.role == "admin" and body.role != "admin":
         _keep_an_admin(s, team_id=team_id, losing=user_id)
+    if member.role != body.role:
+        # what its tokens were let do in the team is asked again (a stream, a request into a
+        # session let through before: ``request_grants``)
+        _wake_holders(s, _live_token_hashes(s, user_id, team_id))
     member.role = body.role
     user = s.get(User, user_id)
     assert user is not None  # a member row points at its user

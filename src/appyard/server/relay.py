@@ -1,0 +1,116 @@
+"""Requests into a session relayed to the replica its agent's tunnel is connected to.
+
+With several server replicas behind a load balancer, an agent's tunnel is connected to one of
+them, and a request into one of its sessions may land on any. The replica that has no tunnel
+for the agent reads which replica has (``services/tunnel_owners.py``, recorded by each
+replica run with ``APPYARD_REPLICA_URL``) and sends it the client's request as it came: the
+method, the path and query, the headers (the client's credentials with them: the owner checks
+them again, as for any request) and the body, streamed both ways. A relayed request carries
+``X-Appyard-Relayed-By``: a replica that has no tunnel for it either answers 503 rather than
+relay it again. Replicas talk to each other only; the server still never dials an agent.
+
+Not relayed: an app page's own websockets (a client must reach the tunnel's replica for
+those; docs/tunnel.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from appyard.server.db.engine import Database
+from appyard.server.services import tunnel_owners
+from appyard.server.tunnel import tunnel_down
+
+#: the header a relayed request carries: the replica that relayed it
+RELAYED_BY = "x-appyard-relayed-by"
+#: headers of one connection, not of the request or answer (RFC 9110 7.6.1)
+_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        RELAYED_BY,
+    }
+)
+#: how long to wait for the other replica's connection
+CONNECT_TIMEOUT_S = 5.0
+
+
+class Relay:
+    """This replica's relay to the others (one connection pool, made when first needed)."""
+
+    def __init__(self, db: Database, replica_url: str | None, workers: Executor) -> None:
+        self._db = db
+        self.own = replica_url
+        self._workers = workers
+        self._client: httpx.AsyncClient | None = None
+
+    async def answer(
+        self, request: Request, *, agent_id: int, task_id: int, timeout: float
+    ) -> StreamingResponse:
+        """``request``, answered by the replica the agent's tunnel is connected to; a 503
+        ``tunnel_down`` when there is none (or it is this one, or it does not answer)."""
+        if self.own is None or request.headers.get(RELAYED_BY):
+            raise tunnel_down(agent_id, task_id, "it is not connected")
+        loop = asyncio.get_running_loop()
+        owner = await loop.run_in_executor(self._workers, self._owner, agent_id)
+        if owner is None or owner == self.own:
+            raise tunnel_down(agent_id, task_id, "it is not connected to any replica")
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1") not in _HOP]
+        headers.append((RELAYED_BY.encode(), self.own.encode()))
+        query = request.url.query
+        url = owner + request.url.path + (f"?{query}" if query else "")
+        sends_body = any(
+            k in (b"content-length", b"transfer-encoding") for k, _ in request.headers.raw
+        )
+        outgoing = self._client.build_request(
+            request.method,
+            url,
+            headers=headers,
+            content=request.stream() if sends_body else None,
+            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
+        )
+        try:
+            answer = await self._client.send(outgoing, stream=True)
+        except httpx.TransportError as exc:
+            raise tunnel_down(
+                agent_id,
+                task_id,
+                f"it is connected to replica {owner}, which did not answer ({type(exc).__name__})",
+            ) from None
+        response = StreamingResponse(_body(answer), status_code=answer.status_code)
+        response.raw_headers = [
+            (k.lower(), v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in _HOP
+        ]
+        return response
+
+    def _owner(self, agent_id: int) -> str | None:
+        with self._db.reader() as s:
+            return tunnel_owners.owner(s, agent_id=agent_id)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+async def _body(answer: httpx.Response) -> AsyncIterator[bytes]:
+    """The other replica's answer as it comes (compressed as it was); closed however it ends."""
+    try:
+        async for piece in answer.aiter_raw():
+            yield piece
+    finally:
+        await answer.aclose()
