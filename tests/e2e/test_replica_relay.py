@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 import appyard as ay
 from appyard.errors import ApiError
@@ -116,6 +118,20 @@ def test_requests_and_pages_reach_a_session_through_either_replica(
             down = http.get(f"/apps/{pid}/download", params={"mb": 9})
             assert down.status_code == 200 and len(down.content) == 9 * MB
 
+        # the page's own websocket through b: messages both ways, the subprotocol, the close
+        ws_url = b.url.replace("http", "ws", 1) + f"/apps/{pid}/ws/echo"
+        with connect(ws_url, additional_headers=auth, subprotocols=["echo.v1"], proxy=None) as ws_b:
+            assert ws_b.subprotocol == "echo.v1"
+            ws_b.send("through b")
+            assert ws_b.recv(timeout=30) == "through b"
+            ws_b.send(b"\x00\x01")
+            assert ws_b.recv(timeout=30) == b"\x00\x01"
+            ws_b.send("close:4001:bye")
+            with pytest.raises(ConnectionClosed):
+                ws_b.recv(timeout=30)
+            assert ws_b.close_code == 4001 and ws_b.close_reason == "bye"
+
+        with httpx.Client(base_url=b.url, headers=auth, timeout=120) as http:
             # a request relayed once is never relayed again: b has no tunnel of its own
             looped = http.post(
                 f"/api/v1/tasks/{tid}/request",

@@ -9,19 +9,25 @@ them again, as for any request) and the body, streamed both ways. A relayed requ
 ``X-Appyard-Relayed-By``: a replica that has no tunnel for it either answers 503 rather than
 relay it again. Replicas talk to each other only; the server still never dials an agent.
 
-Not relayed: an app page's own websockets (a client must reach the tunnel's replica for
-those; docs/tunnel.md).
+An app page's own websockets are relayed too (``websocket``): this replica opens a websocket
+to the owner's same address, with the client's headers and offered subprotocols, accepts the
+client's with the subprotocol the owner's chose, and passes messages and closes both ways.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.typing import Subprotocol
 
 from appyard.server.db.engine import Database
 from appyard.server.services import tunnel_owners
@@ -97,6 +103,55 @@ class Relay:
         ]
         return response
 
+    async def websocket(
+        self, ws: WebSocket, *, agent_id: int, task_id: int, max_size: int
+    ) -> tuple[int, str] | None:
+        """The client's websocket ``ws`` (not accepted yet), relayed to the replica the
+        agent's tunnel is connected to until either side closes; the close to give the
+        client instead when there is none (or it is this one, or it refused)."""
+        down = (4503, f"task {task_id}: agent {agent_id} has no tunnel to any server; retry soon")
+        if self.own is None or ws.headers.get(RELAYED_BY):
+            return down
+        loop = asyncio.get_running_loop()
+        owner = await loop.run_in_executor(self._workers, self._owner, agent_id)
+        if owner is None or owner == self.own:
+            return down
+        url = "ws" + owner.removeprefix("http") + ws.url.path
+        url += f"?{ws.url.query}" if ws.url.query else ""
+        offered = [
+            x.strip() for x in ws.headers.get("sec-websocket-protocol", "").split(",") if x.strip()
+        ]
+        headers = [
+            (k, v)
+            for k, v in ws.headers.items()
+            if k not in _HOP and k != "host" and not k.startswith("sec-websocket-")
+        ]
+        if ws.headers.get("origin"):
+            # this replica checked the page's origin against the address the client opened;
+            # the owner checks it against its own, which the relayed handshake is sent to
+            headers = [(k, v) for k, v in headers if k != "origin"]
+            headers.append(("origin", owner))
+        headers.append((RELAYED_BY, self.own))
+        try:
+            app = await connect(
+                url,
+                additional_headers=headers,
+                subprotocols=[Subprotocol(x) for x in offered] or None,
+                max_size=max_size,
+                open_timeout=CONNECT_TIMEOUT_S + 30,  # the owner waits up to 30 s on the app
+                proxy=None,
+            )
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            return (
+                4503,
+                f"task {task_id}: agent {agent_id}'s tunnel is on replica {owner}, which did not "
+                f"take the websocket ({type(exc).__name__})",
+            )
+        async with app:
+            await ws.accept(subprotocol=app.subprotocol)
+            await _pump(ws, app, f"task {task_id}: the relay to replica {owner} was lost")
+        return None
+
     def _owner(self, agent_id: int) -> str | None:
         with self._db.reader() as s:
             return tunnel_owners.owner(s, agent_id=agent_id)
@@ -114,3 +169,48 @@ async def _body(answer: httpx.Response) -> AsyncIterator[bytes]:
             yield piece
     finally:
         await answer.aclose()
+
+
+async def _pump(ws: WebSocket, app: ClientConnection, lost: str) -> None:
+    """Messages both ways until one side closes; its close goes to the other (``lost``, with
+    4503, when the owner's connection dropped without one)."""
+
+    async def to_app() -> None:
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    code = message.get("code", 1000)
+                    await app.close(
+                        1000 if code in (1005, 1006) else code, message.get("reason") or ""
+                    )
+                    return
+                text = message.get("text")
+                await app.send(text if text is not None else message.get("bytes", b""))
+        except (WebSocketDisconnect, ConnectionClosed):
+            return
+
+    async def to_client() -> None:
+        try:
+            async for message in app:
+                if isinstance(message, str):
+                    await ws.send_text(message)
+                else:
+                    await ws.send_bytes(message)
+        except ConnectionClosed:
+            pass
+        rcvd = app.protocol.close_rcvd  # the owner's close, as it sent it
+        if rcvd is None:
+            code, reason = 4503, lost
+        else:
+            code, reason = (1000 if rcvd.code == 1005 else rcvd.code), rcvd.reason
+        with contextlib.suppress(Exception):
+            await ws.close(code=code, reason=reason)
+
+    pumps = [asyncio.create_task(to_app()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)

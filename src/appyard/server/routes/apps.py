@@ -661,12 +661,16 @@ async def app_websocket(ws: WebSocket, task_id: PathId, path: str) -> None:
         )
         return
     tunnel = registry.get(access.agent_id)
-    if tunnel is None:
-        await _close_at_once(
+    if tunnel is None:  # connected to another replica (relayed there), or not at all
+        relay: Relay = ws.app.state.relay
+        down = await relay.websocket(
             ws,
-            WS_TUNNEL_DOWN,
-            f"task {task_id}: agent {access.agent_id} has no tunnel to this server; retry soon",
+            agent_id=access.agent_id,
+            task_id=task_id,
+            max_size=ctx.settings.max_ws_message_bytes,
         )
+        if down is not None:
+            await _close_at_once(ws, *down)
         return
     try:
         stream = tunnel.open_websocket(task_id)
