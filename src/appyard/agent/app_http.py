@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 #: the longest a connection to an app may take to open
 CONNECT_TIMEOUT_S = 5.0
@@ -40,9 +41,30 @@ class AppBroken(AppHttpError):
 
 
 class _Connection(http.client.HTTPConnection):
+    #: the request's head, held back to go out with its body in one write (``with_body``)
+    _head: bytes | None = None
+    _hold = False
+
     def connect(self) -> None:
         super().connect()
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def with_body(self, body: bytes) -> None:
+        """End the headers and send ``body`` (not empty), head and body in one write: the
+        app reads one segment, not two (``endheaders`` writes them apart)."""
+        self._hold = True
+        try:
+            self.endheaders(body)
+        finally:
+            self._hold, self._head = False, None
+
+    def send(self, data: Any) -> None:
+        if self._hold and self._head is None:
+            self._head = bytes(data)
+            return
+        if self._head is not None:
+            data, self._head = self._head + bytes(data), None
+        super().send(data)
 
 
 class AppResponse:
@@ -231,7 +253,7 @@ def _readable(sock: socket.socket) -> bool:
 
 
 def _send(
-    conn: http.client.HTTPConnection,
+    conn: _Connection,
     method: str,
     path: str,
     headers: list[tuple[str, str]],
@@ -247,7 +269,10 @@ def _send(
     if isinstance(body, bytes):
         if not has_length and (body or method not in ("GET", "HEAD")):
             conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body or None)
+        if body:
+            conn.with_body(body)
+        else:
+            conn.endheaders()
     elif has_length:
         conn.endheaders()
         for piece in body:

@@ -187,6 +187,9 @@ class _Handlers(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # keep-alive: the agent reuses its connection
     disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed ACK)
+    # an answer's head and body are written to a buffer, sent with one write when the request
+    # is done (``handle_one_request`` flushes): one segment for the agent to read, not two
+    wbufsize = 64 * 1024
     server: _HandlerServer
 
     def _send(self, status: int, data: Any) -> None:
