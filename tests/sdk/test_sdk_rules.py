@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from appyard.domain.status import Status
+from appyard.errors import AuthenticationError, NotFoundError
 from appyard.schemas.tasks import LogLine, TaskInfo
+from appyard.sdk._calls.tasks import _LogCursor, _WatchCursor
 from appyard.sdk._core import backoff_delay, clean_params, normalize_address
 from appyard.sdk._sse import SSEParser
 from appyard.sdk._wait import WaitPlan, error_message, format_seconds
@@ -91,6 +94,22 @@ def test_sse_parser() -> None:
         ("log", '{"a":1}', "7"),
         ("end", "{}", "7"),
     ]
+
+
+def test_a_stream_closed_by_the_server_raises_its_refusal() -> None:
+    """A watch or a log stream whose token was revoked ends with a ``closed`` event: its
+    error is raised at once, not after a reconnect that would be refused the same."""
+    cursor = _WatchCursor()
+    body = {"status": 401, "error": {"code": "unauthenticated", "message": "token revoked"}}
+    assert cursor.feed("event: closed") is None
+    with pytest.raises(AuthenticationError, match="token revoked"):
+        cursor.feed(f"data: {json.dumps(body)}")
+        cursor.feed("")
+    gone = {"status": 404, "error": {"code": "not_found", "message": "Task 5 not found"}}
+    logs = _LogCursor(0)
+    with pytest.raises(NotFoundError, match="Task 5 not found"):
+        for line in ("event: closed", f"data: {json.dumps(gone)}", ""):
+            logs.feed(line)
 
 
 def test_small_helpers() -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from appyard.domain.status import Status as TaskStatus
-from appyard.errors import ApiError, NotFoundError, ServerError, ServerUnavailableError
+from appyard.errors import (
+    ApiError,
+    NotFoundError,
+    ServerError,
+    ServerUnavailableError,
+    error_from_response,
+)
 from appyard.schemas.common import Page
 from appyard.schemas.tasks import (
     LogLine,
@@ -381,10 +388,23 @@ class _StreamCursor(Generic[E]):
         if event.event == "end":
             self.ended = True
             return None
+        if event.event == "closed":
+            raise _closed(event.data)
         return self.item(event.event, event.data)
 
     def item(self, event: str, data: str) -> E | None:
         raise NotImplementedError
+
+
+def _closed(data: str) -> ApiError:
+    """The refusal a stream ended with (``{"status", "error"}``: its token was revoked, its
+    access to the task lost): raised at once, as a new connection would be refused the same."""
+    try:
+        body: Any = json.loads(data)
+    except ValueError:
+        body = {}
+    status = body.get("status") if isinstance(body, dict) else None
+    return error_from_response(status if isinstance(status, int) else 401, body)
 
 
 class _LogCursor(_StreamCursor[LogLine]):
