@@ -74,7 +74,7 @@ class Relay:
         if owner is None or owner == self.own:
             raise tunnel_down(agent_id, task_id, "it is not connected to any replica")
         if self._client is None:
-            self._client = httpx.AsyncClient()
+            self._client = httpx.AsyncClient(trust_env=False)  # replicas: no proxy between
         headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1") not in _HOP]
         headers.append((RELAYED_BY.encode(), self.own.encode()))
         query = request.url.query
