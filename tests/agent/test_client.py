@@ -69,6 +69,17 @@ def test_the_rule_of_a_report() -> None:
         rule.final(httpx.Response(409, json={"error": {"message": "moved on"}}))
 
 
+def test_a_busy_server_is_not_asked_again_before_its_retry_after() -> None:
+    """A 503 or 429 with ``Retry-After`` waits at least that long (capped: a proxy's value
+    may be anything); without one, the usual backoff."""
+    rule = ReportRetry("http://h:1", "a report")
+    assert rule.after_response(httpx.Response(503, headers={"Retry-After": "3"})) == 3.0
+    assert rule.after_response(httpx.Response(429, headers={"Retry-After": "2"})) == 2.0
+    assert rule.after_response(httpx.Response(503, headers={"Retry-After": "86400"})) == 60.0
+    delay = rule.after_response(httpx.Response(503, headers={"Retry-After": "soon"}))
+    assert delay is not None and delay <= 5.0
+
+
 def test_a_rule_with_attempts_stops_after_them() -> None:
     rule = ReportRetry("http://h:1", "a download", attempts=3, backoff=Backoff(first=0.5))
     assert rule.after_response(httpx.Response(503)) is not None

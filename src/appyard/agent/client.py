@@ -31,7 +31,7 @@ from appyard.schemas.agents import (
     PollResponse,
     TaskEvent,
 )
-from appyard.sdk._core import CoreBase, RequestSpec
+from appyard.sdk._core import CoreBase, RequestSpec, retry_after
 from appyard.sdk._sync import SyncCore
 
 log = logging.getLogger("appyard.agent")
@@ -40,6 +40,8 @@ log = logging.getLogger("appyard.agent")
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
+#: the longest a ``Retry-After`` makes a report wait (a proxy's own value may be anything)
+RETRY_AFTER_CAP_S = 60.0
 #: a report's answer is small and quick; a poll's timeout is its own plus this margin
 REPORT_TIMEOUT_S = 30.0
 POLL_MARGIN_S = 15.0
@@ -104,7 +106,9 @@ class ReportRetry:
     def after_response(self, response: httpx.Response) -> float | None:
         if response.status_code not in RETRY_STATUSES or not self._left():
             return None
-        return self._again(f"HTTP {response.status_code}")
+        delay = self._again(f"HTTP {response.status_code}")
+        asked = retry_after(response)  # a busy server says when to come back: not sooner
+        return delay if asked is None else max(delay, min(asked, RETRY_AFTER_CAP_S))
 
     def final(self, response: httpx.Response) -> httpx.Response:
         CoreBase.raise_for_response(response)
