@@ -256,6 +256,31 @@ class AgentProc:
         return found
 
 
+@contextlib.contextmanager
+def two_replicas(
+    tmp_path: Path, extra_env: dict[str, str] | None = None, relay: bool = False
+) -> Iterator[tuple[ServerProc, ServerProc]]:
+    """Two server replicas on one fresh PostgreSQL database; b shares a's releases and files
+    (object storage stands in for it). ``relay``: each knows its ``APPYARD_REPLICA_URL``."""
+    with pg_database() as url:
+        extra = dict(extra_env or {})
+        a = ServerProc(tmp_path / "a", database_url=url, extra_env=dict(extra))
+        b = ServerProc(
+            tmp_path / "b", database_url=url, extra_env={**extra, "APPYARD_ADMIN_TOKEN_FILE": ""}
+        )
+        if relay:
+            a.extra_env["APPYARD_REPLICA_URL"] = a.url
+            b.extra_env["APPYARD_REPLICA_URL"] = b.url
+        a.start()
+        b.extra_env["APPYARD_HOME"] = str(tmp_path / "a")
+        b.start()
+        try:
+            yield a, b
+        finally:
+            b.stop()
+            a.stop()
+
+
 def tar_of(files: dict[str, bytes], folders: tuple[str, ...] = ()) -> bytes:
     """A gzipped tar of exactly ``files`` (name -> bytes) and empty ``folders``: an archive a
     test makes by hand, broken or odd on purpose."""

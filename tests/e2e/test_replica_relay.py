@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 import appyard as ay
 from appyard.errors import ApiError
-from tests.support import AgentProc, Client, ServerProc, pg_available, pg_database, wait_for
+from tests.support import AgentProc, Client, ServerProc, pg_available, two_replicas, wait_for
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="needs the PostgreSQL server")
 
@@ -28,19 +28,8 @@ MB = 1024 * 1024
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[tuple[ServerProc, ServerProc]]:
-    with pg_database() as url:
-        a = ServerProc(tmp_path / "a", database_url=url)
-        b = ServerProc(tmp_path / "b", database_url=url, extra_env={"APPYARD_ADMIN_TOKEN_FILE": ""})
-        a.extra_env["APPYARD_REPLICA_URL"] = a.url
-        b.extra_env["APPYARD_REPLICA_URL"] = b.url
-        a.start()
-        b.extra_env["APPYARD_HOME"] = str(tmp_path / "a")  # one releases folder for both
-        b.start()
-        try:
-            yield a, b
-        finally:
-            b.stop()
-            a.stop()
+    with two_replicas(tmp_path, relay=True) as pair:
+        yield pair
 
 
 def test_requests_and_pages_reach_a_session_through_either_replica(

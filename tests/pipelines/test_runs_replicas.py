@@ -9,23 +9,15 @@ from pathlib import Path
 import pytest
 
 from tests.pipelines.conftest import APP, SLUG, steps_of
-from tests.support import AgentProc, Client, ServerProc, pg_available, pg_database, wait_for
+from tests.support import AgentProc, Client, ServerProc, pg_available, two_replicas, wait_for
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="needs the PostgreSQL server")
 
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[tuple[ServerProc, ServerProc]]:
-    with pg_database() as url:
-        a = ServerProc(tmp_path / "a", database_url=url).start()
-        b = ServerProc(tmp_path / "b", database_url=url, extra_env={"APPYARD_ADMIN_TOKEN_FILE": ""})
-        b.extra_env["APPYARD_HOME"] = str(tmp_path / "a")  # shared releases and files
-        b.start()
-        try:
-            yield a, b
-        finally:
-            b.stop()
-            a.stop()
+    with two_replicas(tmp_path) as pair:
+        yield pair
 
 
 def test_two_replicas_advance_a_run_once(

@@ -8,21 +8,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from tests.server.test_file_ids import _error, _put
 from tests.support import Client, World
-
-
-def _put(client: Client, team_id: int, path: str, data: bytes) -> dict[str, Any]:
-    info: dict[str, Any] = client.ok(
-        "PUT", f"/teams/{team_id}/files/content", params={"path": path}, content=data
-    )
-    return info
-
-
-def _error(r: httpx.Response) -> dict[str, Any]:
-    err: dict[str, Any] = r.json()["error"]
-    return err
 
 
 def _paths(world: World) -> dict[str, int | None]:

@@ -8,28 +8,17 @@ from pathlib import Path
 import pytest
 
 import appyard as ay
-from tests.support import APPS, AgentProc, Client, ServerProc, pg_available, pg_database, wait_for
+from tests.support import APPS, AgentProc, Client, ServerProc, pg_available, two_replicas, wait_for
 
 pytestmark = pytest.mark.skipif(not pg_available(), reason="needs the PostgreSQL server")
 
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[tuple[ServerProc, ServerProc]]:
-    with pg_database() as url:
-        # polls and waits are held 60 s: only a push can make anything happen sooner
-        slow = {"APPYARD_POLL_TIMEOUT_S": "60", "APPYARD_AGENT_TTL_S": "90"}
-        a = ServerProc(tmp_path / "a", database_url=url, extra_env=dict(slow)).start()
-        b = ServerProc(
-            tmp_path / "b", database_url=url, extra_env={**slow, "APPYARD_ADMIN_TOKEN_FILE": ""}
-        )
-        # replica b shares a's database and releases folder (object storage stands in for it)
-        b.extra_env["APPYARD_HOME"] = str(tmp_path / "a")
-        b.start()
-        try:
-            yield a, b
-        finally:
-            b.stop()
-            a.stop()
+    # polls and waits are held 60 s: only a push can make anything happen sooner
+    slow = {"APPYARD_POLL_TIMEOUT_S": "60", "APPYARD_AGENT_TTL_S": "90"}
+    with two_replicas(tmp_path, slow) as pair:
+        yield pair
 
 
 def test_a_start_on_one_replica_wakes_an_agent_on_the_other(

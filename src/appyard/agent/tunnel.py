@@ -37,6 +37,7 @@ from appyard.agent.app_http import (
     AppUnreachable,
 )
 from appyard.agent.client import Backoff
+from appyard.domain.hop_headers import HOP_BY_HOP
 from appyard.schemas.tunnel import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_WINDOW,
@@ -72,18 +73,7 @@ log = logging.getLogger("appyard.agent")
 #: streams this agent forwards at once (the server caps them per agent too)
 MAX_STREAMS = 512
 #: headers that belong to one hop and are not passed on (either way)
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "host",
-    }
-)
+_HOP_BY_HOP = HOP_BY_HOP | {"host"}
 
 
 class _Cancelled(Exception):

@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
+from appyard.domain.hop_headers import HOP_BY_HOP
 from appyard.server.db.engine import Database
 from appyard.server.services import tunnel_owners
 from appyard.server.tunnel import tunnel_down
@@ -36,19 +37,7 @@ from appyard.server.tunnel import tunnel_down
 #: the header a relayed request carries: the replica that relayed it
 RELAYED_BY = "x-appyard-relayed-by"
 #: headers of one connection, not of the request or answer (RFC 9110 7.6.1)
-_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        RELAYED_BY,
-    }
-)
+_HOP = HOP_BY_HOP | {RELAYED_BY}
 #: how long to wait for the other replica's connection
 CONNECT_TIMEOUT_S = 5.0
 

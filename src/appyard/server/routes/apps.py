@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from appyard.domain import hop_headers
 from appyard.errors import ApiError, AuthenticationError, PermissionDeniedError
 from appyard.schemas.tunnel import Close, Head, Open, Reset, close_reason, sendable_close
 from appyard.server import keys
@@ -74,20 +75,7 @@ SANDBOX = (
 #: the longest the app may take to start its answer (its head); the body may take longer
 HEAD_TIMEOUT_S = 60.0
 #: headers of one hop, never passed on either way (and those the Connection header names)
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-    }
-)
+HOP_BY_HOP = hop_headers.HOP_BY_HOP | {"host"}
 #: the platform's credentials: never shown to the app
 CREDENTIALS = frozenset({"authorization", "x-api-key"})
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
