@@ -32,6 +32,7 @@ from appyard.sdk._core import (
     clean_params,
     create_beside,
 )
+from appyard.sdk._plain_http import PlainHTTPTransport
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -55,7 +56,8 @@ class SyncCore(CoreBase):
         #: agent's, when it shuts down)
         self.pause = pause
         self.client = httpx.Client(
-            transport=transport or httpx.HTTPTransport(socket_options=SOCKET_OPTIONS),
+            transport=transport
+            or PlainHTTPTransport(httpx.HTTPTransport(socket_options=SOCKET_OPTIONS)),
             **self.client_kwargs(),
         )
 
