@@ -9,9 +9,10 @@ the SDK's. ``https://`` goes to httpx's own transport (the ``fallback``), and so
 httpx routes through a proxy (its mounts come before the transport).
 
 Connections are kept alive per host and port, a few idle each; one the server closed while
-idle is found before it is used (readable with nothing asked), and a request whose kept-alive
-connection turns out closed before any answer goes once more on a new one when its body can be
-sent again. A request's head and a body of known length leave in one write.
+idle is found before it is used (readable with nothing asked), and a read whose kept-alive
+connection turns out closed before any answer goes once more on a new one (anything else is
+left to the SDK's retry rules, as with httpx's transport). A request's head and a body of known
+length leave in one write.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import httpx
 
 #: idle connections kept per server
 MAX_IDLE = 8
+#: methods a request of which may go again on a new connection when its kept-alive one turns
+#: out closed as it was sent (the server may have read it: only a read is sent twice)
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class _Connection(http.client.HTTPConnection):
@@ -93,7 +97,9 @@ class PlainHTTPTransport(httpx.BaseTransport):
         try:
             return self._exchange(request, conn, target, headers, body, timeout, key)
         except _Stale:
-            if not (reused and isinstance(body, bytes)):
+            # a kept-alive connection closed as the request went: sent again only when that is
+            # safe whatever the server saw (the SDK's own rules decide for the rest)
+            if not (reused and isinstance(body, bytes) and request.method in _SAFE):
                 raise httpx.RemoteProtocolError(
                     "the server closed the connection without an answer", request=request
                 ) from None
