@@ -253,6 +253,15 @@ class AgentProc:
                 if same_process(app, state.get("app_start")):
                     with contextlib.suppress(OSError):
                         os.killpg(app, signal.SIGKILL)
+        # an app run as a user of its own outlives its supervisor, and its pid is not always
+        # written down yet: any process running this agent's releases is one of its apps
+        releases = f"{self.work_dir}/cache/releases/".encode()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    if releases in Path(f"/proc/{entry}/cmdline").read_bytes():
+                        found += 1
+                        os.kill(int(entry), signal.SIGKILL)
         return found
 
 
