@@ -16,7 +16,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+
+from appyard.sdk._plain_http import OneWriteConnection
 
 #: the longest a connection to an app may take to open
 CONNECT_TIMEOUT_S = 5.0
@@ -40,31 +41,8 @@ class AppBroken(AppHttpError):
     """The app closed the connection midway, or answered something that is not HTTP."""
 
 
-class _Connection(http.client.HTTPConnection):
-    #: the request's head, held back to go out with its body in one write (``with_body``)
-    _head: bytes | None = None
-    _hold = False
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def with_body(self, body: bytes) -> None:
-        """End the headers and send ``body`` (not empty), head and body in one write: the
-        app reads one segment, not two (``endheaders`` writes them apart)."""
-        self._hold = True
-        try:
-            self.endheaders(body)
-        finally:
-            self._hold, self._head = False, None
-
-    def send(self, data: Any) -> None:
-        if self._hold and self._head is None:
-            self._head = bytes(data)
-            return
-        if self._head is not None:
-            data, self._head = self._head + bytes(data), None
-        super().send(data)
+class _Connection(OneWriteConnection):
+    """A kept-alive connection to an app's port."""
 
 
 class AppResponse:

@@ -33,8 +33,10 @@ MAX_IDLE = 8
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class _Connection(http.client.HTTPConnection):
-    """One kept-alive connection; holds a request's head back to send it with its body."""
+class OneWriteConnection(http.client.HTTPConnection):
+    """An ``http.client`` connection with ``TCP_NODELAY`` that can send a request's head and
+    a whole body in one write (``with_body``): the peer reads one segment, not two
+    (``endheaders`` writes them apart). The agent talks to apps with it too."""
 
     _head: bytes | None = None
     _hold = False
@@ -58,6 +60,10 @@ class _Connection(http.client.HTTPConnection):
             self.endheaders(body)
         finally:
             self._hold, self._head = False, None
+
+
+class _Connection(OneWriteConnection):
+    """One kept-alive connection of the pool."""
 
     def stale(self) -> bool:
         """Closed by the server while idle (or sending what nobody asked for)."""
