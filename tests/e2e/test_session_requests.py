@@ -192,6 +192,17 @@ def test_a_request_let_through_is_asked_again_when_access_changes(env: Env) -> N
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "timeout"
     bad = dev.http.post(f"/tasks/{tid}/request", content=b"{not json", headers=JSON)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "body"
+    # hostile bodies on the path that skips the router: the same answers as the route's
+    bad = send({"command": 5})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "command"
+    deep = b'{"command": "echo", "state": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001
+    bad = dev.http.post(f"/tasks/{tid}/request", content=deep, headers=JSON)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "body", bad.text
+    huge = b'{"command": "echo", "state": {"x": "' + b"x" * (17 * 1024 * 1024) + b'"}}'
+    bad = dev.http.post(f"/tasks/{tid}/request", content=huge, headers=JSON)
+    assert bad.status_code == 413 and bad.json()["error"]["field"] == "body"
+    nul = send({"command": "echo\u0000"})
+    assert nul.status_code == 404 and nul.json()["error"]["code"] == "app_error"
     assert send({"command": "echo"}).status_code == 200
 
     member = f"/teams/{world.team_id}/members/{uid}"

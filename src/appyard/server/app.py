@@ -109,6 +109,11 @@ async def _statistics(db: Database) -> None:
         await anyio.to_thread.run_sync(_refresh_statistics, db)
 
 
+#: the detail of FastAPI's 400 for a body its JSON parsing failed on otherwise than as invalid
+#: JSON (a document nested past the parser's recursion limit)
+FASTAPI_BODY_UNPARSED = "There was an error parsing the body"
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     notifier = Notifier()
@@ -251,6 +256,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_UNPARSED:
+            # FastAPI's answer to a JSON body its parser gave up on (nested past its depth)
+            body = {
+                "error": {
+                    "code": "invalid",
+                    "message": "body: the request body cannot be read as JSON (nested too "
+                    "deeply, or malformed); send a flatter document",
+                    "field": "body",
+                }
+            }
+            return JSONResponse(body, status_code=422)
         message = (
             f"No such endpoint: {request.method} {request.url.path}; see /docs"
             if exc.status_code == 404
