@@ -170,13 +170,13 @@ class FastSendRequest:
         if agent_id is None or self.tunnels.get(agent_id) is None:
             await self.app(scope, receive, send)
             return
-        raw, more = await _whole_body(receive)
-        if more is not None:
+        raw, gone = await _whole_body(receive)
+        if gone:
             return  # the client went away while sending it
         try:
             body = SessionRequest.model_validate_json(raw)
         except ValidationError:  # the route names the field, as for every request
-            await self.app(scope, _replay(raw), send)
+            await self.app(scope, _replay(raw, receive), send)
             return
         try:
             response = await forward(self.settings, self.tunnels, task_id, agent_id, body)
@@ -195,30 +195,30 @@ def _json_request_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-async def _whole_body(receive: Receive) -> tuple[bytes, Message | None]:
-    """The request's body (capped by the ``Guard``), or the disconnect that cut it short."""
+async def _whole_body(receive: Receive) -> tuple[bytes, bool]:
+    """The request's body (capped by the ``Guard``), and whether the client went away first."""
     pieces: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"", message
+            return b"", True
         pieces.append(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(pieces), None
+            return b"".join(pieces), False
 
 
-def _replay(raw: bytes) -> Receive:
-    """``receive`` for the route, giving the body already read once, then what comes next."""
+def _replay(raw: bytes, receive: Receive) -> Receive:
+    """``receive`` for the route: the body already read once, then the connection's own."""
     sent = False
 
-    async def receive() -> Message:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": raw, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replay
 
 
 async def _answer(stream: ServerStream, head: Head, deadline: float) -> Response:
