@@ -85,6 +85,8 @@ class TaskWorker(threading.Thread):
         self.env: dict[str, str] = {}
         self._stop_asked = threading.Event()
         self._handle_lock = threading.Lock()
+        #: the launch began: from here on a stop is run on the app, not on its preparation
+        self._launching = False
         self._logs_refused = False
         self._stop_note: str | None = None
 
@@ -93,15 +95,16 @@ class TaskWorker(threading.Thread):
     def held(self) -> bool:
         """Listed in the poll's ``running``: the server keeps the task on this agent for it.
 
-        A task asked to stop before its app was launched is left out: the server has ended
-        it, and listing it would bring the same stop back on every poll while the worker
-        finishes preparing. A launched one stays listed until its end is reported, so the
-        server's status changes only after the last log lines are in.
+        A task asked to stop before its launch began is left out: the server has ended it,
+        and listing it would bring the same stop back on every poll while the worker finishes
+        preparing. One whose launch began stays listed until its end is reported, even while
+        the launcher has not handed over the app yet (its process may run already), so the
+        server's status changes only after the app is gone and the last log lines are in.
         """
         if self.state.end_reported:
             return False  # the server moved it on: only log lines are left to send
         with self._handle_lock:
-            launched = self.handle is not None or self.found is not None
+            launched = self._launching or self.handle is not None or self.found is not None
         return launched or not self._stop_asked.is_set()
 
     @property
@@ -271,7 +274,10 @@ class TaskWorker(threading.Thread):
             log.warning("task %d: cannot prepare the app: %s", self.task_id, e)
             self._report_failed(f"cannot prepare the app: {e}")
             return False
-        if self._stop_asked.is_set():
+        with self._handle_lock:  # a stop asked from here on is run on the app (``held``)
+            stopped = self._stop_asked.is_set()
+            self._launching = not stopped
+        if stopped:
             self._report_failed("stopped before the app started")
             return False
 
