@@ -7,6 +7,7 @@ tunnel to relay to says so."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,10 +89,15 @@ def test_requests_and_pages_reach_a_session_through_either_replica(
         assert api_b.app.wait_until_ready_for_api_calls(pid, 60, 1)
         auth = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=b.url, headers=auth, timeout=120) as http:
-            seen = http.get(f"/apps/{pid}/headers?x=1")
+            # as a balancer on 127.0.0.1 (trusted by both) would ask: the client's address and
+            # scheme reach the app on the owner, not the relaying replica's
+            forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+            seen = http.get(f"/apps/{pid}/headers?x=1", headers=forwarded)
             assert seen.status_code == 200, seen.text
-            sent = {k for k, _ in seen.json()["headers"]}
+            sent = dict(seen.json()["headers"])
             assert "authorization" not in sent and "x-appyard-relayed-by" not in sent
+            assert sent["x-forwarded-for"] == "203.0.113.7", sent
+            assert sent["x-forwarded-proto"] == "https", sent
             assert seen.json()["path"] == "/headers?x=1"
             digest = hashlib.sha256()
             piece = os.urandom(MB)
@@ -109,8 +115,14 @@ def test_requests_and_pages_reach_a_session_through_either_replica(
 
         # the page's own websocket through b: messages both ways, the subprotocol, the close
         ws_url = b.url.replace("http", "ws", 1) + f"/apps/{pid}/ws/echo"
-        with connect(ws_url, additional_headers=auth, subprotocols=["echo.v1"], proxy=None) as ws_b:
+        with connect(
+            ws_url, additional_headers={**auth, **forwarded}, subprotocols=["echo.v1"], proxy=None
+        ) as ws_b:
             assert ws_b.subprotocol == "echo.v1"
+            ws_b.send("headers")
+            handshake = dict(json.loads(ws_b.recv(timeout=30))["headers"])
+            assert handshake["x-forwarded-for"] == "203.0.113.7", handshake
+            assert handshake["x-forwarded-proto"] == "https", handshake
             ws_b.send("through b")
             assert ws_b.recv(timeout=30) == "through b"
             ws_b.send(b"\x00\x01")

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 
 import httpx
+from starlette.datastructures import Address
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -40,6 +41,18 @@ RELAYED_BY = "x-appyard-relayed-by"
 _HOP = HOP_BY_HOP | {RELAYED_BY}
 #: how long to wait for the other replica's connection
 CONNECT_TIMEOUT_S = 5.0
+#: what this replica made of the client's address and scheme (uvicorn's proxy headers,
+#: from a trusted balancer) goes in their place, so the owner sees the client, not us
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto"})
+
+
+def _as_seen_here(client: Address | None, scheme: str) -> list[tuple[str, str]]:
+    """``X-Forwarded-For`` and ``-Proto`` as this replica resolved them; the owner takes
+    them when it trusts this replica's address (``FORWARDED_ALLOW_IPS``, docs/tunnel.md)."""
+    seen = [("x-forwarded-proto", {"ws": "http", "wss": "https"}.get(scheme, scheme))]
+    if client is not None:
+        seen.append(("x-forwarded-for", client.host))
+    return seen
 
 
 class Relay:
@@ -64,7 +77,15 @@ class Relay:
             raise tunnel_down(agent_id, task_id, "it is not connected to any replica")
         if self._client is None:
             self._client = httpx.AsyncClient(trust_env=False)  # replicas: no proxy between
-        headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1") not in _HOP]
+        headers = [
+            (k, v)
+            for k, v in request.headers.raw
+            if (name := k.decode("latin-1")) not in _HOP and name not in _FORWARDED
+        ]
+        headers += [
+            (k.encode(), v.encode("latin-1"))
+            for k, v in _as_seen_here(request.client, request.url.scheme)
+        ]
         headers.append((RELAYED_BY.encode(), self.own.encode()))
         query = request.url.query
         url = owner + request.url.path + (f"?{query}" if query else "")
@@ -113,8 +134,12 @@ class Relay:
         headers = [
             (k, v)
             for k, v in ws.headers.items()
-            if k not in _HOP and k != "host" and not k.startswith("sec-websocket-")
+            if k not in _HOP
+            and k not in _FORWARDED
+            and k != "host"
+            and not k.startswith("sec-websocket-")
         ]
+        headers += _as_seen_here(ws.client, ws.url.scheme)
         if ws.headers.get("origin"):
             # this replica checked the page's origin against the address the client opened;
             # the owner checks it against its own, which the relayed handshake is sent to
