@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 
@@ -41,6 +42,11 @@ RELAYED_BY = "x-appyard-relayed-by"
 _HOP = HOP_BY_HOP | {RELAYED_BY}
 #: how long to wait for the other replica's connection
 CONNECT_TIMEOUT_S = 5.0
+#: how long an owner read from the database is used for an agent's next requests: a tunnel
+#: that moved is found again at the latest then, or at once when the old owner refuses
+OWNER_TTL_S = 2.0
+#: owners kept at most (one per agent; past it the cache starts over)
+OWNER_CACHE_MAX = 10_000
 #: what this replica made of the client's address and scheme (uvicorn's proxy headers,
 #: from a trusted balancer) goes in their place, so the owner sees the client, not us
 _FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto"})
@@ -63,6 +69,7 @@ class Relay:
         self.own = replica_url
         self._workers = workers
         self._client: httpx.AsyncClient | None = None
+        self._owners: dict[int, tuple[str, float]] = {}  # agent id -> (owner, until)
 
     async def answer(
         self, request: Request, *, agent_id: int, task_id: int, timeout: float
@@ -71,9 +78,8 @@ class Relay:
         ``tunnel_down`` when there is none (or it is this one, or it does not answer)."""
         if self.own is None or request.headers.get(RELAYED_BY):
             raise tunnel_down(agent_id, task_id, "it is not connected")
-        loop = asyncio.get_running_loop()
-        owner = await loop.run_in_executor(self._workers, self._owner, agent_id)
-        if owner is None or owner == self.own:
+        owner = await self._owner_of(agent_id)
+        if owner is None:
             raise tunnel_down(agent_id, task_id, "it is not connected to any replica")
         if self._client is None:
             self._client = httpx.AsyncClient(trust_env=False)  # replicas: no proxy between
@@ -102,11 +108,14 @@ class Relay:
         try:
             answer = await self._client.send(outgoing, stream=True)
         except httpx.TransportError as exc:
+            self._owners.pop(agent_id, None)
             raise tunnel_down(
                 agent_id,
                 task_id,
                 f"it is connected to replica {owner}, which did not answer ({type(exc).__name__})",
             ) from None
+        if answer.status_code == 503:  # (its tunnel gone, say): the next one looks again
+            self._owners.pop(agent_id, None)
         response = StreamingResponse(_body(answer), status_code=answer.status_code)
         response.raw_headers = [
             (k.lower(), v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in _HOP
@@ -122,9 +131,8 @@ class Relay:
         down = (4503, f"task {task_id}: agent {agent_id} has no tunnel to any server; retry soon")
         if self.own is None or ws.headers.get(RELAYED_BY):
             return down
-        loop = asyncio.get_running_loop()
-        owner = await loop.run_in_executor(self._workers, self._owner, agent_id)
-        if owner is None or owner == self.own:
+        owner = await self._owner_of(agent_id)
+        if owner is None:
             return down
         url = "ws" + owner.removeprefix("http") + ws.url.path
         url += f"?{ws.url.query}" if ws.url.query else ""
@@ -156,6 +164,7 @@ class Relay:
                 proxy=None,
             )
         except (OSError, InvalidHandshake, TimeoutError) as exc:
+            self._owners.pop(agent_id, None)
             return (
                 4503,
                 f"task {task_id}: agent {agent_id}'s tunnel is on replica {owner}, which did not "
@@ -165,6 +174,23 @@ class Relay:
             await ws.accept(subprotocol=app.subprotocol)
             await _pump(ws, app, f"task {task_id}: the relay to replica {owner} was lost")
         return None
+
+    async def _owner_of(self, agent_id: int) -> str | None:
+        """The other replica the agent's tunnel is connected to (None: none, or this one),
+        from the database at most every ``OWNER_TTL_S`` while it answers."""
+        now = time.monotonic()
+        known = self._owners.get(agent_id)
+        if known is not None and known[1] > now:
+            return known[0]
+        loop = asyncio.get_running_loop()
+        owner = await loop.run_in_executor(self._workers, self._owner, agent_id)
+        if owner is None or owner == self.own:
+            self._owners.pop(agent_id, None)
+            return None
+        if len(self._owners) >= OWNER_CACHE_MAX:
+            self._owners.clear()
+        self._owners[agent_id] = (owner, now + OWNER_TTL_S)
+        return owner
 
     def _owner(self, agent_id: int) -> str | None:
         with self._db.reader() as s:
