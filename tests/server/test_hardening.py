@@ -275,14 +275,15 @@ def test_an_agent_report_keeps_what_it_can_of_a_nul(world: World) -> None:
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[ServerProc]:
-    """A SQLite server of this test's own (its database file is held from outside)."""
-    proc = ServerProc(tmp_path / "home").start()
+    """A SQLite server of this test's own (its database file is held from outside), that
+    waits 2 s for SQLite's write lock (30 s by default: the same path, sooner)."""
+    proc = ServerProc(tmp_path / "home", extra_env={"APPYARD_DB_LOCK_TIMEOUT_S": "2"}).start()
     yield proc
     proc.stop()
 
 
 def test_a_held_write_lock_is_a_503_with_retry_after(own_server: ServerProc) -> None:
-    """Another process holding SQLite's write lock past the 30 s busy timeout: a 503 with
+    """Another process holding SQLite's write lock past the busy timeout: a 503 with
     Retry-After (it was a 500), and the connection serves the next request."""
     db = sqlite3.connect(own_server.home / "appyard.db", timeout=5, isolation_level=None)
     http = httpx.Client(

@@ -73,11 +73,11 @@ def history(world: World) -> Iterator[History]:
         ],
     )
     # then the live ones, on a real agent with one slot: one running, two queued behind it
-    world.start_agent(token, "plans", slots=1)
+    agent = world.start_agent(token, "plans", slots=1)
     body = {"workspace_id": ws, "module_id": mid, "agent_id": agent_id}
     started = admin.ok("POST", "/tasks", json={**body, "params": {"sleep_s": 600}})["task_id"]
     waited = admin.ok("GET", f"/tasks/{started}/wait", params={"until": "started", "timeout": 60})
-    assert waited["task"]["status"] == "started", waited
+    assert waited["task"]["status"] == "started", f"{waited}\nthe agent's log:\n{agent.log_text}"
     for _ in range(2):
         admin.ok("POST", "/tasks", json=body)
     if engine.dialect.name == "postgresql":
