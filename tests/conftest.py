@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests import screenshots
 from tests.support import Client, ServerProc, World, pg_available, pg_database
 
 _DATABASES = os.environ.get("APPYARD_TEST_DATABASES", "sqlite,postgres").split(",")
@@ -79,3 +82,35 @@ def world(server: ServerProc, tmp_path: Path) -> Iterator[World]:
     for agent in w.agents:
         agent.stop()
         agent.kill_left_apps()
+
+
+# -- the order of the files ----------------------------------------------------------------------
+
+#: test files that take minutes: run first, so that the run's workers (pytest-xdist, one file
+#: each at a time) end together instead of waiting on one of them at the end
+_LONG_FILES = ("tests/server/test_fuzz_api.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def first(item: pytest.Item) -> bool:
+        return not item.nodeid.startswith(_LONG_FILES)
+
+    items.sort(key=first)  # (a stable sort: the order is kept otherwise)
+
+
+# -- the run's screenshots (tests/screenshots.py) ------------------------------------------------
+
+_run_started: list[float] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # the run itself, not one of its workers
+        _run_started.append(time.time())
+        screenshots.clear_old()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    count = screenshots.written_since(_run_started[0]) if _run_started else 0
+    if count:
+        terminalreporter.write_sep("-", "browser screenshots")
+        terminalreporter.write_line(f"{count} screenshots in {screenshots.SHOTS}")

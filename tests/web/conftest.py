@@ -5,7 +5,7 @@ published, and headless Chromium (Debian's, driven by Playwright; nothing downlo
   ``dev`` (developer) and ``viewer`` (viewer) with :data:`PASSWORD`, an online agent, and the
   apps ``hello``, ``project-viewer`` (with a project to view), the test worker and
   ``many-lines`` published.
-- ``browser`` (one per session): Chromium at ``$APPYARD_CHROMIUM`` or ``/usr/bin/chromium``.
+- ``browser`` (one per test module): Chromium at ``$APPYARD_CHROMIUM`` or ``/usr/bin/chromium``.
   Without it the browser tests are skipped, except under ``CI=true``, where that is an error.
 - ``page``: a fresh browser context (its own storage: nobody signed in) at 1280x800; ``pages``
   opens more of them (another user at the same time). A test fails on any uncaught error of a
@@ -36,15 +36,14 @@ import pytest
 from PIL import Image
 
 import appyard as ay
+from tests.screenshots import SHOTS
 from tests.support import APPS, Client, ServerProc, World, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
 
-REPO = Path(__file__).resolve().parents[2]
 ECOSYSTEM = Path(ay.__file__).parent / "ecosystem"
 CHROMIUM = os.environ.get("APPYARD_CHROMIUM") or "/usr/bin/chromium"
-SHOTS = Path(os.environ.get("APPYARD_SCREENSHOTS") or REPO / "test-artifacts" / "screenshots")
 WIDE = {"width": 1280, "height": 800}
 NARROW = {"width": 375, "height": 812}
 PASSWORD = "correct horse battery"
@@ -55,7 +54,6 @@ TIMEOUT_MS = 20_000
 _errors_key = pytest.StashKey[list[str]]()
 _pages_key = pytest.StashKey[list["Page"]]()
 _failed_key = pytest.StashKey[bool]()
-_written: list[Path] = []
 
 
 # -- the browser ---------------------------------------------------------------------------------
@@ -68,8 +66,10 @@ def _no_browser(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Per module: Playwright's sync API keeps an event loop running in this thread while it
+    is open, and a later test file of the same worker process may call ``asyncio.run``."""
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
@@ -79,7 +79,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _no_browser(
@@ -131,7 +131,6 @@ def pages(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(path), full_page=True)
-                _written.append(path)
             except Exception:  # a picture of a broken page is a bonus
                 pass
     for ctx in contexts:
@@ -169,27 +168,11 @@ def pytest_runtest_makereport(
     return report
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    shots = [p for p in _written if p.exists()]
-    if shots:
-        terminalreporter.write_sep("-", "browser screenshots")
-        terminalreporter.write_line(f"{len(shots)} screenshots in {SHOTS}")
-
-
 # -- screenshots and page helpers ------------------------------------------------------------
 
 
-_SHOT_NAME = re.compile(r"^\d\d-.+-(wide|narrow)\.png$")
-_cleared: list[bool] = []
-
-
 def _folder() -> Path:
-    """The screenshots folder, emptied of an earlier run's pictures the first time."""
-    if not _cleared:
-        _cleared.append(True)
-        for old in [*SHOTS.glob("*.png"), *SHOTS.glob("failures/*.png")]:
-            if old.parent.name == "failures" or _SHOT_NAME.match(old.name):
-                old.unlink(missing_ok=True)
+    """The screenshots folder (an earlier run's pictures were deleted as this run started)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     return SHOTS
 
@@ -214,7 +197,6 @@ def shot(page: Page, name: str, full_page: bool = True) -> list[Path]:
                     "(something overflows sideways)"
                 )
             out.append(path)
-            _written.append(path)
     finally:
         page.set_viewport_size(before)  # type: ignore[arg-type]
     return out
