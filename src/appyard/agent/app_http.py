@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import select
-import socket
-import threading
 import time
 from collections.abc import Iterable, Iterator
 
-from appyard.sdk._plain_http import OneWriteConnection
+from appyard.sdk._plain_http import IdleConnections, OneWriteConnection
 
 #: the longest a connection to an app may take to open
 CONNECT_TIMEOUT_S = 5.0
@@ -48,7 +45,9 @@ class _Connection(OneWriteConnection):
 class AppResponse:
     """The app's answer: its status and headers now, its body as it is read."""
 
-    def __init__(self, pool: AppConnections, port: int, conn: _Connection, deadline: float):
+    def __init__(
+        self, pool: IdleConnections[int, _Connection], port: int, conn: _Connection, deadline: float
+    ):
         self._pool, self._port, self._conn, self._deadline = pool, port, conn, deadline
         self._raw = conn.getresponse()
         self.status = self._raw.status
@@ -91,7 +90,7 @@ class AppResponse:
         request into the same port; any other is closed (its state is unknown)."""
         keep = self._done and not self._raw.will_close and self._raw.isclosed()
         if keep:
-            self._pool._release(self._port, self._conn)
+            self._pool.give_back(self._port, self._conn)
         else:
             self._raw.close()
             self._conn.close()
@@ -101,10 +100,7 @@ class AppConnections:
     """Kept-alive connections to the apps' ports, for any number of threads at once."""
 
     def __init__(self, max_idle_per_port: int = MAX_IDLE_PER_PORT) -> None:
-        self._idle: dict[int, list[_Connection]] = {}
-        self._lock = threading.Lock()
-        self._max_idle = max_idle_per_port
-        self._closed = False
+        self._idle: IdleConnections[int, _Connection] = IdleConnections(max_idle_per_port)
 
     def request(
         self,
@@ -159,7 +155,7 @@ class AppConnections:
                     raise AppTimeout("the app did not answer in time")
                 conn.sock.settimeout(left)
                 try:
-                    return AppResponse(self, port, conn, deadline)
+                    return AppResponse(self._idle, port, conn, deadline)
                 except (http.client.HTTPException, OSError):
                     if cut is not None:
                         raise cut from None
@@ -170,15 +166,8 @@ class AppConnections:
 
     def _take(self, port: int, deadline: float) -> tuple[_Connection, bool]:
         """A kept-alive connection the app has not closed meanwhile, else a new one."""
-        while True:
-            with self._lock:
-                idle = self._idle.get(port)
-                conn = idle.pop() if idle else None
-            if conn is None:
-                return self._new(port, deadline), False
-            if conn.sock is not None and not _readable(conn.sock):
-                return conn, True
-            conn.close()  # closed by the app (readable: its EOF), or it sent what none asked
+        conn = self._idle.take(port)
+        return (conn, True) if conn is not None else (self._new(port, deadline), False)
 
     def _new(self, port: int, deadline: float) -> _Connection:
         left = deadline - time.monotonic()
@@ -193,21 +182,8 @@ class AppConnections:
             raise AppUnreachable(f"cannot connect to the app's port {port} ({exc})") from None
         return conn
 
-    def _release(self, port: int, conn: _Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(port, [])
-            if not self._closed and len(idle) < self._max_idle:
-                idle.append(conn)
-                return
-        conn.close()
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for c in conns:
-            c.close()
+        self._idle.close()
 
 
 @contextlib.contextmanager
@@ -221,13 +197,6 @@ def _mapped() -> Iterator[None]:
         raise AppTimeout(f"the app did not answer in time ({exc or 'timed out'})") from None
     except (http.client.HTTPException, OSError) as exc:
         raise AppBroken(f"{type(exc).__name__}: {exc}") from None
-
-
-def _readable(sock: socket.socket) -> bool:
-    """Something (an EOF, most likely) waits on an idle connection: it cannot be reused."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 def _send(

@@ -21,8 +21,8 @@ import http.client
 import select
 import socket
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -62,18 +62,61 @@ class OneWriteConnection(http.client.HTTPConnection):
             self._hold, self._head = False, None
 
 
-class _Connection(OneWriteConnection):
-    """One kept-alive connection of the pool."""
+C = TypeVar("C", bound=OneWriteConnection)
+K = TypeVar("K", bound=Hashable)
 
-    def stale(self) -> bool:
-        """Closed by the server while idle (or sending what nobody asked for)."""
-        if self.sock is None:
-            return True
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
+
+class IdleConnections(Generic[K, C]):
+    """Kept-alive connections not in use, at most ``max_idle`` per peer (a server, an app's
+    port), for any number of threads. One the peer closed while idle is never handed out: it
+    is readable with nothing asked (its EOF, or bytes nobody asked for). The agent's pool of
+    connections to apps is one of these too."""
+
+    def __init__(self, max_idle: int) -> None:
+        self._max_idle = max_idle
+        self._idle: dict[K, list[C]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self, key: K) -> C | None:
+        """An idle connection to ``key`` that is still open, or None."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                return None
+            if conn.sock is not None and not _readable(conn.sock):
+                return conn
+            conn.close()
+
+    def give_back(self, key: K, conn: C) -> None:
+        """Keep ``conn`` (its exchange over, the answer read whole) for the next request."""
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if not self._closed and len(idle) < self._max_idle:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        """Close the idle connections; those in use are closed when given back."""
+        with self._lock:
+            self._closed = True
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+
+def _readable(sock: socket.socket) -> bool:
+    poller = select.poll()  # (select.select cannot take descriptors past 1023)
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Connection(OneWriteConnection):
+    """One kept-alive connection to a server."""
 
 
 class PlainHTTPTransport(httpx.BaseTransport):
@@ -81,10 +124,7 @@ class PlainHTTPTransport(httpx.BaseTransport):
 
     def __init__(self, fallback: httpx.BaseTransport, max_idle: int = MAX_IDLE) -> None:
         self._fallback = fallback
-        self._max_idle = max_idle
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
-        self._lock = threading.Lock()
-        self._closed = False
+        self._idle: IdleConnections[tuple[str, int], _Connection] = IdleConnections(max_idle)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -121,13 +161,9 @@ class PlainHTTPTransport(httpx.BaseTransport):
         self, key: tuple[str, int], connect: float | None, fresh: bool = False
     ) -> tuple[_Connection, bool]:
         if not fresh:
-            with self._lock:
-                idle = self._idle.get(key, [])
-                while idle:
-                    conn = idle.pop()
-                    if not conn.stale():
-                        return conn, True
-                    conn.close()
+            conn = self._idle.take(key)
+            if conn is not None:
+                return conn, True
         return _Connection(key[0], key[1], timeout=connect), False
 
     def _exchange(
@@ -195,26 +231,13 @@ class PlainHTTPTransport(httpx.BaseTransport):
         return httpx.Response(
             raw.status,
             headers=raw.getheaders(),
-            stream=_Body(self, key, conn, raw, request),
+            stream=_Body(self._idle, key, conn, raw, request),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": raw.reason.encode()},
             request=request,
         )
 
-    def _give_back(self, key: tuple[str, int], conn: _Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(key, [])
-            if not self._closed and len(idle) < self._max_idle:
-                idle.append(conn)
-                return
-        conn.close()
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for conn in conns:
-            conn.close()
+        self._idle.close()
         self._fallback.close()
 
 
@@ -228,7 +251,7 @@ class _Body(httpx.SyncByteStream):
 
     def __init__(
         self,
-        pool: PlainHTTPTransport,
+        pool: IdleConnections[tuple[str, int], _Connection],
         key: tuple[str, int],
         conn: _Connection,
         raw: http.client.HTTPResponse,
@@ -259,7 +282,7 @@ class _Body(httpx.SyncByteStream):
         self._done = True
         if self._whole and not self._raw.will_close:
             self._raw.close()
-            self._pool._give_back(self._key, self._conn)
+            self._pool.give_back(self._key, self._conn)
         else:
             self._raw.close()
             self._conn.close()
