@@ -5,6 +5,8 @@ with nothing moved. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +158,29 @@ def test_moves_mend_rows_left_by_the_disk(world: World) -> None:
     assert admin.http.get(f"/files/{stale}").status_code == 404
     assert _paths(world) == {"/dst.txt": file_id}
     assert (root / "dst.txt").read_bytes() == b"src" and not (root / "src.txt").exists()
+
+
+def _move_at(start: threading.Barrier, admin: Client, file_id: int, path: str) -> int:
+    start.wait()  # all at once
+    return admin.http.patch(f"/files/{file_id}", json={"path": path}).status_code
+
+
+def test_racing_moves_of_one_file_leave_it_at_one_place(world: World) -> None:
+    """Eight moves of one file to eight paths at once: each is a 200 (it moved the file from
+    where it was) or the file's 404 (a racing move took it from under it), and the file ends
+    at one of those paths only, where its row says (it was left at several)."""
+    admin, team, root = world.admin, world.team_id, _root(world)
+    for round_ in range(3):
+        file_id = _put(admin, team, f"/race-{round_}.txt", b"raced")["id"]
+        start = threading.Barrier(8)
+        paths = [f"/to-{round_}/{i}.txt" for i in range(8)]
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(_move_at, [start] * 8, [admin] * 8, [file_id] * 8, paths))
+        assert set(codes) <= {200, 404} and 200 in codes, codes
+        now = admin.ok("GET", f"/files/{file_id}")["path"]
+        assert now in paths and codes[paths.index(now)] == 200, (now, codes)
+        on_disk = sorted(p.name for p in (root / f"to-{round_}").iterdir())
+        assert on_disk == [now.rsplit("/", 1)[1]], (on_disk, now, codes)
+        assert not (root / f"race-{round_}.txt").exists()
+        assert [p for p, i in _paths(world).items() if i == file_id] == [now]
+        assert (root / now.lstrip("/")).read_bytes() == b"raced"

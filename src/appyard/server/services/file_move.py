@@ -2,7 +2,9 @@
 
 The file is linked at its new path (``os.link`` fails if anything is there: a racing upload
 or move to that path is never overwritten) and then unlinked at its old one, so it is never
-missing from both; where the disk takes no hard links, a rename after a check for the path.
+missing from both; of two racing moves (or a move and a removal) of one file, the one that
+unlinks the old path first wins, and the other takes its link back (a 404 for the file, as if
+it came after). Where the disk takes no hard links, a rename after a check for the path.
 Folders the new path needs are made, and taken away again if the move fails. The caller
 (``routes/files.py``) moves the file's row next (``file_records.move``) and, if that fails,
 calls ``Moved.undo`` so that the disk and the rows agree again.
@@ -115,5 +117,10 @@ def _place(src: Path, dst: Path) -> None:
     if not stat.S_ISREG(os.lstat(dst).st_mode):  # the source was swapped for a link meanwhile
         os.unlink(dst)
         raise FileNotFoundError(errno.ENOENT, "not a regular file", str(src))
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(src)  # gone already: a racing removal; the file is at ``dst`` all the same
+    try:
+        os.unlink(src)
+    except FileNotFoundError:
+        # moved (or removed) meanwhile by a racing request, which linked it too: that one
+        # took it, the one that unlinks first; this one takes its link back and loses
+        os.unlink(dst)
+        raise
