@@ -163,8 +163,13 @@ def test_files_move(server: ServerProc, tenant: Tenant, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError) as missing:
         api.file.move(team, "/nope.txt", "/x.txt")
     assert missing.value.field == "path"
-    with pytest.raises(InvalidArgumentsError):
-        api.file.move(team, "/to", "/elsewhere")
+    # a folder moves with what is in it, ids staying; not into itself
+    assert api.file.move(team, "/to", "/elsewhere").path == "/elsewhere"
+    assert api.file.get_info_by_id(uploaded.id).path == "/elsewhere/sub/moved.txt"
+    with pytest.raises(BadRequestError) as inside:
+        api.file.move(team, "/elsewhere", "/elsewhere/sub/x")
+    assert inside.value.field == "dst"
+    api.file.move(team, "/elsewhere", "/to")
     assert api.file.get_info_by_id(uploaded.id).path == "/to/sub/moved.txt"
 
     file_id = uploaded.id
@@ -415,6 +420,11 @@ def test_cli_files(server: ServerProc, tenant: Tenant, tmp_path: Path) -> None:
     assert out.returncode == 1 and "taken" in out.stderr and "Traceback" not in out.stderr
     assert "Removed /docs/renamed.txt." in ok("rm", "/docs/renamed.txt")
     ok("upload", str(src), "/renamed.txt")
+    # a folder, with what is in it; the file in it keeps its id
+    assert "Moved /docs to /papers." in ok("mv", "/docs", "/papers")
+    listed = [line for line in ok("ls", "/papers").splitlines() if "report.txt" in line]
+    assert len(listed) == 1 and str(report.id) in listed[0], listed
+    assert "Moved /papers to /docs." in ok("mv", "/papers", "/docs")
 
     down = tmp_path / "down"
     down.mkdir()

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import appyard as ay
 from tests.server.test_file_ids import _error, _put
 from tests.support import Client, World
 
@@ -184,3 +185,59 @@ def test_racing_moves_of_one_file_leave_it_at_one_place(world: World) -> None:
         assert not (root / f"race-{round_}.txt").exists()
         assert [p for p, i in _paths(world).items() if i == file_id] == [now]
         assert (root / now.lstrip("/")).read_bytes() == b"raced"
+
+
+def test_a_folder_moves_with_all_in_it_and_ids_stay(world: World) -> None:
+    admin, team, root = world.admin, world.team_id, _root(world)
+    a = _put(admin, team, "/data/a.txt", b"a")["id"]
+    b = _put(admin, team, "/data/deep/b.txt", b"b")["id"]
+    other = _put(admin, team, "/data-other/c.txt", b"c")["id"]  # a name that starts alike
+    admin.ok("POST", f"/teams/{team}/files/folders", json={"path": "/data/empty"})
+    url = f"/teams/{team}/files/folders/move"
+
+    moved = admin.ok("POST", url, json={"src": "data/", "dst": "/archive//2024"})
+    assert (moved["path"], moved["is_dir"], moved["id"]) == ("/archive/2024", True, None)
+    assert _paths(world) == {
+        "/archive": None,
+        "/archive/2024": None,
+        "/archive/2024/a.txt": a,
+        "/archive/2024/deep": None,
+        "/archive/2024/deep/b.txt": b,
+        "/archive/2024/empty": None,
+        "/data-other": None,
+        "/data-other/c.txt": other,
+    }
+    assert admin.ok("GET", f"/files/{b}")["path"] == "/archive/2024/deep/b.txt"
+    assert (root / "archive/2024/deep/b.txt").read_bytes() == b"b"
+
+    # refused, with nothing moved
+    def refused(body: dict[str, str], status: int, field: str) -> str:
+        r = admin.http.post(url, json=body)
+        assert r.status_code == status and _error(r)["field"] == field, r.text
+        return str(_error(r)["message"])
+
+    assert "taken" in refused({"src": "/archive/2024", "dst": "/data-other"}, 409, "dst")
+    assert "inside" in refused({"src": "/archive", "dst": "/archive/2024/x"}, 422, "dst")
+    refused({"src": "/archive", "dst": "/archive"}, 422, "dst")
+    refused({"src": "/archive", "dst": "/"}, 422, "dst")
+    refused({"src": "/", "dst": "/all"}, 422, "src")
+    assert "PATCH /files" in refused({"src": "/data-other/c.txt", "dst": "/c"}, 422, "src")
+    refused({"src": "/nothing", "dst": "/x"}, 404, "src")
+    refused({"src": "/archive/../etc", "dst": "/x"}, 422, "src")
+    refused({"src": "/archive", "dst": ""}, 422, "dst")
+    # a file in the way of the new path's folders
+    refused({"src": "/archive", "dst": "/data-other/c.txt/x"}, 409, "path")
+    assert admin.ok("GET", f"/files/{a}")["path"] == "/archive/2024/a.txt"
+    assert not (root / "x").exists() and not (root / "all").exists()
+
+    # a viewer may not; another team's member gets the team's 404
+    viewer = world.member("folder-viewer", "viewer")
+    r = viewer.http.post(url, json={"src": "/archive", "dst": "/y"})
+    assert r.status_code == 403, r.text
+
+    # through the SDK: api.file.move takes a folder too
+    with ay.Api(world.server.url, world.server.admin_token) as api:
+        back = api.file.move(team, "/archive/2024", "/data")
+    assert back.path == "/data" and back.is_dir
+    assert admin.ok("GET", f"/files/{a}")["path"] == "/data/a.txt"
+    assert _paths(world)["/data/deep/b.txt"] == b

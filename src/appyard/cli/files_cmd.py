@@ -67,14 +67,17 @@ def ls(
 def mv(
     src: Annotated[
         str,
-        typer.Argument(help="Team file, or its id as `ls` shows it (a file named 123: '/123')."),
+        typer.Argument(
+            help="Team file or folder, or a file's id as `ls` shows it (a file named 123: '/123')."
+        ),
     ],
     dst: Annotated[
         str, typer.Argument(help="New team path; ending in '/' (or an existing folder): into it.")
     ],
     team: TeamOption = None,
 ) -> None:
-    """Move or rename a file (it keeps its id); the new path must be free."""
+    """Move or rename a file (it keeps its id) or a folder (with all in it); the new path
+    must be free."""
     with get_api() as api:
         if src.isdigit():
             info = api.file.get_info_by_id(int(src))
@@ -88,7 +91,8 @@ def mv(
             if src.isdigit()
             else api.file.move(tid, src_path, target)
         )
-    console.print(f"Moved {src_path} to {moved.path} (id {moved.id}).")
+    what = f" (id {moved.id})" if moved.id is not None else ""
+    console.print(f"Moved {src_path} to {moved.path}{what}.")
 
 
 @files_app.command()

@@ -37,3 +37,10 @@ class FileMove(Wire):
     """What ``PATCH /files/{id}`` changes: the file's team path (its id stays)."""
 
     path: str = Field(min_length=1, max_length=1024)
+
+
+class FolderMove(Wire):
+    """``POST /teams/{id}/files/folders/move``: a folder and all below it, to a free path."""
+
+    src: str = Field(min_length=1, max_length=1024)
+    dst: str = Field(min_length=1, max_length=1024)

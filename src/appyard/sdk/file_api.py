@@ -61,9 +61,9 @@ class FileApi:
         return self._core.run(calls.mkdir(team_id, path))
 
     def move(self, team_id: int, src: str, dst: str) -> FileInfo:
-        """Move (or rename) team file ``src`` to ``dst`` in the same team; it keeps its id.
-        ``dst`` must be free (``ConflictError`` on ``path``); folders it needs are made.
-        Folders do not move."""
+        """Move (or rename) team file or folder ``src`` to ``dst`` in the same team; a file
+        keeps its id, and so do the files in a folder. ``dst`` must be free
+        (``ConflictError``), and outside ``src`` for a folder; folders it needs are made."""
         return self._core.run(calls.move(team_id, src, dst))
 
     def move_by_id(self, file_id: int, dst: str) -> FileInfo:

@@ -80,7 +80,7 @@ class FileApi:
         return getattr(self._ay.file, name)
 
     def rename(self, old_name: str, new_name: str) -> None:
-        """Move team file ``old_name`` to ``new_name`` (team paths; it keeps its id) in the
+        """Move team file or folder ``old_name`` to ``new_name`` (team paths; ids stay) in the
         team of ``TEAM_ID``: the reference's call names no team (and does nothing there).
         Without ``TEAM_ID``: ``NotSupportedError``; ``api.file.move(team_id, src, dst)`` names
         the team."""

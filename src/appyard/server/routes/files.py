@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from appyard.errors import BadRequestError, ConflictError, NotFoundError
 from appyard.schemas.accounts import Role
-from appyard.schemas.files import FileInfo, FileMove, FolderCreate
+from appyard.schemas.files import FileInfo, FileMove, FolderCreate, FolderMove
 from appyard.server.db.models import TeamFile
 from appyard.server.routes.deps import PathId, aread, arun, authenticated, context, read, run
 from appyard.server.security import Principal
@@ -24,6 +24,7 @@ from appyard.server.services import file_records as records
 from appyard.server.services import files as svc
 from appyard.server.services.file_move import SourceGone
 from appyard.server.services.file_move import move_file as move_file_on_disk
+from appyard.server.services.file_move import move_folder as move_folder_on_disk
 
 router = APIRouter(dependencies=[Depends(authenticated)], tags=["files"])
 
@@ -213,6 +214,23 @@ async def upload(request: Request, team_id: PathId, path: PathQuery) -> FileInfo
 @router.post("/teams/{team_id}/files/folders", response_model=FileInfo, status_code=201)
 def make_folder(request: Request, team_id: PathId, body: FolderCreate) -> FileInfo:
     return _files(request, team_id, "developer").mkdir(svc.normalize(body.path))
+
+
+@router.post("/teams/{team_id}/files/folders/move", response_model=FileInfo)
+def move_folder(request: Request, team_id: PathId, body: FolderMove) -> FileInfo:
+    """Move (or rename) folder ``body.src`` and all below it to ``body.dst``; the files in it
+    keep their ids. A developer of the team. ``dst`` must be free (409 on ``dst``) and
+    outside ``src``; folders it needs are made. On disk first, then the rows; if the rows
+    cannot be written, the folder is put back."""
+    src, dst = svc.normalize(body.src, "src"), svc.normalize(body.dst, "dst")
+    files = _files(request, team_id, "developer")
+    moved = move_folder_on_disk(files, src, dst)
+    try:
+        run(request, lambda s, p: records.move_below(s, team_id=team_id, src=src, dst=dst))
+    except BaseException:
+        moved.undo()
+        raise
+    return moved.info
 
 
 @router.delete("/teams/{team_id}/files", status_code=204)

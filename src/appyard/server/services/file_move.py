@@ -8,6 +8,10 @@ it came after). Where the disk takes no hard links, a rename after a check for t
 Folders the new path needs are made, and taken away again if the move fails. The caller
 (``routes/files.py``) moves the file's row next (``file_records.move``) and, if that fails,
 calls ``Moved.undo`` so that the disk and the rows agree again.
+
+A folder moves with everything below it (``move_folder``): an empty folder is made at the new
+path (it fails if anything is there), and the folder is renamed onto it, which replaces only
+an empty folder: something put there meanwhile makes it a 409, and nothing moved.
 """
 
 from __future__ import annotations
@@ -40,11 +44,11 @@ class Moved(NamedTuple):
     undo: Callable[[], None]
 
 
-def taken(path: str) -> ConflictError:
+def taken(path: str, field: str = "path") -> ConflictError:
     return ConflictError(
-        f"path: {path!r} is taken (a file or folder is there); remove it first or choose "
+        f"{field}: {path!r} is taken (a file or folder is there); remove it first or choose "
         "another path. Nothing was moved.",
-        field="path",
+        field=field,
     )
 
 
@@ -124,3 +128,68 @@ def _place(src: Path, dst: Path) -> None:
         # took it, the one that unlinks first; this one takes its link back and loses
         os.unlink(dst)
         raise
+
+
+def move_folder(files: TeamFiles, src: str, dst: str) -> Moved:
+    """Move the folder at team path ``src`` (normalized) and all below it to ``dst``.
+
+    ``src`` must be a folder other than the root (a 404 on ``src`` when it is not there, a
+    422 when it is a file), ``dst`` free and not inside ``src`` (409 and 422 on ``dst``).
+    """
+    if src == "/":
+        raise BadRequestError(
+            "src: '/' is the team's root folder, which stays where it is; move what is in it",
+            field="src",
+        )
+    if dst == "/" or dst == src or dst.startswith(src + "/"):
+        raise BadRequestError(
+            f"dst: {dst!r} is {'the root' if dst == '/' else 'inside ' + repr(src)}; a folder "
+            "moves to a free path outside itself, like '/archive/2024'",
+            field="dst",
+        )
+    src_disk, src_st = files.resolve(src)
+    if src_st is None:
+        raise NotFoundError(
+            f"src: no folder {src!r} in the team's files; list them to see what is there",
+            field="src",
+        )
+    if not stat.S_ISDIR(src_st.st_mode):
+        raise BadRequestError(
+            f"src: {src!r} is a file; a file moves with PATCH /files/{{id}} "
+            "(api.file.move, `appyard files mv`)",
+            field="src",
+        )
+    _, dst_st = files.resolve(dst, write=True)
+    if dst_st is not None:
+        raise taken(dst, "dst")
+    parent, name = dst.rsplit("/", 1)
+    made, folder, _ = files.make_folders(parent or "/")
+    target = folder / name
+    try:
+        os.mkdir(target)  # ours now: a racing write there fails, or lands in it (below)
+    except FileExistsError:
+        remove_folders(made)
+        raise taken(dst, "dst") from None
+    try:
+        os.rename(src_disk, target)  # replaces only an empty folder: ours, if nothing came
+        st = os.lstat(target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.rmdir(target)
+        remove_folders(made)
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            raise NotFoundError(
+                f"src: the folder {src!r} was removed or moved meanwhile; nothing was moved",
+                field="src",
+            ) from None
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise taken(dst, "dst") from None
+        raise
+
+    def undo() -> None:
+        """Put the folder back at ``src`` (best effort: a path taken meanwhile stays)."""
+        with contextlib.suppress(OSError):
+            os.rename(target, src_disk)
+        remove_folders(made)
+
+    return Moved(file_info(dst, st), undo)

@@ -9,7 +9,8 @@ mends itself:
 - a listing or an info call that meets a file with no row (put there before ids existed, or
   whose upload's row was lost) makes its row then;
 - ``GET /files/{id}`` answers from the disk: a row whose file is gone is a 404 (and goes);
-- a move (``PATCH /files/{id}``) gives the row its new path, the id staying.
+- a move (``PATCH /files/{id}``) gives the row its new path, the id staying; a folder's move
+  gives the rows below it theirs.
 
 ``hash`` is said only while the file on disk still has the size and modification time the
 upload left, so a hash never describes other content.
@@ -251,6 +252,31 @@ def move(s: Session, *, file_id: int, team_id: int, path: str, was: dict[str, An
     row = s.get(TeamFile, file_id, populate_existing=True)
     assert row is not None  # updated or made above, in this transaction
     return row
+
+
+def move_below(s: Session, *, team_id: int, src: str, dst: str) -> None:
+    """The rows of the files below folder ``src``, just moved on disk to ``dst``: the same
+    ids, the new paths (rows left at those paths by files removed by other means go)."""
+    # ``dst`` was free on the disk: a row at it or below it is of a file gone by other means
+    forget(s, team_id=team_id, path=dst)
+    below = src + "/"
+    rows = s.execute(
+        select(TeamFile.id, TeamFile.path).where(
+            TeamFile.team_id == team_id,
+            func.substr(TeamFile.path, 1, len(below)) == below,  # (as ``forget``: no LIKE)
+        )
+    ).all()
+    if not rows:
+        return
+    moved = {file_id: dst + path[len(src) :] for file_id, path in rows}
+    now = utcnow()
+    s.execute(
+        update(TeamFile),
+        [
+            {"id": file_id, "path": path, "path_key": path_key(path), "updated_at": now}
+            for file_id, path in moved.items()
+        ],
+    )
 
 
 def drop_stale(s: Session, *, file_id: int, still_gone: Callable[[], bool]) -> None:
