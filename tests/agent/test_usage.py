@@ -147,7 +147,20 @@ def test_an_app_over_its_memory_limit_is_stopped_with_a_clear_error(world: World
     free = int(world.admin.ok("POST", "/tasks", json=body)["task_id"])
     end = _wait(world, free, timeout=60)
     assert end["status"] == "finished", end
-    assert end["usage"] is not None and end["usage"]["memory_mb"] > 100
+    assert end["usage"] is not None and end["usage"]["memory_mb"] > 100, _why(world, free)
+
+
+def _why(world: World, task_id: int) -> str:
+    """What a test of a task's figures shows when they are not what it expected: the task's
+    history, its log, the agent's samples file and the agent's log."""
+    task = world.admin.ok("GET", f"/tasks/{task_id}")
+    logs = world.admin.ok("GET", f"/tasks/{task_id}/logs")["items"]
+    files = [f.read_text() for f in world.tmp.glob(f"agent-*/**/{task_id}/usage.json")]
+    agents = "\n".join(a.log_text for a in world.agents)
+    return (
+        f"history: {task['usage_history']}\nlog: {[line['text'] for line in logs]}\n"
+        f"usage.json: {files}\nagents' log:\n{agents}"
+    )
 
 
 def _held_task(world: World) -> tuple[Client, int, int]:
