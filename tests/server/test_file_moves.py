@@ -211,7 +211,7 @@ def test_a_folder_moves_with_all_in_it_and_ids_stay(world: World) -> None:
     assert (root / "archive/2024/deep/b.txt").read_bytes() == b"b"
 
     # refused, with nothing moved
-    def refused(body: dict[str, str], status: int, field: str) -> str:
+    def refused(body: dict[str, object], status: int, field: str) -> str:
         r = admin.http.post(url, json=body)
         assert r.status_code == status and _error(r)["field"] == field, r.text
         return str(_error(r)["message"])
@@ -225,15 +225,34 @@ def test_a_folder_moves_with_all_in_it_and_ids_stay(world: World) -> None:
     refused({"src": "/nothing", "dst": "/x"}, 404, "src")
     refused({"src": "/archive/../etc", "dst": "/x"}, 422, "src")
     refused({"src": "/archive", "dst": ""}, 422, "dst")
-    # a file in the way of the new path's folders
-    refused({"src": "/archive", "dst": "/data-other/c.txt/x"}, 409, "path")
+    # a file in the way of the new path's folders; a symbolic link on the way
+    assert "is a file" in refused({"src": "/archive", "dst": "/data-other/c.txt/x"}, 409, "dst")
+    (root / "link").symlink_to(root / "archive")
+    assert "symbolic link" in refused({"src": "/link/2024", "dst": "/z"}, 422, "src")
+    assert "symbolic link" in refused({"src": "/archive", "dst": "/link/z"}, 422, "dst")
+    (root / "link").unlink()
+    # hostile bodies: a NUL, the wrong type, too long, a field missing, nested past the parser
+    refused({"src": "/archive\x00", "dst": "/x"}, 422, "src")
+    refused({"src": ["/archive"], "dst": "/x"}, 422, "src")
+    refused({"src": "/archive", "dst": "/" + "d" * 2000}, 422, "dst")
+    refused({"src": "/archive"}, 422, "dst")
+    deep = admin.http.post(url, content=b'{"src": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert deep.status_code == 422 and _error(deep)["field"] == "body", deep.text
     assert admin.ok("GET", f"/files/{a}")["path"] == "/archive/2024/a.txt"
     assert not (root / "x").exists() and not (root / "all").exists()
 
-    # a viewer may not; another team's member gets the team's 404
+    # a viewer may not; a developer of another team gets this team's 404, nothing moved
     viewer = world.member("folder-viewer", "viewer")
     r = viewer.http.post(url, json={"src": "/archive", "dst": "/y"})
     assert r.status_code == 403, r.text
+    developer = world.member("folder-developer", "developer")
+    other_team = admin.ok("POST", "/teams", json={"name": f"other-{team}"})["id"]
+    admin.ok("POST", f"/teams/{other_team}/files/folders", json={"path": "/theirs"})
+    r = developer.http.post(
+        f"/teams/{other_team}/files/folders/move", json={"src": "/theirs", "dst": "/mine"}
+    )
+    assert r.status_code == 404, r.text
+    assert (world.server.home / "files" / str(other_team) / "theirs").is_dir()
 
     # through the SDK: api.file.move takes a folder too
     with ay.Api(world.server.url, world.server.admin_token) as api:

@@ -20,7 +20,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -147,7 +147,8 @@ def move_folder(files: TeamFiles, src: str, dst: str) -> Moved:
             "moves to a free path outside itself, like '/archive/2024'",
             field="dst",
         )
-    src_disk, src_st = files.resolve(src)
+    with _naming("src"):
+        src_disk, src_st = files.resolve(src)
     if src_st is None:
         raise NotFoundError(
             f"src: no folder {src!r} in the team's files; list them to see what is there",
@@ -159,11 +160,12 @@ def move_folder(files: TeamFiles, src: str, dst: str) -> Moved:
             "(api.file.move, `appyard files mv`)",
             field="src",
         )
-    _, dst_st = files.resolve(dst, write=True)
-    if dst_st is not None:
-        raise taken(dst, "dst")
-    parent, name = dst.rsplit("/", 1)
-    made, folder, _ = files.make_folders(parent or "/")
+    with _naming("dst"):
+        _, dst_st = files.resolve(dst, write=True)
+        if dst_st is not None:
+            raise taken(dst, "dst")
+        parent, name = dst.rsplit("/", 1)
+        made, folder, _ = files.make_folders(parent or "/")
     target = folder / name
     try:
         os.mkdir(target)  # ours now: a racing write there fails, or lands in it (below)
@@ -193,3 +195,17 @@ def move_folder(files: TeamFiles, src: str, dst: str) -> Moved:
         remove_folders(made)
 
     return Moved(file_info(dst, st), undo)
+
+
+@contextlib.contextmanager
+def _naming(field: str) -> Iterator[None]:
+    """The team tree's refusals of a path (a link on the way, a file where a folder must be)
+    as refusals of ``field``, the body's name for that path."""
+    try:
+        yield
+    except ApiError as exc:
+        exc.field = field
+        exc.message = exc.message.removeprefix("path: ")
+        if not exc.message.startswith(f"{field}: "):
+            exc.message = f"{field}: {exc.message}"
+        raise
