@@ -147,7 +147,10 @@ def test_an_app_over_its_memory_limit_is_stopped_with_a_clear_error(world: World
     free = int(world.admin.ok("POST", "/tasks", json=body)["task_id"])
     end = _wait(world, free, timeout=60)
     assert end["status"] == "finished", end
-    assert end["usage"] is not None and end["usage"]["memory_mb"] > 100, _why(world, free)
+    # its peak, not its last figure: the last sample may fall in the interpreter's teardown, when
+    # the memory is already given back (seen: 164.5 MB, then 14.5 MB as it exited)
+    peak = max(s["memory_mb"] for s in end["usage_history"])
+    assert peak > 100, _why(world, free)
 
 
 def _why(world: World, task_id: int) -> str:
