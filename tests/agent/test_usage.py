@@ -216,6 +216,33 @@ def test_history_stays_bounded_over_a_long_session(world: World) -> None:
     assert world.admin.ok("GET", f"/tasks/{task_id}")["usage_history"] == history
 
 
+def test_history_of_many_small_polls_is_whole_and_in_order(world: World) -> None:
+    """Polls of a few samples each (as a real agent sends them) append to the history, and
+    halving it past the cap reads every one of them back in order."""
+    agent, agent_id, task_id = _held_task(world)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for n in range(40):  # 40 polls of 7 samples: 280 samples, past the cap twice
+        samples = _samples(start + timedelta(seconds=n * 35), 7)
+        for i, x in enumerate(samples):
+            x["memory_mb"] = float(n * 7 + i)
+        body = {
+            "free_slots": 0,
+            "timeout_s": 0,
+            "running": [task_id],
+            "usage": [{"task_id": task_id, "samples": samples}],
+        }
+        agent.ok("POST", f"/agents/{agent_id}/poll", json=body)
+        history = world.admin.ok("GET", f"/tasks/{task_id}")["usage_history"]
+        assert min(n * 7 + 7, HISTORY_CAP // 2) <= len(history) <= HISTORY_CAP, (n, len(history))
+        times = [h["sampled_at"] for h in history]
+        assert times == sorted(set(times)), n
+        assert history[-1]["memory_mb"] == float(n * 7 + 6)  # the newest, whole or a peak
+    memory = [h["memory_mb"] for h in history]
+    assert memory == sorted(memory)  # merged points keep their peaks
+    first = datetime.fromisoformat(history[0]["sampled_at"].replace("Z", "+00:00"))
+    assert first - start < timedelta(minutes=1)  # of 23: the start is still there
+
+
 def test_merge_history_halves_past_the_cap() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     new = [

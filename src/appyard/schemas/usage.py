@@ -9,7 +9,7 @@ A hostile agent or app may send junk: every figure is bounded, and more is a 422
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -47,20 +47,6 @@ class TaskUsageReport(Wire):
     samples: list[UsageSample] = Field(min_length=1, max_length=MAX_REPORT_SAMPLES)
 
 
-def sample_dict(s: UsageSample) -> dict[str, Any]:
-    """A sample as a task stores it (JSON: an ISO time in UTC, so that times compare as
-    text; figures rounded to 0.1)."""
-    at = s.sampled_at
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    return {
-        "sampled_at": at.isoformat(),
-        "cpu_percent": round(s.cpu_percent, 1),
-        "memory_mb": round(s.memory_mb, 1),
-        "gpu_memory_mb": None if s.gpu_memory_mb is None else round(s.gpu_memory_mb, 1),
-        "gpu_percent": None if s.gpu_percent is None else round(s.gpu_percent, 1),
-    }
-
-
 def _mean(a: float | None, b: float | None) -> float | None:
     if a is None or b is None:
         return a if b is None else b
@@ -85,26 +71,36 @@ def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def merge_history(
-    history: list[dict[str, Any]], new: list[dict[str, Any]], cap: int = HISTORY_CAP
-) -> list[dict[str, Any]]:
-    """``history`` with the samples of ``new`` later than its last appended, at most ``cap``.
-
-    Past the cap, neighbours are merged pairwise (``_merged``) until it fits: the history
-    keeps covering the whole session, with between cap/2 and cap points.
-    """
-    out = list(history)
-    last = out[-1]["sampled_at"] if out else ""
-    for s in sorted(new, key=lambda d: str(d["sampled_at"])):
-        if str(s["sampled_at"]) > last:
+def later_than(last: Any, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The samples of ``new`` dated after ``last`` (``None``: none yet), in time order, each
+    time once: a poll sent again, or samples older than those kept, add nothing. Times compare
+    as they are given (ISO texts in UTC, or microseconds), alike on both sides."""
+    out = []
+    for s in sorted(new, key=lambda d: d["sampled_at"]):
+        if last is None or s["sampled_at"] > last:
             out.append(s)
-            last = str(s["sampled_at"])
+            last = s["sampled_at"]
+    return out
+
+
+def halved(history: list[dict[str, Any]], cap: int = HISTORY_CAP) -> list[dict[str, Any]]:
+    """``history`` at most ``cap`` long: past it, neighbours are merged pairwise (``_merged``)
+    until it fits, so it keeps covering the whole session with between cap/2 and cap points."""
+    out = history
     while len(out) > cap:
         # an odd one out is the newest: kept as it is
         out = [_merged(out[i], out[i + 1]) for i in range(0, len(out) - 1, 2)] + (
             [out[-1]] if len(out) % 2 else []
         )
     return out
+
+
+def merge_history(
+    history: list[dict[str, Any]], new: list[dict[str, Any]], cap: int = HISTORY_CAP
+) -> list[dict[str, Any]]:
+    """``history`` with the samples of ``new`` later than its last appended, at most ``cap``."""
+    last = history[-1]["sampled_at"] if history else None
+    return halved(list(history) + later_than(last, new), cap)
 
 
 class TaskUsage(BaseModel):

@@ -286,10 +286,25 @@ class Task(Base):
     #: and the GPUs its claim gave it (``[{"index", "uuid"}]``); migration 0012
     resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     gpus: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
-    #: what the app uses: the last sample its agent reported, and at most 120 over the whole
-    #: session (``schemas/usage.py``); migration 0013. Lists of tasks leave the history out
+    #: what the app uses: the last sample its agent reported (migration 0013), and how many
+    #: points its history holds (``TaskUsageChunk``, at most 120; migration 0015)
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    usage_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, deferred=True)
+    usage_points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class TaskUsageChunk(Base):
+    """Points of a session's usage history (``schemas/usage.py``), as one poll brought them:
+    a poll appends a row per session instead of rewriting the whole history (migration 0015).
+    ``points`` is a list of ``[sampled_us, cpu_percent, memory_mb, gpu_memory_mb,
+    gpu_percent]``, ``sampled_us`` in microseconds since the epoch (UTC)."""
+
+    __tablename__ = "task_usage"
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: the index of its first point in the history: chunks read in this order are the history
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    points: Mapped[list[list[float | None]]] = mapped_column(JSON)
 
 
 class TaskLog(Base):

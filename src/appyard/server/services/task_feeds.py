@@ -42,7 +42,7 @@ def list_tasks(
     team_role(s, p, team_id)
     stmt = list_statement(team_id, module_id, statuses, name, limit + 1, cursor)
     rows = list(s.scalars(stmt))
-    return keyset_page(rows, limit, lambda t: task_info(t, history=False))
+    return keyset_page(rows, limit, task_info)
 
 
 def list_statement(
@@ -168,7 +168,7 @@ def team_changes(s: Session, p: Principal, *, feed: TeamFeed) -> TeamChanges:
         feed.cursor = max(feed.cursor, stamps[-1][1])
     horizon = feed.cursor - STREAM_OVERLAP
     feed.sent = {pair for pair in feed.sent if pair[1] > horizon}
-    items = [task_info(t, history=False) for t in rows]  # the history: on the task's own page
+    items = [task_info(t) for t in rows]  # the history: on the task's own page
     return TeamChanges(items=items, more=len(stamps) >= limit)
 
 

@@ -9,7 +9,8 @@ transition table, so two racing writers cannot both win.
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
@@ -25,11 +26,13 @@ from appyard.server.security import Principal
 from appyard.server.services.access import get_task
 from appyard.server.services.placement import why_waiting
 from appyard.server.services.task_rows import AnyRow, move
+from appyard.server.services.task_usage import usage_history
 
 
-def task_info(t: Task | AnyRow, history: bool = True) -> TaskInfo:
-    """The wire form of a task, from its ORM object or its plain row alike; ``history``:
-    with its usage history (lists leave it out: it is deferred on the ORM object)."""
+def task_info(t: Task | AnyRow, history: Sequence[Mapping[str, Any]] = ()) -> TaskInfo:
+    """The wire form of a task, from its ORM object or its plain row alike; ``history``: its
+    usage history, read apart (``task_usage.usage_history``) for the task's own reads only:
+    lists, the stream and the answers to agents and apps leave it empty."""
     return TaskInfo(
         id=t.id,
         team_id=t.team_id,
@@ -64,7 +67,7 @@ def task_info(t: Task | AnyRow, history: bool = True) -> TaskInfo:
         resources=t.resources or {},
         gpus=t.gpus or [],
         usage=TaskUsage(**t.usage) if t.usage else None,
-        usage_history=[TaskUsage(**u) for u in t.usage_history or ()] if history else [],
+        usage_history=[TaskUsage(**u) for u in history],
     )
 
 
@@ -93,7 +96,9 @@ def read_task_info(s: Session, p: Principal, *, task_id: int) -> TaskInfo:
         raise NotFoundError(
             f"Task {task_id} not found, or it is not in one of your teams.", field="task_id"
         )
-    info = task_info(cast(AnyRow, t))  # the row has the task's attribute names
+    # the row has the task's attribute names; a history only where there are figures
+    history = usage_history(s.connection(), task_id) if t.usage else ()
+    info = task_info(cast(AnyRow, t), history)
     if info.status is Status.QUEUED:
         info.wait_reason = why_waiting(s, t)
     return info
