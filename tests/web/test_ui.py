@@ -322,6 +322,47 @@ def test_sessions_table_changes_live(stand: Stand, page: Page) -> None:
     shot(page, "05-sessions")
 
 
+def test_a_sessions_page_that_cannot_load_shows_no_stale_rows(
+    stand: Stand, relay: Relay, page: Page
+) -> None:
+    """A filter changed while the server cannot be reached: the page says so, shows none of
+    the rows it had (they belong to other filters), and loads once the user tries again."""
+    hello = stand.start(stand.hello_id, name="stale", count=1, delay_s=0)
+    worker = stand.start(stand.worker_id, lines=1)
+    for tid in (hello, worker):
+        wait_for(lambda tid=tid: stand.status(tid) == "finished", 60, "the sessions to end")
+    # the page reaches the server through a relay: the test cuts the network there
+    page.goto(f"{relay.url}/#/sessions")
+    page.get_by_role("textbox", name="Login", exact=True).fill("dev")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    table = page.get_by_role("table")
+
+    def row_of(tid: int) -> Locator:
+        return table.get_by_role("row").filter(
+            has=page.get_by_role("link", name=f"#{tid}", exact=True)
+        )
+
+    expect(row_of(hello)).to_contain_text("finished")
+    expect(row_of(worker)).to_contain_text("finished")
+    mark(page)
+
+    relay.cut()
+    page.get_by_role("combobox", name="App", exact=True).select_option(label="Hello")
+    error = page.get_by_role("alert").filter(has_text="cannot be reached")
+    expect(error).to_be_visible()
+    expect(table.get_by_role("row").filter(has=page.get_by_role("link"))).to_have_count(0)
+    expect(page.get_by_text("No sessions")).to_be_hidden()  # not "none": unknown
+    shot(page, "05b-sessions-cannot-load", full_page=False)
+
+    relay.mend()
+    page.get_by_role("button", name="Try again", exact=True).click()
+    expect(row_of(hello)).to_contain_text("finished")
+    expect(row_of(worker)).to_have_count(0)  # the filter holds
+    expect(error).to_have_count(0)
+    assert not_reloaded(page), "the page was reloaded"
+
+
 def test_an_api_refusal_shows_beside_its_field(stand: Stand, page: Page) -> None:
     stand.sign_in(page, "dev")
     page.goto(f"{stand.url}/#/apps/{stand.hello_id}/run")

@@ -34,12 +34,14 @@ export async function render(root, _params, ctx) {
   signal.addEventListener("abort", () => root.removeAttribute("aria-busy")); // root is shared
 
   let loaded = false;
+  let failed = false; // the last load failed: no rows stand, nothing is queued for them
   let pending = []; // stream events that came while a page was loading
   let loadSeq = 0;
 
   async function loadPage() {
     const my = ++loadSeq;
     loaded = false;
+    failed = false;
     errorSlot.replaceChildren();
     root.setAttribute("aria-busy", "true");
     let page;
@@ -57,7 +59,14 @@ export async function render(root, _params, ctx) {
     } catch (e) {
       if (signal.aborted || my !== loadSeq) return;
       root.removeAttribute("aria-busy");
-      errorSlot.replaceChildren(errorBox(e));
+      // rows of the filters or page before must not stand under these, and the changes the
+      // stream brings meanwhile are not kept: the next load reads them anyway
+      failed = true;
+      pending = [];
+      table.show([]);
+      table.empty.hidden = true;
+      const again = h("button", { type: "button", onclick: () => loadPage() }, "Try again");
+      errorSlot.replaceChildren(errorBox(e), again);
       return;
     }
     if (signal.aborted || my !== loadSeq) return;
@@ -81,7 +90,7 @@ export async function render(root, _params, ctx) {
   function apply(task) {
     if (task.team_id !== team.id) return;
     if (!loaded) {
-      pending.push(task);
+      if (!failed) pending.push(task);
       return;
     }
     if (table.update(task)) return;
