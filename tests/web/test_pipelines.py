@@ -27,7 +27,7 @@ except ImportError:
     pytest.skip("Playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
 from tests.support import Client, wait_for
-from tests.web.conftest import Stand, mark, not_reloaded, shot
+from tests.web.conftest import PASSWORD, Relay, Stand, mark, not_reloaded, shot
 
 STEP_APP = Path(__file__).resolve().parents[1] / "pipelines" / "apps" / "step"
 SLUG = "tests/pipeline-step"
@@ -193,6 +193,36 @@ def test_the_pipelines_page_lists_saved_pipelines_and_runs(pipes: Pipes, page: P
     # a click on a row opens the run
     top.get_by_role("cell").nth(2).click()
     assert _run_id(page) == fresh["id"]
+
+
+def test_a_runs_list_that_cannot_load_shows_no_stale_rows(
+    pipes: Pipes, relay: Relay, page: Page
+) -> None:
+    """A filter changed while the server cannot be reached: the runs of the filter before are
+    not left standing under it; "Try again" loads it once the server answers."""
+    stale = pipes.save("stale", [pipes.step("only")])
+    run = pipes.run(stale["id"])
+    pipes.wait(run["id"])
+    page.goto(f"{relay.url}/#/pipelines")  # the test cuts the network at the relay
+    page.get_by_role("textbox", name="Login", exact=True).fill("dev")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    table = _rows(page, "Runs")
+    expect(table.first).to_contain_text(f"#{run['id']}")
+    mark(page)
+
+    relay.cut()
+    page.get_by_role("combobox", name="Pipeline", exact=True).select_option("stale")
+    error = page.get_by_role("alert").filter(has_text="cannot be reached")
+    expect(error).to_be_visible()
+    expect(table).to_have_count(0)
+
+    relay.mend()
+    page.get_by_role("button", name="Try again", exact=True).click()
+    expect(table).to_have_count(1)
+    expect(table.first).to_contain_text(f"#{run['id']}")
+    expect(error).to_have_count(0)
+    assert not_reloaded(page), "the page was reloaded"
 
 
 # -- start, watch, open a session --------------------------------------------------------------

@@ -59,12 +59,14 @@ export async function render(root, _params, ctx) {
   }
 
   let loaded = false;
+  let failed = false; // the last load failed: no rows stand, nothing is queued for them
   let pending = []; // runs read while a page was loading
   let loadSeq = 0;
 
   async function loadPage() {
     const my = ++loadSeq;
     loaded = false;
+    failed = false;
     errorSlot.replaceChildren();
     root.setAttribute("aria-busy", "true");
     let page;
@@ -81,7 +83,13 @@ export async function render(root, _params, ctx) {
     } catch (e) {
       if (signal.aborted || my !== loadSeq) return;
       root.removeAttribute("aria-busy");
-      errorSlot.replaceChildren(errorBox(e));
+      // as on the sessions page: no rows of the filters before, nothing queued meanwhile
+      failed = true;
+      pending = [];
+      table.show([]);
+      table.empty.hidden = true;
+      const again = h("button", { type: "button", onclick: () => loadPage() }, "Try again");
+      errorSlot.replaceChildren(errorBox(e), again);
       return;
     }
     if (signal.aborted || my !== loadSeq) return;
@@ -104,7 +112,7 @@ export async function render(root, _params, ctx) {
       loadSaved();
     }
     if (!loaded) {
-      pending.push(run);
+      if (!failed) pending.push(run);
       return;
     }
     if (table.update(run)) return;
