@@ -1,6 +1,6 @@
 // Previous / Next over the API's cursor pages (the sessions and the pipeline runs tables).
 
-import { h } from "./dom.js";
+import { errorBox, h } from "./dom.js";
 
 export class Pager {
   /** ``load()`` reads the page of ``cursor``; focus stays on a pager button when one disables. */
@@ -42,4 +42,13 @@ export class Pager {
     this.label.textContent = `Page ${n}`;
     this.el.hidden = n <= 1 && !this.nextCursor;
   }
+}
+
+/** A page of a list that could not be read: ``table`` shows no rows (those on screen belonged
+ *  to other filters or another page) and not its "none" either, ``slot`` says why with a
+ *  "Try again" button that calls ``retry``. */
+export function showLoadFailure(table, slot, error, retry) {
+  table.show([]);
+  table.empty.hidden = true;
+  slot.replaceChildren(errorBox(error), h("button", { type: "button", onclick: retry }, "Try again"));
 }

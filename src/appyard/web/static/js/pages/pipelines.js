@@ -7,7 +7,7 @@ import { session } from "../lib/account.js";
 import { api } from "../lib/api.js";
 import { errorBox, h } from "../lib/dom.js";
 import { Names } from "../lib/names.js";
-import { Pager } from "../lib/pager.js";
+import { Pager, showLoadFailure } from "../lib/pager.js";
 import { everySecond } from "../lib/time.js";
 import { filterBar, filtersFrom, isFiltered, matches } from "./pipelines/filters.js";
 import { followTeamTasks, runLooker } from "./pipelines/live.js";
@@ -83,13 +83,9 @@ export async function render(root, _params, ctx) {
     } catch (e) {
       if (signal.aborted || my !== loadSeq) return;
       root.removeAttribute("aria-busy");
-      // as on the sessions page: no rows of the filters before, nothing queued meanwhile
-      failed = true;
+      failed = true; // the stream's changes meanwhile are not kept: the next load reads them
       pending = [];
-      table.show([]);
-      table.empty.hidden = true;
-      const again = h("button", { type: "button", onclick: () => loadPage() }, "Try again");
-      errorSlot.replaceChildren(errorBox(e), again);
+      showLoadFailure(table, errorSlot, e, () => loadPage());
       return;
     }
     if (signal.aborted || my !== loadSeq) return;

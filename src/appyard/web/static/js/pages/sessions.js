@@ -4,9 +4,9 @@
 
 import { session } from "../lib/account.js";
 import { api } from "../lib/api.js";
-import { errorBox, h } from "../lib/dom.js";
+import { h } from "../lib/dom.js";
 import { Names } from "../lib/names.js";
-import { Pager } from "../lib/pager.js";
+import { Pager, showLoadFailure } from "../lib/pager.js";
 import { everySecond } from "../lib/time.js";
 import { filterBar, filtersFrom, isFiltered, matches } from "./sessions/filters.js";
 import { followTeam } from "./sessions/live.js";
@@ -59,14 +59,9 @@ export async function render(root, _params, ctx) {
     } catch (e) {
       if (signal.aborted || my !== loadSeq) return;
       root.removeAttribute("aria-busy");
-      // rows of the filters or page before must not stand under these, and the changes the
-      // stream brings meanwhile are not kept: the next load reads them anyway
-      failed = true;
+      failed = true; // the stream's changes meanwhile are not kept: the next load reads them
       pending = [];
-      table.show([]);
-      table.empty.hidden = true;
-      const again = h("button", { type: "button", onclick: () => loadPage() }, "Try again");
-      errorSlot.replaceChildren(errorBox(e), again);
+      showLoadFailure(table, errorSlot, e, () => loadPage());
       return;
     }
     if (signal.aborted || my !== loadSeq) return;
