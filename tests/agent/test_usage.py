@@ -326,6 +326,15 @@ def test_junk_usage_is_refused_naming_the_field_and_the_task_runs_on(world: Worl
     future = {"task_id": task_id, "samples": _samples(now + timedelta(days=30), 1)}
     assert poll([other, future]).status_code == 200
     assert world.admin.ok("GET", f"/tasks/{task_id}")["usage_history"] == before["usage_history"]
+    # times at the ends of the calendar, and in another zone, are times like any: older than
+    # the last kept, they add nothing (and break nothing)
+    odd = [
+        {**_samples(now, 1)[0], "sampled_at": "0001-01-01T00:00:00Z"},
+        {**_samples(now, 1)[0], "sampled_at": "1969-12-31T23:59:59.999999-12:00"},
+        {**_samples(now, 1)[0], "sampled_at": (now - timedelta(seconds=10)).isoformat()},
+    ]
+    assert poll([{"task_id": task_id, "samples": odd}]).status_code == 200
+    assert world.admin.ok("GET", f"/tasks/{task_id}")["usage_history"] == before["usage_history"]
     # its end report carries its last figures, stored before it ends
     last = {"task_id": task_id, "samples": _samples(now, 1, memory_mb=333.0)}
     agent.ok(
