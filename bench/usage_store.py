@@ -10,7 +10,10 @@ from ``/proc``) and, with ``--postgres``, the database's and the bytes of its wr
 and what that is at 100 agents polling
 every 25 s (4 polls a second) as a share of one core.
 
-Run: ``python bench/usage_store.py [--agents 100] [--per-agent 100] [--postgres]``.
+The server is ``appyard up``'s (SQLite in its home, or ``--postgres``), as users run it;
+``--bare``: ``python -m appyard.server`` alone.
+
+Run: ``python bench/usage_store.py [--agents 100] [--per-agent 100] [--postgres] [--bare]``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,13 +37,15 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import APPS, Client, ServerProc, pg_database  # noqa: E402
+from tests.support import APPS, Client, ServerProc, Up, free_port, pg_database  # noqa: E402
 
 #: samples per session per poll: a 25 s poll at the 5 s default interval
 PER_POLL = 5
 #: rounds before the timed ones: 24 x 5 = 120 samples, each history at its cap
 FILL_ROUNDS = 24
 POLL_S = 25.0
+#: the protocol-level agents poll only in the timed rounds: they must not be called lost
+TTL = "86400"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -144,7 +150,28 @@ def database(postgres: bool) -> Iterator[str | None]:
         yield url
 
 
-async def bench(server: ServerProc, args: argparse.Namespace) -> None:
+@dataclass
+class Target:
+    """The server measured: its address, an admin token, its process, its database."""
+
+    url: str
+    admin_token: str
+    pid: int
+    database_url: str | None
+
+
+def server_child(parent: int) -> int:
+    """The pid of ``appyard up``'s server process (its child running ``appyard.server``)."""
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == parent and b"appyard.server" in (d / "cmdline").read_bytes():
+                    return int(d.name)
+    raise SystemExit("appyard up runs no server process")
+
+
+async def bench(server: Target, args: argparse.Namespace) -> None:
     admin = Client(server.url, server.admin_token)
     team = admin.ok("POST", "/teams", json={"name": "usage"})["id"]
     ws = admin.ok("POST", f"/teams/{team}/workspaces", json={"name": "w"})["id"]
@@ -178,8 +205,7 @@ async def bench(server: ServerProc, args: argparse.Namespace) -> None:
         await agents.claim(args.per_agent)
         n = args.agents * args.per_agent
         print(f"{n} started sessions on {args.agents} agents ({time.perf_counter() - t0:.0f} s)")
-        assert server.proc is not None
-        pids = [server.proc.pid]
+        pids = [server.pid]
         for i in range(FILL_ROUNDS):
             took = await agents.round()
             if i == 0:
@@ -225,17 +251,36 @@ def main() -> None:
         "--rounds", type=int, default=12, help="timed rounds: 12, one halving of each history"
     )
     ap.add_argument("--postgres", action="store_true")
+    ap.add_argument("--bare", action="store_true", help="a bare server, not `appyard up`")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, database(args.postgres) as url:
-        server = ServerProc(
-            Path(tmp) / "home", database_url=url, extra_env={"APPYARD_AGENT_TTL_S": "86400"}
-        )
+        home = Path(tmp) / "home"
         print(f"database: {'PostgreSQL' if args.postgres else 'SQLite'}")
-        server.start()
+        if args.bare:
+            server = ServerProc(home, database_url=url, extra_env={"APPYARD_AGENT_TTL_S": TTL})
+            server.start()
+            try:
+                assert server.proc is not None
+                target = Target(server.url, server.admin_token, server.proc.pid, url)
+                asyncio.run(bench(target, args))
+            finally:
+                server.stop()
+            return
+        port = free_port()
+        up = Up(
+            home,
+            Path(tmp) / "appyard.env",
+            port,
+            APPYARD_AGENT_TTL_S=TTL,
+            APPYARD_DATABASE_URL=url or "",  # empty: the SQLite file in the home
+        )
         try:
-            asyncio.run(bench(server, args))
+            token = (home / "admin-token").read_text().strip()
+            target = Target(f"http://127.0.0.1:{port}", token, server_child(up.proc.pid), url)
+            print("through `appyard up --port` (its own agent idle beside them)")
+            asyncio.run(bench(target, args))
         finally:
-            server.stop()
+            up.interrupt()
 
 
 if __name__ == "__main__":
